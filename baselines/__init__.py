@@ -1,0 +1,1 @@
+"""Learners, one file each; installed as ``fewshot.baselines``."""

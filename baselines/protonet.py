@@ -1,0 +1,76 @@
+"""Prototypical Networks: Snell, Swersky and Zemel 2017, "Prototypical Networks for
+Few-shot Learning", NeurIPS.
+
+A class is represented by the mean of its support embeddings (its prototype);
+a query's logits are the negative squared Euclidean distances to the
+prototypes. The embedding is the Conv-4 backbone. Training follows the
+paper's Omniglot recipe: episodes with more classes than at test time
+(60-way, 5 queries per class), as many shots as at test time, Adam at 1e-3
+with the learning rate halved every 2,000 episodes.
+
+Deviation: the paper trains until the validation loss stops improving; here
+training runs for a fixed budget of episodes (see ``default_budget``), so
+that a benchmark cell is reproducible from its configuration alone.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from fewshot.backbones import Conv4
+from fewshot.episode import Episode
+from fewshot.learner import EpisodeBatches, Learner, TaskSpec
+
+
+def prototype_logits(support: torch.Tensor, query: torch.Tensor, ways: int) -> torch.Tensor:
+    """Negative squared distances from each query embedding to each class mean (support grouped by class)."""
+    prototypes = support.reshape(ways, -1, support.shape[-1]).mean(1)
+    return -torch.cdist(query, prototypes).pow(2)
+
+
+class ProtoNet(Learner):
+    family = "metric"
+    paper = "Snell et al. 2017, Prototypical Networks for Few-shot Learning"
+    hparams = {
+        "lr": 1e-3,
+        "lr_halve_every": 2000,
+        "train_ways": 60,
+        "train_shots": 0,  # 0: as many as the benchmark cell's shots
+        "train_queries": 5,
+        "hidden": 64,
+    }
+    trains_on = ("shots",)
+    default_budget = {"glyphs": "600steps", "omniglot": "20000steps", "*": "2000steps"}
+
+    def __init__(self, task: TaskSpec, hp):
+        super().__init__(task, hp)
+        self.backbone = Conv4(task.image_shape[0], hp["hidden"])
+        self.optimizer = torch.optim.Adam(self.parameters(), lr=hp["lr"])
+        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, hp["lr_halve_every"], gamma=0.5)
+
+    def train_batches(self) -> EpisodeBatches:
+        ways = min(self.hp["train_ways"], self.task.train_classes)
+        return EpisodeBatches(ways, self.hp["train_shots"] or self.task.shots, self.hp["train_queries"])
+
+    def train_step(self, batch: list[Episode]) -> dict[str, float]:
+        self.optimizer.zero_grad()
+        loss_sum, correct = 0.0, 0.0
+        for episode in batch:
+            n_support = episode.support_y.numel()
+            features = self.backbone(torch.cat([episode.support_x, episode.query_x]))
+            logits = prototype_logits(features[:n_support], features[n_support:], episode.ways)
+            loss = F.cross_entropy(logits, episode.query_y) / len(batch)
+            loss.backward()
+            loss_sum += loss.item()
+            correct += (logits.argmax(1) == episode.query_y).float().mean().item() / len(batch)
+        self.optimizer.step()
+        self.scheduler.step()
+        return {"loss": loss_sum, "acc": correct}
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)
+
+    @torch.no_grad()
+    def predict_embedded(self, episode: Episode) -> torch.Tensor:
+        return prototype_logits(episode.support_x, episode.query_x, episode.ways)

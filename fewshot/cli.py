@@ -1,0 +1,252 @@
+"""The ``fewshot`` command line.
+
+Every error a user can cause ends in one line on stderr saying what is wrong
+and how to fix it, exit status 2, and nothing written.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from fewshot.errors import FewshotError
+
+PERCENT = 100.0
+
+
+def _common_cell_options(fn):
+    options = [
+        click.option("--dataset", default="glyphs", show_default=True, help="Dataset (see `fewshot datasets`)."),
+        click.option("--protocol", default=None, help="Protocol of the dataset (default: the dataset's own)."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed of episodes and training."),
+        click.option("--hp", multiple=True, metavar="NAME=VALUE", help="Override a hyperparameter (repeatable)."),
+        click.option("--budget", default=None, help="Training budget: 500steps or 10min (default: the learner's)."),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda."),
+        click.option("--data-root", default=None, type=click.Path(file_okay=False),
+                     help="Folder holding the raw datasets (default: $FEWSHOT_DATA)."),
+        click.option("--quiet", is_flag=True, help="No progress bars."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="fewshot")
+def cli() -> None:
+    """Few-shot and meta-learning benchmark suite: one sampler, many learners, one leaderboard."""
+
+
+@cli.command("eval")
+@click.option("--learner", required=True, help="Learner (see `fewshot learners`).")
+@click.option("--ways", type=int, default=None, help="Classes per episode.")
+@click.option("--shots", type=int, default=None, help="Support images per class.")
+@click.option("--queries", type=int, default=None, help="Query images per class  [default: 15]")
+@click.option("--episodes", type=int, default=None, help="Test episodes  [default: 600]")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="Evaluate this checkpoint instead of training (or reusing) one.")
+@click.option("--results", type=click.Path(dir_okay=False), default=None,
+              help="Results file (default: $FEWSHOT_RESULTS or the user's data folder).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON line.")
+@click.option("--no-embedding-cache", is_flag=True, help="Embed every episode's images anew (the plain path).")
+@_common_cell_options
+def eval_command(learner, ways, shots, queries, episodes, checkpoint, results, as_json, no_embedding_cache, dataset,
+                 protocol, seed, hp, budget, device, data_root, quiet):
+    """Evaluate a learner on seeded test episodes and record the run.
+
+    With no --checkpoint the learner is first trained with its default budget
+    for the dataset (or --budget), and the checkpoint is cached by
+    configuration, so a second run only evaluates.
+    """
+    from fewshot import experiment, harness, store
+    from fewshot.learner import parse_hp_options
+    from fewshot.paths import results_path
+
+    overrides = parse_hp_options(hp)
+    results_file = results_path(results)
+    store.check_writable(results_file)
+    target = experiment.resolve_device(device)
+    if budget:
+        harness.Budget.parse(budget)  # a malformed budget fails before any work
+    bench = experiment.open_benchmark(dataset, protocol, data_root)
+    cell = experiment.resolve_cell(bench, ways, shots, queries, episodes, seed)
+    setup = experiment.make_setup(learner, overrides, bench, cell)
+    source = experiment.test_source(bench, cell)
+    if checkpoint:
+        trained = experiment.load_trained(setup, Path(checkpoint), target)
+    else:
+        trained = experiment.ensure_trained(setup, experiment.default_budget(setup, budget), target, progress=not quiet)
+    result = harness.evaluate(trained.learner, source, cell.episodes, target,
+                              use_cache=False if no_embedding_cache else None, progress=not quiet)
+    run_id = store.ResultsStore(results_file).record(experiment.run_record(setup, trained, result, target),
+                                                      result.accuracies)
+    if as_json:
+        click.echo(json.dumps({"mean": round(result.mean * PERCENT, 4), "ci95": round(result.ci95 * PERCENT, 4),
+                               "episodes": cell.episodes, "seconds": round(result.seconds, 3), "run_id": run_id,
+                               "learner": learner, "dataset": cell.dataset, "protocol": cell.protocol,
+                               "ways": cell.ways, "shots": cell.shots, "queries": cell.queries, "seed": cell.seed,
+                               "episodes_per_s": round(result.episodes_per_s, 2), "train_steps": trained.steps,
+                               "digest": result.digest}))
+        return
+    click.echo(f"{learner} on {cell.dataset}/{cell.protocol}: {cell.ways}-way {cell.shots}-shot, {cell.queries} queries, "
+               f"{cell.episodes} episodes, seed {cell.seed}")
+    mean, ci = result.mean * PERCENT, result.ci95 * PERCENT
+    if bench.report == "error":
+        from fewshot.leaderboard.papers import references_for
+
+        refs = ", ".join(f"{who} {err:g}%" for who, err in references_for(cell.dataset, cell.protocol))
+        click.echo(f"error rate {PERCENT - mean:.2f}% ± {ci:.2f} (accuracy {mean:.2f}%); published: {refs}")
+    else:
+        click.echo(f"accuracy {mean:.2f}% ± {ci:.2f} (95% interval)")
+    click.echo(f"{result.seconds:.1f} s, {result.episodes_per_s:.1f} episodes/s; trained {trained.steps} steps; "
+               f"run {run_id} in {results_file}")
+
+
+@cli.command("train")
+@click.option("--learner", required=True, help="Learner (see `fewshot learners`).")
+@click.option("--ways", type=int, default=5, show_default=True, help="Test-time ways (validation; some learners train on it).")
+@click.option("--shots", type=int, default=1, show_default=True, help="Test-time shots.")
+@click.option("--queries", type=int, default=None, help="Queries per class in validation episodes  [default: 15]")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Where to write the checkpoint (default: the cache, where `fewshot eval` finds it).")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=500, show_default=True,
+              help="Steps between partial checkpoints (a killed run resumes from the last).")
+@_common_cell_options
+def train_command(learner, ways, shots, queries, out, checkpoint_every, dataset, protocol, seed, hp, budget, device,
+                  data_root, quiet):
+    """Train a learner for a budget; a rerun of the same command resumes an interrupted training."""
+    from fewshot import experiment
+    from fewshot.learner import parse_hp_options
+
+    overrides = parse_hp_options(hp)
+    target = experiment.resolve_device(device)
+    bench = experiment.open_benchmark(dataset, protocol, data_root)
+    fixed = bench.fixed_cell
+    cell = experiment.resolve_cell(bench, fixed.get("ways", ways), fixed.get("shots", shots), queries,
+                                   fixed.get("episodes"), seed)
+    setup = experiment.make_setup(learner, overrides, bench, cell)
+    trained = experiment.ensure_trained(setup, experiment.default_budget(setup, budget), target,
+                                        out=Path(out) if out else None, progress=not quiet,
+                                        checkpoint_every=checkpoint_every)
+    if trained.checkpoint is None:
+        click.echo(f"{learner} has nothing to train")
+        return
+    last = trained.outcome.history[-1] if trained.outcome and trained.outcome.history else {}
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in last.items() if k != "step")
+    click.echo(f"trained {trained.steps} steps in {trained.seconds:.1f} s{'; ' + shown if shown else ''}")
+    click.echo(f"checkpoint: {trained.checkpoint}")
+
+
+@cli.command("learners")
+def learners_command():
+    """List the registered learners with family, paper and hyperparameters."""
+    from fewshot import registry
+    from fewshot.learner import describe_hparams
+
+    for name in registry.names("learner"):
+        cls = registry.learner(name)
+        click.echo(f"{name}  [{cls.family}]  {cls.paper}")
+        click.echo(f"    hyperparameters: {describe_hparams(cls) or 'none'}")
+        budgets = ", ".join(f"{k}: {v}" for k, v in cls.default_budget.items())
+        support = "needs support images" if cls.needs_support else "works without support images (zero-shot)"
+        click.echo(f"    default budget: {budgets}; {support}")
+
+
+@cli.command("datasets")
+@click.option("--data-root", default=None, type=click.Path(file_okay=False), help="Folder holding the raw datasets.")
+def datasets_command(data_root):
+    """List the datasets, their protocols and whether their files are present."""
+    from fewshot import registry
+    from fewshot.paths import data_root as resolve_root
+
+    root = resolve_root(data_root)
+    for name in registry.names("dataset"):
+        source = registry.dataset(name)
+        present, status = source.status(root)
+        click.echo(f"{name}  {source.summary}")
+        click.echo(f"    protocols: {', '.join(source.protocols)} (default {source.default_protocol})")
+        click.echo(f"    {'present' if present else 'absent'}: {status}")
+
+
+@cli.group("data")
+def data_group():
+    """Manage raw datasets."""
+
+
+@data_group.command("fetch")
+@click.argument("dataset")
+@click.option("--data-root", default=None, type=click.Path(file_okay=False), help="Where to put the files.")
+@click.option("--mirror", default=None, help="Base URL to download from instead of the official release.")
+def fetch_command(dataset, data_root, mirror):
+    """Download a dataset's official release, checking every file's md5."""
+    from fewshot import fetch
+    from fewshot.paths import data_root as resolve_root
+
+    for line in fetch.fetch(dataset, resolve_root(data_root), mirror):
+        click.echo(line)
+
+
+@cli.command("leaderboard")
+@click.option("--format", "fmt", type=click.Choice(["md", "csv", "html"]), default="md", show_default=True)
+@click.option("--results", type=click.Path(dir_okay=False), default=None, help="Results file.")
+@click.option("--output", type=click.Path(dir_okay=False), default=None, help="Write to this file instead of stdout.")
+def leaderboard_command(fmt, results, output):
+    """One row per learner and benchmark cell: mean ± 95% interval beside the paper's number."""
+    from fewshot.data import atomic_write
+    from fewshot.leaderboard.table import render
+    from fewshot.paths import results_path
+    from fewshot.store import ResultsStore
+
+    text = render(ResultsStore(results_path(results)).runs(), fmt)
+    if output:
+        atomic_write(Path(output), lambda f: f.write(text.encode()))
+    else:
+        click.echo(text, nl=False)
+
+
+@cli.command("compare")
+@click.argument("run_a", type=int)
+@click.argument("run_b", type=int)
+@click.option("--results", type=click.Path(dir_okay=False), default=None, help="Results file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as one JSON line.")
+def compare_command(run_a, run_b, results, as_json):
+    """Paired difference of two runs on identical episodes (A minus B), with its 95% interval."""
+    from fewshot.leaderboard.table import compare
+    from fewshot.paths import results_path
+    from fewshot.store import ResultsStore
+
+    found = ResultsStore(results_path(results))
+    outcome = compare(found.run(run_a), found.run(run_b))
+    if as_json:
+        click.echo(json.dumps(outcome))
+        return
+    click.echo(f"run {run_a} ({outcome['a']}) minus run {run_b} ({outcome['b']}) on {outcome['episodes']} identical episodes:")
+    click.echo(f"difference {outcome['difference']:+.2f} points ± {outcome['ci95']:.2f} (95% interval); "
+               f"{outcome['verdict']}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    from fewshot.runtime import tune_allocator
+
+    tune_allocator()
+    try:
+        code = cli.main(args=argv, prog_name="fewshot", standalone_mode=False)
+    except FewshotError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    except click.exceptions.UsageError as err:
+        command = err.ctx.command_path if err.ctx is not None else "fewshot"
+        click.echo(f"error: {err.format_message()} (see `{command} --help`)", err=True)
+        sys.exit(2)
+    except click.exceptions.ClickException as err:
+        click.echo(f"error: {err.format_message()}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

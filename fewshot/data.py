@@ -1,0 +1,223 @@
+"""Decoded datasets, the splits of a protocol, and the on-disk cache of decoded arrays.
+
+A dataset is decoded once from its raw files into a :class:`ClassImages` and
+cached under the cache folder, keyed by dataset, version, image size and
+whatever else its decoding depends on; every later run loads the arrays in
+well under a second. A :class:`Benchmark` bundles the decoded images with the
+class splits of one protocol.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+
+from fewshot.errors import FewshotError
+from fewshot.paths import cache_dir
+
+ROLES = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    """What is known of one class: its name, its group (alphabet, script) and dataset-specific facts."""
+
+    name: str
+    group: str
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ClassImages:
+    """All images of a dataset, decoded: uint8 ``images [n, C, H, W]`` sorted by ``labels [n]``.
+
+    ``domains [n]`` indexes ``domain_names`` (font family, digit source) where a
+    dataset has domains. ``extras`` holds integer tables a protocol needs, such
+    as the image indices of fixed evaluation episodes.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: tuple[ClassInfo, ...]
+    domains: torch.Tensor | None = None
+    domain_names: tuple[str, ...] = ()
+    extras: Mapping[str, torch.Tensor] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
+            raise ValueError(f"images must be uint8 [n, C, H, W], got {self.images.dtype} {tuple(self.images.shape)}")
+        if self.labels.shape != (self.images.shape[0],):
+            raise ValueError("one label per image is required")
+        if self.labels.numel() and bool((self.labels[1:] < self.labels[:-1]).any()):
+            raise ValueError("images must be sorted by label")
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+    def class_counts(self) -> torch.Tensor:
+        return torch.bincount(self.labels, minlength=len(self.classes))
+
+    def save(self, path: Path) -> None:
+        """Write the arrays and metadata to one ``.npz`` atomically (no pickle inside)."""
+        meta = {
+            "classes": [{"name": c.name, "group": c.group, "meta": dict(c.meta)} for c in self.classes],
+            "domain_names": list(self.domain_names),
+            "extras": sorted(self.extras),
+        }
+        arrays = {
+            "images": self.images.numpy(),
+            "labels": self.labels.numpy(),
+            "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+        }
+        if self.domains is not None:
+            arrays["domains"] = self.domains.numpy()
+        arrays.update({f"extra_{k}": v.numpy() for k, v in self.extras.items()})
+        atomic_write(path, lambda f: np.savez(f, **arrays))
+
+    @classmethod
+    def load(cls, path: Path) -> "ClassImages":
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(z["meta"].tobytes().decode())
+            return cls(
+                images=torch.from_numpy(z["images"]),
+                labels=torch.from_numpy(z["labels"]),
+                classes=tuple(ClassInfo(c["name"], c["group"], c["meta"]) for c in meta["classes"]),
+                domains=torch.from_numpy(z["domains"]) if "domains" in z.files else None,
+                domain_names=tuple(meta["domain_names"]),
+                extras={k: torch.from_numpy(z[f"extra_{k}"]) for k in meta["extras"]},
+            )
+
+
+@dataclass(frozen=True)
+class Split:
+    """The classes one role may use, each with a number of quarter turns.
+
+    Rotations by 90 degrees as extra classes (Vinyals et al.) are rows of the
+    same class with another ``rotations`` value, never copies of the images.
+    ``image_mask`` optionally restricts which images of those classes the role sees.
+    """
+
+    classes: torch.Tensor
+    rotations: torch.Tensor
+    image_mask: torch.Tensor | None = None
+
+    @classmethod
+    def of(cls, classes, rotations=None, image_mask=None) -> "Split":
+        classes = torch.as_tensor(classes, dtype=torch.int64)
+        rotations = torch.zeros_like(classes) if rotations is None else torch.as_tensor(rotations, dtype=torch.int64)
+        if classes.shape != rotations.shape:
+            raise ValueError("one rotation per class row is required")
+        return cls(classes, rotations, image_mask)
+
+    def __len__(self) -> int:
+        return int(self.classes.numel())
+
+    def with_rotations(self) -> "Split":
+        """Every class in all four quarter turns, each turn a class of its own."""
+        return Split.of(self.classes.repeat_interleave(4), torch.arange(4).repeat(len(self)), self.image_mask)
+
+    def union(self, other: "Split") -> "Split":
+        if (self.image_mask is None) != (other.image_mask is None):
+            raise ValueError("cannot join a split restricted to some images with one that is not")
+        mask = None if self.image_mask is None else self.image_mask | other.image_mask
+        return Split.of(torch.cat([self.classes, other.classes]), torch.cat([self.rotations, other.rotations]), mask)
+
+
+@dataclass(frozen=True)
+class FixedEpisodes:
+    """Episodes fixed by a benchmark's authors rather than sampled (Lake's twenty runs).
+
+    Item ids are ``image_index * 4 + quarter_turns``, as everywhere in the sampler.
+    """
+
+    class_ids: torch.Tensor  # [E, N]
+    support_items: torch.Tensor  # [E, N*K], grouped by class
+    query_items: torch.Tensor  # [E, N*Q], grouped by class
+
+    def __len__(self) -> int:
+        return int(self.class_ids.shape[0])
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A dataset under one protocol: its images, the split of each role, and any fixed episodes.
+
+    ``fixed_cell`` pins ways/shots/queries/episodes where the protocol defines
+    them (Lake's runs are 20-way 1-shot with one query per class, 20 episodes).
+    ``report`` is ``"accuracy"`` or ``"error"`` (the figure the protocol's papers quote).
+    """
+
+    dataset: str
+    protocol: str
+    data: ClassImages
+    splits: Mapping[str, Split]
+    fixed: Mapping[str, FixedEpisodes] = field(default_factory=dict)
+    fixed_cell: Mapping[str, int] = field(default_factory=dict)
+    report: str = "accuracy"
+    notes: str = ""
+
+    def split(self, role: str) -> Split | None:
+        return self.splits.get(role)
+
+
+def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
+    """Write through a temporary file in the same folder, then rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def cache_key(**parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def cached(name: str, version: int, size: int, build: Callable[[], ClassImages], **depends_on: Any) -> ClassImages:
+    """Load ``name`` from the decode cache, building and storing it first if absent or unreadable."""
+    key = cache_key(name=name, version=version, size=size, **depends_on)
+    path = cache_dir() / "datasets" / f"{name}-v{version}-{size}px-{key}.npz"
+    if path.exists():
+        try:
+            return ClassImages.load(path)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+            pass  # a damaged cache entry is rebuilt from the raw files below
+    data = build()
+    try:
+        data.save(path)
+    except OSError as err:
+        raise FewshotError(f"cannot write the dataset cache {path}: {err}; set FEWSHOT_CACHE to a writable folder") from err
+    return data
+
+
+def file_digest(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def resize_strokes(images: torch.Tensor, size: int, chunk: int = 4096) -> torch.Tensor:
+    """Antialiased resize of ``[n, H, W]`` stroke intensities in [0, 1] to uint8 ``[n, 1, size, size]``."""
+    out = torch.empty(images.shape[0], 1, size, size, dtype=torch.uint8)
+    for start in range(0, images.shape[0], chunk):
+        block = images[start : start + chunk].unsqueeze(1).float()
+        small = torch.nn.functional.interpolate(block, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        out[start : start + chunk] = (small.clamp(0, 1) * 255).round().to(torch.uint8)
+    return out

@@ -1,0 +1,290 @@
+"""From a command line's words to a trained learner and a recorded result.
+
+Everything that can be checked is checked here before anything is trained or
+written: the learner, its hyperparameters, the dataset and its files, the
+benchmark cell, the checkpoint.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import platform
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+import fewshot
+from fewshot import checkpoint, registry
+from fewshot.data import Benchmark, cache_key
+from fewshot.errors import FewshotError
+from fewshot.harness import Budget, EvalResult, TrainOutcome, evaluate, train
+from fewshot.learner import EpisodeBatches, ImageBatches, Learner, TaskSpec, resolve_hparams
+from fewshot.paths import cache_dir, data_root
+from fewshot.sampler import EpisodeSampler, EpisodeSource, FixedSampler
+from fewshot.sampler import ImageBatches as ImageBatchSampler
+
+DEFAULT_QUERIES = 15
+DEFAULT_EPISODES = 600
+VALIDATION_EPISODES = 100
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A benchmark cell: with the learner's configuration it fixes every number of a result."""
+
+    dataset: str
+    protocol: str
+    ways: int
+    shots: int
+    queries: int
+    episodes: int
+    seed: int
+    split: str = "test"
+
+
+def open_benchmark(dataset: str, protocol: str | None, root: str | Path | None = None, size: int = 28) -> Benchmark:
+    source = registry.dataset(dataset)
+    protocol = protocol or source.default_protocol
+    if protocol not in source.protocols:
+        raise FewshotError(f"unknown {dataset} protocol {protocol!r}: choose one of {', '.join(source.protocols)}")
+    return source.benchmark(protocol, data_root(root), size)
+
+
+def resolve_cell(bench: Benchmark, ways: int | None, shots: int | None, queries: int | None, episodes: int | None,
+                 seed: int) -> Cell:
+    given = {"ways": ways, "shots": shots, "queries": queries, "episodes": episodes}
+    for name, fixed in bench.fixed_cell.items():
+        if given[name] is not None and given[name] != fixed:
+            pinned = " ".join(f"--{k} {v}" for k, v in bench.fixed_cell.items())
+            raise FewshotError(f"{bench.dataset}/{bench.protocol} fixes --{name} {fixed} (its episodes are {pinned}); "
+                               f"leave --{name} out or pass {fixed}")
+        given[name] = fixed
+    given["queries"] = DEFAULT_QUERIES if given["queries"] is None else given["queries"]
+    given["episodes"] = DEFAULT_EPISODES if given["episodes"] is None else given["episodes"]
+    for name in ("ways", "shots"):
+        if given[name] is None:
+            raise FewshotError(f"--{name} is required (for example --ways 5 --shots 1)")
+    for name, value in given.items():
+        least = 0 if name == "shots" else 1
+        if value < least:
+            raise FewshotError(f"--{name} must be at least {least}, got {value}")
+    if seed < 0:
+        raise FewshotError(f"--seed must be zero or positive, got {seed}")
+    return Cell(bench.dataset, bench.protocol, seed=seed, **given)
+
+
+def test_source(bench: Benchmark, cell: Cell) -> EpisodeSource:
+    if cell.split in bench.fixed:
+        source = FixedSampler(bench.data, bench.fixed[cell.split])
+        if cell.episodes > len(source):
+            raise FewshotError(f"{bench.dataset}/{bench.protocol} has {len(source)} fixed episodes; lower --episodes")
+        return source
+    split = bench.split(cell.split)
+    if split is None:
+        raise FewshotError(f"{bench.dataset}/{bench.protocol} has no {cell.split} split")
+    return EpisodeSampler(bench.data, split, cell.ways, cell.shots, cell.queries, cell.seed, role="test",
+                          name=f"the {bench.dataset}/{bench.protocol} {cell.split} split")
+
+
+@dataclass
+class Setup:
+    """A learner class with resolved hyperparameters, on one benchmark cell."""
+
+    name: str
+    cls: type[Learner]
+    hp: dict[str, Any]
+    bench: Benchmark
+    cell: Cell
+    overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def task(self) -> TaskSpec:
+        train_split = self.bench.split("train")
+        return TaskSpec(self.cell.dataset, self.cell.protocol, tuple(self.bench.data.image_shape), self.cell.ways,
+                        self.cell.shots, self.cell.queries, len(train_split) if train_split is not None else 0)
+
+    def training_config(self, budget: Budget) -> dict[str, Any]:
+        """Everything training depends on: two equal configurations give the same checkpoint."""
+        return {
+            "learner": self.name,
+            "hparams": {k: v for k, v in self.hp.items() if k not in self.cls.eval_hparams},
+            "dataset": self.cell.dataset,
+            "protocol": self.cell.protocol,
+            "cell": {k: getattr(self.cell, k) for k in self.cls.trains_on},
+            "seed": self.cell.seed,
+            "budget": str(budget),
+            "image_shape": list(self.bench.data.image_shape),
+            "fewshot": fewshot.__version__,
+        }
+
+
+def make_setup(learner: str, overrides: dict[str, str], bench: Benchmark, cell: Cell) -> Setup:
+    cls = registry.learner(learner)
+    hp = resolve_hparams(cls, overrides, learner)
+    if cell.shots == 0 and cls.needs_support:
+        raise FewshotError(f"{learner} needs support images and cannot run with --shots 0; choose a zero-shot learner")
+    return Setup(learner, cls, hp, bench, cell, {k: hp[k] for k in overrides})
+
+
+def build(setup: Setup, device: torch.device) -> Learner:
+    torch.manual_seed(setup.cell.seed)  # parameter initialisation is part of the run's seed
+    try:
+        learner = setup.cls(setup.task, setup.hp)
+    except FewshotError:
+        raise
+    except (ValueError, TypeError) as err:
+        raise FewshotError(f"{setup.name} cannot be built with {setup.hp}: {err}") from None
+    return learner.to(device)
+
+
+def default_budget(setup: Setup, budget: str | None) -> Budget:
+    defaults = setup.cls.default_budget
+    return Budget.parse(budget or defaults.get(setup.cell.dataset, defaults.get("*", "1000steps")))
+
+
+def cached_checkpoint(config: dict[str, Any]) -> Path:
+    key = cache_key(**config)
+    return cache_dir() / "checkpoints" / f"{config['learner']}-{config['dataset']}-{config['protocol']}-{key}.pt"
+
+
+def batches_for(setup: Setup, learner: Learner) -> Callable[[int], Any] | None:
+    spec = learner.train_batches()
+    if spec is None:
+        return None
+    split = setup.bench.split("train")
+    if split is None:
+        raise FewshotError(f"{setup.cell.dataset}/{setup.cell.protocol} has no training split")
+    if isinstance(spec, EpisodeBatches):
+        sampler = EpisodeSampler(setup.bench.data, split, spec.ways, spec.shots, spec.queries, setup.cell.seed,
+                                 role="train", name=f"the {setup.cell.dataset}/{setup.cell.protocol} train split")
+        return lambda step: [sampler[step * spec.meta_batch + j] for j in range(spec.meta_batch)]
+    if isinstance(spec, ImageBatches):
+        return ImageBatchSampler(setup.bench.data, split, spec.batch_size, setup.cell.seed).__getitem__
+    raise FewshotError(f"{setup.name}.train_batches returned {spec!r}; expected EpisodeBatches, ImageBatches or None")
+
+
+def validator(setup: Setup, learner: Learner, device: torch.device) -> Callable[[], float] | None:
+    split = setup.bench.split("val")
+    if split is None:
+        return None
+    cell = setup.cell
+    sampler = EpisodeSampler(setup.bench.data, split, min(cell.ways, len(split)), cell.shots, cell.queries, cell.seed,
+                             role="val", name=f"the {cell.dataset}/{cell.protocol} val split")
+    return lambda: evaluate(learner, sampler, VALIDATION_EPISODES, device).mean
+
+
+@dataclass
+class Trained:
+    learner: Learner
+    checkpoint: Path | None
+    budget: str | None
+    steps: int
+    seconds: float
+    outcome: TrainOutcome | None = None
+
+
+def load_trained(setup: Setup, path: Path, device: torch.device) -> Trained:
+    """A learner restored from an explicit checkpoint; its training hyperparameters win over the defaults."""
+    payload = checkpoint.load(path, learner=setup.name)
+    if not payload.get("complete", False):
+        raise FewshotError(f"checkpoint {path} is from an unfinished training (step {payload.get('step')}); "
+                           f"finish it with the `fewshot train` command that wrote it")
+    trained_hp = payload.get("hparams", {})
+    for name, value in setup.overrides.items():
+        if name not in setup.cls.eval_hparams and name in trained_hp and trained_hp[name] != value:
+            raise FewshotError(f"--hp {name}={value} changes training, but {path} was trained with {name}={trained_hp[name]}")
+    setup.hp = {**setup.hp, **{k: v for k, v in trained_hp.items() if k in setup.hp}, **setup.overrides}
+    learner = build(setup, device)
+    checkpoint.restore(learner, payload, path)
+    return Trained(learner, path, payload.get("config", {}).get("budget"), int(payload["step"]), float(payload["elapsed"]))
+
+
+def ensure_trained(setup: Setup, budget: Budget, device: torch.device, out: Path | None = None, progress: bool = True,
+                   checkpoint_every: int = 500) -> Trained:
+    """Train (or resume, or reuse the cached result of) the configuration; return the trained learner."""
+    config = setup.training_config(budget)
+    path = Path(out) if out is not None else cached_checkpoint(config)
+    partial = path.with_name(path.name + ".partial")
+    learner = build(setup, device)
+    batch_at = batches_for(setup, learner)
+    if batch_at is None:
+        return Trained(learner, None, None, 0, 0.0)
+    if path.exists():
+        payload = checkpoint.load(path, learner=setup.name)
+        if payload.get("complete") and payload.get("config") == config:
+            checkpoint.restore(learner, payload, path)
+            return Trained(learner, path, str(budget), int(payload["step"]), float(payload["elapsed"]))
+        if out is not None:
+            raise FewshotError(f"{path} already holds a checkpoint of another configuration; choose another --out")
+    resume = None
+    if partial.exists():
+        payload = checkpoint.load(partial, learner=setup.name)
+        if payload.get("config") != config:
+            raise FewshotError(f"{partial} holds an unfinished training of another configuration; "
+                               f"move it away or choose another --out")
+        checkpoint.restore(learner, payload, partial)
+        resume = payload
+
+    def save(progress_state: dict[str, Any], complete: bool) -> None:
+        payload = {"learner": setup.name, "hparams": setup.hp, "config": config, "complete": complete, **progress_state}
+        checkpoint.save(path if complete else partial, payload)
+        if complete and partial.exists():
+            partial.unlink()
+
+    outcome = train(learner, batch_at, budget, save_checkpoint=save, device=device,
+                    validate=validator(setup, learner, device),
+                    validate_every=max(1, min(500, (budget.steps or 10**9) // 4)),
+                    checkpoint_every=checkpoint_every, resume=resume, progress=progress)
+    return Trained(learner, path, str(budget), outcome.steps, outcome.seconds, outcome)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise FewshotError("--device cuda: no CUDA device is visible to torch; use --device cpu or auto")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise FewshotError(f"--device {name!r}: choose auto, cpu or cuda") from None
+
+
+def code_commit() -> str | None:
+    root = Path(fewshot.__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return None
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
+                             timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def run_record(setup: Setup, trained: Trained, result: EvalResult, device: torch.device) -> dict[str, Any]:
+    return {
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "learner": setup.name,
+        "hparams": setup.hp,
+        **dataclasses.asdict(setup.cell),
+        "mean": result.mean,
+        "ci95": result.ci95,
+        "seconds": result.seconds,
+        "episodes_per_s": result.episodes_per_s,
+        "episodes_digest": result.digest,
+        "train_budget": trained.budget,
+        "train_steps": trained.steps,
+        "train_seconds": trained.seconds,
+        "checkpoint": str(trained.checkpoint) if trained.checkpoint else None,
+        "fewshot_version": fewshot.__version__,
+        "code_commit": code_commit(),
+        "torch_version": torch.__version__,
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "host": platform.node(),
+        "extra": json.dumps({"embedding_cache": result.cached, "report": setup.bench.report,
+                             "threads": torch.get_num_threads()}),
+    }

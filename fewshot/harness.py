@@ -1,0 +1,210 @@
+"""Training for a budget with checkpoints and exact resume; evaluation on episodes 0..M-1.
+
+The harness knows nothing of any particular learner: it feeds the batches a
+learner declares, calls ``train_step`` and ``predict``, and measures.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from fewshot.episode import Episode
+from fewshot.errors import FewshotError
+from fewshot.learner import Learner
+from fewshot.sampler import EpisodePlan, EpisodeSource, render
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A training budget in steps (``500steps``) or minutes (``10min``)."""
+
+    steps: int | None = None
+    minutes: float | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> "Budget":
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(steps?|min|minutes?)\s*", str(text))
+        if not m:
+            raise FewshotError(f"--budget {text!r}: write a number of steps (500steps) or minutes (10min)")
+        value, unit = m.groups()
+        if unit.startswith("step"):
+            if "." in value:
+                raise FewshotError(f"--budget {text!r}: steps are a whole number")
+            return cls(steps=int(value))
+        if float(value) <= 0:
+            raise FewshotError(f"--budget {text!r}: minutes must be positive")
+        return cls(minutes=float(value))
+
+    def done(self, step: int, seconds: float) -> bool:
+        return step >= self.steps if self.steps is not None else seconds >= self.minutes * 60
+
+    def __str__(self) -> str:
+        return f"{self.steps}steps" if self.steps is not None else f"{self.minutes:g}min"
+
+
+@dataclass
+class EvalResult:
+    accuracies: np.ndarray
+    seconds: float
+    digest: str
+    cached: bool
+
+    @property
+    def mean(self) -> float:
+        return float(self.accuracies.mean())
+
+    @property
+    def ci95(self) -> float:
+        return confidence95(self.accuracies)
+
+    @property
+    def episodes_per_s(self) -> float:
+        return len(self.accuracies) / self.seconds if self.seconds > 0 else math.inf
+
+
+def confidence95(values: np.ndarray) -> float:
+    """Half-width of the normal 95% interval of the mean: 1.96 sample standard deviations over sqrt(n)."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) < 2:
+        return 0.0
+    return float(1.96 * values.std(ddof=1) / math.sqrt(len(values)))
+
+
+def episodes_digest(plans: list[EpisodePlan]) -> str:
+    """A fingerprint of exactly which classes and images every episode used."""
+    h = hashlib.sha256()
+    for plan in plans:
+        for array in (plan.class_ids, plan.support_items, plan.query_items):
+            h.update(np.ascontiguousarray(array, dtype=np.int64).tobytes())
+        h.update(b"|")
+    return h.hexdigest()[:16]
+
+
+def _accuracy(logits: torch.Tensor, labels: torch.Tensor, episode: Episode) -> float:
+    expected = (episode.query_y.numel(), episode.ways)
+    if tuple(logits.shape) != expected:
+        raise RuntimeError(f"predict returned logits of shape {tuple(logits.shape)}, expected {expected}")
+    return float((logits.argmax(1) == labels).float().mean())
+
+
+def evaluate(learner: Learner, source: EpisodeSource, episodes: int, device: torch.device | str = "cpu",
+             use_cache: bool | None = None, embed_batch: int = 1024, progress: bool = False) -> EvalResult:
+    """Accuracy of ``learner`` on episodes ``0..episodes-1`` of ``source``.
+
+    With the embedding cache (the default for learners that override ``embed``)
+    every distinct test image is embedded once, in large batches, and episodes
+    gather their embeddings by index; the numbers are those of the plain path.
+    """
+    use_cache = learner.caches_embeddings() if use_cache is None else use_cache
+    was_training = learner.training
+    learner.eval()
+    start = time.perf_counter()
+    plans = [source.plan(i) for i in range(episodes)]
+    accuracies = np.empty(episodes)
+    bar = tqdm(total=episodes, desc="evaluate", unit="ep", disable=None if progress else True, leave=False)
+    try:
+        if use_cache:
+            items = np.unique(np.concatenate([np.concatenate([p.support_items, p.query_items]) for p in plans]))
+            table = torch.cat([learner.embed(render(source.data, torch.from_numpy(items[i:i + embed_batch])).to(device))
+                               for i in range(0, len(items), embed_batch)])
+            rows = lambda ids: torch.from_numpy(np.searchsorted(items, ids)).to(device)  # noqa: E731
+            for i, plan in enumerate(plans):
+                episode = Episode(
+                    support_x=table[rows(plan.support_items)],
+                    support_y=_labels(len(plan.class_ids), len(plan.support_items), device),
+                    query_x=table[rows(plan.query_items)],
+                    query_y=_labels(len(plan.class_ids), len(plan.query_items), device),
+                    class_ids=torch.from_numpy(plan.class_ids),
+                    seed=plan.seed,
+                    support_items=torch.from_numpy(plan.support_items),
+                    query_items=torch.from_numpy(plan.query_items),
+                )
+                accuracies[i] = _accuracy(learner.predict_embedded(episode), episode.query_y, episode)
+                bar.update()
+        else:
+            for i, plan in enumerate(plans):
+                episode = source.materialize(plan).to(device)
+                accuracies[i] = _accuracy(learner.predict(episode), episode.query_y, episode)
+                bar.update()
+    finally:
+        bar.close()
+        learner.train(was_training)
+    return EvalResult(accuracies, time.perf_counter() - start, episodes_digest(plans), use_cache)
+
+
+def _labels(ways: int, count: int, device) -> torch.Tensor:
+    return torch.arange(ways, device=device).repeat_interleave(count // ways)
+
+
+@dataclass
+class TrainOutcome:
+    steps: int
+    seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    resumed_from: int = 0
+
+
+def train(learner: Learner, batch_at: Callable[[int], Any], budget: Budget, *,
+          save_checkpoint: Callable[[dict[str, Any], bool], None], device: torch.device | str = "cpu",
+          validate: Callable[[], float] | None = None, validate_every: int = 500, checkpoint_every: int = 500,
+          resume: dict[str, Any] | None = None, progress: bool = True) -> TrainOutcome:
+    """Run ``train_step`` on ``batch_at(step)`` until the budget is spent.
+
+    ``save_checkpoint(progress, complete)`` receives the state, step, elapsed
+    time and RNG state every ``checkpoint_every`` steps, on Ctrl-C and at the
+    end; ``resume`` (such a progress dict) continues exactly, because batch
+    ``t`` depends on t alone and the RNG state is restored.
+    """
+    step, elapsed, history = 0, 0.0, []
+    if resume is not None:
+        step, elapsed, history = int(resume["step"]), float(resume["elapsed"]), list(resume["history"])
+        torch.set_rng_state(resume["rng"])
+    resumed_from = step
+    total = budget.steps if budget.steps is not None else None
+    bar = tqdm(total=total, initial=step, desc="train", unit="step", disable=None if progress else True, dynamic_ncols=True, mininterval=1.0)
+    val_acc = history[-1].get("val_acc") if history else None
+
+    def save(complete: bool) -> None:
+        save_checkpoint({"step": step, "elapsed": elapsed, "history": history, "rng": torch.get_rng_state(),
+                         "state": learner.training_state()}, complete)
+
+    learner.train()
+    started = time.perf_counter() - elapsed
+    try:
+        while not budget.done(step, elapsed):
+            metrics = learner.train_step(_to(batch_at(step), device))
+            step += 1
+            elapsed = time.perf_counter() - started
+            record = {"step": float(step), **{k: float(v) for k, v in metrics.items()}}
+            if validate is not None and (step % validate_every == 0 or budget.done(step, elapsed)):
+                val_acc = validate()
+                learner.train()
+                record["val_acc"] = val_acc
+                history.append(record)
+            elif step % 50 == 0:
+                history.append(record)
+            bar.update()
+            bar.set_postfix({k: f"{v:.3f}" for k, v in metrics.items()} | ({"val": f"{val_acc:.3f}"} if val_acc is not None else {}))
+            if step % checkpoint_every == 0 and not budget.done(step, elapsed):
+                save(complete=False)
+    except KeyboardInterrupt:
+        save(complete=False)
+        bar.close()
+        raise FewshotError(f"interrupted at step {step}; progress is saved: run the same command to resume")
+    bar.close()
+    save(complete=True)
+    return TrainOutcome(step, elapsed, history, resumed_from)
+
+
+def _to(batch: Any, device) -> Any:
+    if isinstance(batch, list):
+        return [b.to(device) for b in batch]
+    return batch.to(device)

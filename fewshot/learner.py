@@ -1,0 +1,155 @@
+"""The learner interface every method implements, built-in or plug-in.
+
+A learner is a ``torch.nn.Module`` with its hyperparameters declared beside it
+(``hparams``: name -> default), that owns its optimiser and exposes:
+
+* ``train_batches()``: what one training batch holds: episodes
+  (:class:`EpisodeBatches`), labelled images (:class:`ImageBatches`), or
+  ``None`` for a learner with nothing to train;
+* ``train_step(batch) -> dict[str, float]``: one optimisation step;
+* ``predict(episode) -> logits [N*Q, N]``: adapt to the support set and score
+  the queries. Whatever is built from the support set stays a local value.
+
+A learner whose computation starts with an embedding that does not depend on
+the episode overrides ``embed(x)`` and implements ``predict_embedded(episode)``
+on episodes whose inputs have already been embedded; the harness can then embed
+every test image once (same numbers, fewer forward passes).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
+
+import torch
+from torch import nn
+
+from fewshot.episode import Episode, LabelledImages
+from fewshot.errors import FewshotError
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What a learner is told when it is built: the benchmark cell and the shape of its data."""
+
+    dataset: str
+    protocol: str
+    image_shape: tuple[int, int, int]
+    ways: int
+    shots: int
+    queries: int
+    train_classes: int  # class rows of the training split (a pretrained classifier's width)
+
+
+@dataclass(frozen=True)
+class EpisodeBatches:
+    """Training batches of ``meta_batch`` episodes drawn from the training split."""
+
+    ways: int
+    shots: int
+    queries: int
+    meta_batch: int = 1
+
+
+@dataclass(frozen=True)
+class ImageBatches:
+    """Training batches of labelled images from the training split (labels index its class rows)."""
+
+    batch_size: int
+
+
+class Learner(nn.Module):
+    family: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    hparams: ClassVar[Mapping[str, Any]] = {}
+    hparam_choices: ClassVar[Mapping[str, tuple]] = {}
+    # Hyperparameters read only by predict: they may differ from a checkpoint's.
+    eval_hparams: ClassVar[frozenset[str]] = frozenset()
+    # Which fields of the benchmark cell training depends on (others reuse one checkpoint).
+    trains_on: ClassVar[tuple[str, ...]] = ("ways", "shots")
+    # Training budget per dataset ("*" for any other): "2000steps" or "10min".
+    default_budget: ClassVar[Mapping[str, str]] = {"*": "1000steps"}
+    needs_support: ClassVar[bool] = True
+
+    def __init__(self, task: TaskSpec, hp: Mapping[str, Any]):
+        super().__init__()
+        self.task = task
+        self.hp = dict(hp)
+
+    # -- training -------------------------------------------------------------------------
+    def train_batches(self) -> EpisodeBatches | ImageBatches | None:
+        return None
+
+    def train_step(self, batch: list[Episode] | LabelledImages) -> dict[str, float]:
+        raise FewshotError(f"{type(self).__name__} declares training batches but has no train_step")
+
+    # -- evaluation -----------------------------------------------------------------------
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def predict(self, episode: Episode) -> torch.Tensor:
+        return self.predict_embedded(episode.map_inputs(self.embed))
+
+    def predict_embedded(self, episode: Episode) -> torch.Tensor:
+        raise FewshotError(f"{type(self).__name__} must implement predict or predict_embedded")
+
+    @classmethod
+    def caches_embeddings(cls) -> bool:
+        return cls.embed is not Learner.embed
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def training_state(self) -> dict[str, Any]:
+        """Parameters, buffers and the state of every optimiser and scheduler the learner owns."""
+        owned = {name: value.state_dict() for name, value in vars(self).items()
+                 if isinstance(value, (torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler))}
+        return {"model": self.state_dict(), "optimizers": owned}
+
+    def load_training_state(self, state: Mapping[str, Any]) -> None:
+        self.load_state_dict(state["model"])
+        for name, value in state.get("optimizers", {}).items():
+            getattr(self, name).load_state_dict(value)
+
+
+def describe_hparams(cls: type[Learner]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in cls.hparams.items())
+
+
+def _convert(name: str, text: str, default: Any, choices: tuple | None) -> Any:
+    try:
+        if isinstance(default, bool):
+            lowered = text.lower()
+            if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            value: Any = lowered in ("true", "1", "yes")
+        elif isinstance(default, int):
+            value = int(text)
+        elif isinstance(default, float):
+            value = float(text)
+        else:
+            value = text
+    except ValueError:
+        kind = {bool: "true or false", int: "an integer", float: "a number"}.get(type(default), "text")
+        raise FewshotError(f"--hp {name}={text}: expected {kind}, like the default {default!r}") from None
+    if choices and value not in choices:
+        raise FewshotError(f"--hp {name}={text}: choose one of {', '.join(map(str, choices))}")
+    return value
+
+
+def resolve_hparams(cls: type[Learner], overrides: Mapping[str, str], learner_name: str) -> dict[str, Any]:
+    """The learner's defaults with ``--hp name=value`` overrides applied; unknown names are an error."""
+    hp = dict(cls.hparams)
+    for name, text in overrides.items():
+        if name not in hp:
+            known = ", ".join(sorted(hp)) or "none"
+            raise FewshotError(f"unknown hyperparameter {name!r} for {learner_name}: its hyperparameters are {known}")
+        hp[name] = _convert(name, str(text), cls.hparams[name], cls.hparam_choices.get(name))
+    return hp
+
+
+def parse_hp_options(options: tuple[str, ...]) -> dict[str, str]:
+    parsed = {}
+    for option in options:
+        name, sep, value = option.partition("=")
+        if not sep or not name.strip():
+            raise FewshotError(f"--hp {option!r}: write it as name=value")
+        parsed[name.strip()] = value.strip()
+    return parsed

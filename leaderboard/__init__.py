@@ -1,0 +1,1 @@
+"""Leaderboard tables built from the results store; installed as ``fewshot.leaderboard``."""

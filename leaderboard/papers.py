@@ -1,0 +1,32 @@
+"""Published numbers to print beside ours, with where they come from.
+
+Keyed by (learner, dataset, protocol, ways, shots); accuracies in percent on
+the same protocol (Omniglot ``vinyals``: 1,200 training characters with
+rotations, 423 test characters, 28x28).
+"""
+from __future__ import annotations
+
+PAPER_ACCURACY: dict[tuple[str, str, str, int, int], tuple[float, str]] = {
+    ("protonet", "omniglot", "vinyals", 5, 1): (98.8, "Snell et al. 2017, Table 1"),
+    ("protonet", "omniglot", "vinyals", 5, 5): (99.7, "Snell et al. 2017, Table 1"),
+    ("protonet", "omniglot", "vinyals", 20, 1): (96.0, "Snell et al. 2017, Table 1"),
+    ("protonet", "omniglot", "vinyals", 20, 5): (98.9, "Snell et al. 2017, Table 1"),
+}
+
+# Error rates (percent) of other systems on a protocol, quoted beside every learner's.
+REFERENCE_ERRORS: dict[tuple[str, str], list[tuple[str, float]]] = {
+    ("omniglot", "lake-runs"): [
+        ("people", 4.5),
+        ("Bayesian program learning", 3.3),
+        ("Koch et al. Siamese net", 8.0),
+        ("Lake et al. ConvNet", 13.5),
+    ],
+}
+
+
+def paper_accuracy(learner: str, dataset: str, protocol: str, ways: int, shots: int) -> tuple[float, str] | None:
+    return PAPER_ACCURACY.get((learner, dataset, protocol, ways, shots))
+
+
+def references_for(dataset: str, protocol: str) -> list[tuple[str, float]]:
+    return REFERENCE_ERRORS.get((dataset, protocol), [])

@@ -1,0 +1,1 @@
+"""Datasets and their protocols, one module each; installed as ``fewshot.tasks``."""

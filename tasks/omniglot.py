@@ -1,0 +1,230 @@
+"""Omniglot (Lake, Salakhutdinov and Tenenbaum 2015, "Human-level concept learning
+through probabilistic program induction", Science 350(6266)).
+
+1,623 handwritten characters from 50 alphabets, each drawn once by 20 people.
+Read in place from the data root's ``omniglot/`` folder in either layout:
+
+* the arrays: ``images_background.npz``, ``images_evaluation.npz`` and
+  ``omniglot_characters.csv`` (see ``../shared/data/README.md``), or
+* the official release as ``fewshot data fetch omniglot`` leaves it:
+  ``images_background.zip`` and ``images_evaluation.zip``.
+
+Both give the same arrays. Images are 105x105 binary; they are resized to
+28x28 (antialiased, strokes as 1), as Vinyals et al. and Snell et al. did.
+
+Protocols:
+
+* ``vinyals`` (default): Vinyals et al. 2016's split as published with Snell et
+  al. 2017's code: 1,200 training characters (their ``trainval.txt``) and 423
+  test characters, each in four rotations that count as separate classes. The
+  172 characters of ``val.txt`` serve as validation episodes; under this
+  protocol they are among the training characters (the papers train on all
+  1,200), so validation accuracy monitors training rather than estimating test
+  accuracy.
+* ``lake``: Lake et al.'s background (964 characters, 30 alphabets) / evaluation
+  (659 characters, 20 alphabets) split, no rotations, no validation split.
+* ``lake-runs``: train on the background set; test on Lake et al.'s twenty
+  20-way within-alphabet one-shot runs from ``all_runs.zip`` (one query per
+  class, 20 episodes). Their published error rates: people 4.5%, Bayesian
+  program learning 3.3%, Koch et al.'s Siamese net 8.0%, Lake's ConvNet 13.5%.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from fewshot.data import Benchmark, ClassImages, ClassInfo, FixedEpisodes, Split, cached, file_digest, resize_strokes
+from fewshot.errors import FewshotError
+
+VERSION = 1
+SETS = ("background", "evaluation")
+ARRAY_FILES = ("images_background.npz", "images_evaluation.npz", "omniglot_characters.csv")
+ZIP_FILES = ("images_background.zip", "images_evaluation.zip")
+SPLIT_FILES = ("train.txt", "val.txt", "test.txt", "trainval.txt")
+RUNS_FILE = "all_runs.zip"
+FETCH_HINT = "run `fewshot data fetch omniglot` or set FEWSHOT_DATA to a folder that holds omniglot/"
+
+
+class Omniglot:
+    name = "omniglot"
+    summary = "1,623 handwritten characters, 50 alphabets, 20 drawers (Lake et al. 2015)"
+    protocols = ("vinyals", "lake", "lake-runs")
+    default_protocol = "vinyals"
+
+    def status(self, root: Path) -> tuple[bool, str]:
+        folder = Path(root) / "omniglot"
+        layout = _layout(folder)
+        if layout is None:
+            return False, f"missing under {folder}: {FETCH_HINT}"
+        extras = [n for n, p in (("vinyals", folder / "vinyals" / "trainval.txt"), ("lake-runs", folder / RUNS_FILE)) if not p.exists()]
+        return True, f"{layout} in {folder}" + (f" (missing the files of: {', '.join(extras)})" if extras else "")
+
+    def benchmark(self, protocol: str, root: Path, size: int = 28) -> Benchmark:
+        folder = Path(root) / "omniglot"
+        data = load(folder, size)
+        table = {(c.group, c.meta["character"]): i for i, c in enumerate(data.classes)}
+        in_set = torch.tensor([c.meta["set"] == "background" for c in data.classes])
+        background = Split.of(torch.nonzero(in_set).squeeze(1))
+        evaluation = Split.of(torch.nonzero(~in_set).squeeze(1))
+        if protocol == "vinyals":
+            splits = {role: _vinyals_split(folder, file, table) for role, file in
+                      (("train", "trainval.txt"), ("val", "val.txt"), ("test", "test.txt"))}
+            return Benchmark(self.name, protocol, data, splits, notes="Vinyals et al. split, rotations as classes")
+        if protocol == "lake":
+            return Benchmark(self.name, protocol, data, {"train": background, "test": evaluation},
+                             notes="Lake et al. background/evaluation split")
+        if protocol == "lake-runs":
+            if "runs_support" not in data.extras:
+                raise FewshotError(f"no {RUNS_FILE} in {folder}: the lake-runs protocol needs it; {FETCH_HINT}")
+            runs = FixedEpisodes(data.extras["runs_classes"], data.extras["runs_support"] * 4, data.extras["runs_query"] * 4)
+            return Benchmark(self.name, protocol, data, {"train": background}, fixed={"test": runs},
+                             fixed_cell={"ways": 20, "shots": 1, "queries": 1, "episodes": 20}, report="error",
+                             notes="Lake et al.'s 20 within-alphabet runs")
+        raise FewshotError(f"unknown omniglot protocol {protocol!r}: choose one of {', '.join(self.protocols)}")
+
+
+def _layout(folder: Path) -> str | None:
+    if all((folder / f).exists() for f in ARRAY_FILES):
+        return "arrays"
+    if all((folder / f).exists() for f in ZIP_FILES):
+        return "official zips"
+    return None
+
+
+def load(folder: Path, size: int = 28) -> ClassImages:
+    """Every Omniglot image, ordered by official character id and drawer, decoded once and cached."""
+    layout = _layout(folder)
+    if layout is None:
+        raise FewshotError(f"no Omniglot under {folder}: {FETCH_HINT}")
+    names = ARRAY_FILES if layout == "arrays" else ZIP_FILES
+    runs = folder / RUNS_FILE
+    sources = [folder / n for n in names] + ([runs] if runs.exists() else [])
+    digests = {p.name: _guarded(p, file_digest, p) for p in sources}
+    return cached("omniglot", VERSION, size, lambda: _decode(folder, layout, runs if runs.exists() else None, size),
+                  files=digests)
+
+
+def _guarded(path: Path, fn, *args):
+    """Run a reader on a raw file, turning a damaged file into one line that says how to fix it."""
+    try:
+        return fn(*args)
+    except FewshotError:
+        raise
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, csv.Error) as err:
+        raise FewshotError(f"{path} is corrupt or truncated ({type(err).__name__}: {err}); "
+                           f"fetch it again with `fewshot data fetch omniglot`") from err
+
+
+def _decode(folder: Path, layout: str, runs: Path | None, size: int) -> ClassImages:
+    if layout == "arrays":
+        table = _guarded(folder / ARRAY_FILES[2], _read_table, folder / ARRAY_FILES[2])
+        strokes = [_guarded(folder / f, _read_npz, folder / f, len([t for t in table if t["set"] == s]))
+                   for f, s in zip(ARRAY_FILES[:2], SETS)]
+    else:
+        table, strokes = [], []
+        for name, s in zip(ZIP_FILES, SETS):
+            rows, images = _guarded(folder / name, _read_official_zip, folder / name, s)
+            table += rows
+            strokes.append(images)
+    strokes_all = np.concatenate(strokes)  # [1623, 20, 105, 105] bool, True on strokes
+    order = np.argsort([t["char_id"] for t in table], kind="stable")
+    table = [table[i] for i in order]
+    strokes_all = strokes_all[order]
+    n_chars, n_drawers = strokes_all.shape[:2]
+    flat = torch.from_numpy(strokes_all.reshape(-1, 105, 105))
+    images = resize_strokes(flat, size)
+    classes = tuple(ClassInfo(f"{t['alphabet']}/{t['character']}", t["alphabet"],
+                              {"char_id": t["char_id"], "set": t["set"], "character": t["character"]}) for t in table)
+    extras = {}
+    if runs is not None:
+        extras = _guarded(runs, _read_runs, runs, flat.numpy(), n_drawers)
+    return ClassImages(images=images, labels=torch.arange(n_chars).repeat_interleave(n_drawers), classes=classes,
+                       extras=extras)
+
+
+def _read_table(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        rows = [{"char_id": int(r["char_id"]), "set": r["set"], "npz_index": int(r["npz_index"]),
+                 "alphabet": r["alphabet"], "character": r["character"]} for r in csv.DictReader(f)]
+    if len(rows) != 1623 or {r["set"] for r in rows} != set(SETS):
+        raise ValueError(f"expected 1,623 characters in two sets, found {len(rows)}")
+    return sorted(rows, key=lambda r: (SETS.index(r["set"]), r["npz_index"]))
+
+
+def _read_npz(path: Path, expected: int) -> np.ndarray:
+    with np.load(path, allow_pickle=False) as z:
+        images = z["images"]
+    if images.shape != (expected, 20, 105, 105):
+        raise ValueError(f"images have shape {images.shape}, expected ({expected}, 20, 105, 105)")
+    return ~images.astype(bool)  # the files store background as True
+
+
+_PNG = re.compile(r"^images_[a-z0-9_]+/([^/]+)/(character\d+)/(\d+)_(\d+)\.png$")
+
+
+def _read_official_zip(path: Path, which: str) -> tuple[list[dict], np.ndarray]:
+    """Decode an official zip in place: (character rows, strokes [chars, 20, 105, 105])."""
+    by_char: dict[int, dict] = {}
+    with zipfile.ZipFile(path) as z:
+        for name in z.namelist():
+            m = _PNG.match(name)
+            if not m:
+                continue
+            alphabet, character, char_id, drawer = m.group(1), m.group(2), int(m.group(3)), int(m.group(4))
+            row = by_char.setdefault(char_id, {"char_id": char_id, "set": which, "alphabet": alphabet,
+                                               "character": character, "images": [None] * 20})
+            row["images"][drawer - 1] = ~np.array(Image.open(io.BytesIO(z.read(name))), dtype=bool)
+    rows = [by_char[k] for k in sorted(by_char)]
+    if not rows or any(img is None for r in rows for img in r["images"]):
+        raise ValueError("the archive lacks images (expected 20 drawers for every character)")
+    strokes = np.stack([np.stack(r.pop("images")) for r in rows])
+    return rows, strokes
+
+
+def _read_runs(path: Path, strokes: np.ndarray, n_drawers: int) -> dict[str, torch.Tensor]:
+    """Lake's twenty runs as image indices into the dataset, found by exact pixel match."""
+    keys = {np.packbits(img).tobytes(): i for i, img in enumerate(strokes)}
+    support, query, classes = [], [], []
+    with zipfile.ZipFile(path) as z:
+        for run in range(1, 21):
+            prefix = f"run{run:02d}/"
+            pairs = [line.split() for line in z.read(prefix + "class_labels.txt").decode().split("\n") if line.strip()]
+
+            def index_of(member: str) -> int:
+                img = ~np.array(Image.open(io.BytesIO(z.read(member))), dtype=bool)
+                found = keys.get(np.packbits(img).tobytes())
+                if found is None:
+                    raise ValueError(f"{member} matches no Omniglot image")
+                return found
+
+            class_files = sorted({c for _, c in pairs})
+            run_support = [index_of(c) for c in class_files]
+            by_class = {c: index_of(q) for q, c in pairs}
+            if len(by_class) != len(class_files) or len(class_files) != 20:
+                raise ValueError(f"run {run} is not 20-way with one query per class")
+            support.append(run_support)
+            query.append([by_class[c] for c in class_files])
+            classes.append([i // n_drawers for i in run_support])
+    as_tensor = lambda rows: torch.tensor(rows, dtype=torch.int64)  # noqa: E731
+    return {"runs_support": as_tensor(support), "runs_query": as_tensor(query), "runs_classes": as_tensor(classes)}
+
+
+def _vinyals_split(folder: Path, file: str, table: dict[tuple[str, str], int]) -> Split:
+    path = folder / "vinyals" / file
+    if not path.exists():
+        raise FewshotError(f"no {path}: the vinyals protocol needs Snell et al.'s split files; {FETCH_HINT}")
+    classes, turns = [], []
+    for line in _guarded(path, path.read_text).split():
+        alphabet, character, rotation = line.split("/")
+        if (alphabet, character) not in table or not rotation.startswith("rot"):
+            raise FewshotError(f"{path} names {line!r}, which is no Omniglot character: fetch the split files again")
+        classes.append(table[(alphabet, character)])
+        turns.append(int(rotation[3:]) // 90)
+    return Split.of(classes, turns)

@@ -1,0 +1,174 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_cli
+from fewshot import checkpoint
+from fewshot.cli import main
+from fewshot.store import ResultsStore
+
+QUICK = ("--budget", "10steps", "--hp", "train_ways=10", "--hp", "train_queries=2", "--episodes", "20", "--quiet")
+
+
+def _main(capfd, *argv):
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(argv))
+    out, err = capfd.readouterr()
+    return exit_info.value.code, out, err
+
+
+@pytest.fixture
+def bad_inputs(tmp_path, data_root):
+    other = tmp_path / "other.pt"
+    checkpoint.save(other, {"learner": "finetune", "state": {}, "complete": True, "step": 1, "elapsed": 0.0})
+    (tmp_path / "garbage.pt").write_bytes(os.urandom(2000))
+    (tmp_path / "afile").write_text("not a folder")
+    broken = tmp_path / "broken" / "omniglot"
+    broken.mkdir(parents=True)
+    for name in ("images_background.npz", "images_evaluation.npz", "omniglot_characters.csv"):
+        raw = (data_root / "omniglot" / name).read_bytes()
+        (broken / name).write_bytes(raw[: len(raw) // 3] if name.endswith("evaluation.npz") else raw)
+    omniglot = ("--dataset", "omniglot", "--protocol", "lake")
+    return [
+        (("--learner", "nope", "--ways", "5", "--shots", "1"), "unknown learner 'nope': known learners are"),
+        (("--learner", "protonet", "--ways", "5", "--shots", "1", "--dataset", "nope"), "unknown dataset 'nope'"),
+        (("--learner", "protonet", "--ways", "5", "--shots", "1", "--hp", "nope=1"), "unknown hyperparameter 'nope'"),
+        (("--learner", "protonet", "--ways", "5", "--shots", "1", "--hp", "lr=fast"), "expected a number"),
+        (("--learner", "protonet", "--ways", "5000", "--shots", "1", *omniglot), "fewer than --ways 5000"),
+        (("--learner", "protonet", "--ways", "5", "--shots", "10", "--queries", "15", *omniglot), "is too many"),
+        (("--learner", "protonet", "--ways", "0", "--shots", "1"), "--ways must be at least 1"),
+        (("--learner", "protonet", "--ways", "5", "--shots", "-1"), "--shots must be at least 0"),
+        (("--learner", "protonet", "--ways", "5", "--shots", "1", "--queries", "0"), "--queries must be at least 1"),
+        (("--learner", "protonet", "--ways", "5", "--shots", "1", "--episodes", "0"), "--episodes must be at least 1"),
+        (("--learner", "protonet", "--ways", "5", "--shots", "1", "--seed", "-2"), "--seed must be zero or positive"),
+        (("--learner", "protonet", "--ways", "5", "--shots", "0"), "cannot run with --shots 0"),
+        (("--learner", "protonet", "--ways", "5", "--shots", "1", "--budget", "fast"), "--budget 'fast'"),
+        (("--learner", "protonet", "--ways", "5", "--shots", "1", "--protocol", "nope"), "unknown glyphs protocol"),
+        (("--learner", "protonet", "--ways", "5", "--shots", "1", "--dataset", "omniglot", "--protocol", "lake-runs"),
+         "fixes --ways 20"),
+        (("--learner", "protonet", "--ways", "5", "--shots", "1", *omniglot, "--data-root", str(tmp_path / "none")),
+         "fewshot data fetch omniglot"),
+        (("--learner", "protonet", "--ways", "5", "--shots", "1", *omniglot, "--data-root", str(tmp_path / "broken")),
+         "images_evaluation.npz is corrupt or truncated"),
+        (("--learner", "protonet", "--ways", "5", "--shots", "1", "--checkpoint", str(other)), "trained by 'finetune'"),
+        (("--learner", "protonet", "--ways", "5", "--shots", "1", "--checkpoint", str(tmp_path / "garbage.pt")),
+         "corrupt or not a fewshot checkpoint"),
+        (("--learner", "protonet", "--ways", "5", "--shots", "1", "--checkpoint", str(tmp_path / "missing.pt")),
+         "no checkpoint at"),
+        (("--learner", "protonet", "--ways", "5", "--shots", "1", "--results", str(tmp_path / "afile" / "r.sqlite")),
+         "cannot write results"),
+        (("--learner", "protonet", "--ways", "five", "--shots", "1"), "'five' is not a valid integer"),
+        (("--ways", "5", "--shots", "1"), "Missing option '--learner'"),
+    ]
+
+
+def test_every_bad_input_gets_one_line_and_exit_2(capfd, tmp_path, bad_inputs):
+    results = tmp_path / "results.sqlite"
+    checkpoints = os.path.join(os.environ["FEWSHOT_CACHE"], "checkpoints")
+    before = set(os.listdir(checkpoints)) if os.path.isdir(checkpoints) else set()
+    for args, message in bad_inputs:
+        argv = ["eval", *args] if "--results" in args else ["eval", *args, "--results", str(results)]
+        code, out, err = _main(capfd, *argv)
+        assert code == 2, (args, out, err)
+        assert err.startswith("error: ") and err.count("\n") == 1, (args, err)
+        assert message in err, (args, err)
+        assert "Traceback" not in err + out
+    assert not results.exists(), "nothing recorded for bad input"
+    after = set(os.listdir(checkpoints)) if os.path.isdir(checkpoints) else set()
+    assert after == before, "no checkpoint written for bad input"
+
+
+def test_bad_input_in_a_real_process_has_no_traceback():
+    done = run_cli("eval", "--learner", "nope", "--ways", "5", "--shots", "1")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    done = run_cli("compare", "1", "2", "--results", "/nonexistent/r.sqlite")
+    assert done.returncode == 2 and "no results at" in done.stderr
+
+
+def _eval_json(*args, env=None):
+    done = run_cli("eval", "--learner", "protonet", "--dataset", "omniglot", "--protocol", "lake", "--ways", "5",
+                   "--shots", "1", *QUICK, "--json", *args, env=env)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_same_seed_same_numbers_in_two_processes_and_compare(tmp_path, data_root):
+    results = str(tmp_path / "r.sqlite")
+    first = _eval_json("--results", results, env={"FEWSHOT_CACHE": str(tmp_path / "c1")})
+    second = _eval_json("--results", results, env={"FEWSHOT_CACHE": str(tmp_path / "c2")})  # trains anew
+    other_seed = _eval_json("--results", results, "--seed", "1", env={"FEWSHOT_CACHE": str(tmp_path / "c1")})
+    store = ResultsStore(tmp_path / "r.sqlite")
+    a, b, c = (store.run(r["run_id"]) for r in (first, second, other_seed))
+    assert np.array_equal(a["accuracies"], b["accuracies"]) and first["mean"] == second["mean"]
+    assert a["episodes_digest"] == b["episodes_digest"] != c["episodes_digest"]
+    assert set(first) >= {"mean", "ci95", "episodes", "seconds", "run_id"} and first["episodes"] == 20
+    same = run_cli("compare", str(first["run_id"]), str(second["run_id"]), "--results", results, "--json")
+    assert same.returncode == 0 and json.loads(same.stdout)["difference"] == 0.0
+    refused = run_cli("compare", str(first["run_id"]), str(other_seed["run_id"]), "--results", results)
+    assert refused.returncode == 2 and "not evaluated on identical episodes" in refused.stderr
+    board = run_cli("leaderboard", "--results", results)
+    assert board.returncode == 0 and "| omniglot | lake | 5 | 1 | protonet" in board.stdout
+    csv = run_cli("leaderboard", "--results", results, "--format", "csv")
+    assert csv.stdout.splitlines()[0].startswith("dataset,protocol,ways,shots")
+    html = run_cli("leaderboard", "--results", results, "--format", "html", "--output", str(tmp_path / "b.html"))
+    assert html.returncode == 0 and "data:image/png;base64" in (tmp_path / "b.html").read_text()
+
+
+def test_second_eval_reuses_the_cached_checkpoint(tmp_path, data_root):
+    env = {"FEWSHOT_CACHE": str(tmp_path / "cache")}
+    results = str(tmp_path / "r.sqlite")
+    first = _eval_json("--results", results, env=env)
+    files = sorted((tmp_path / "cache" / "checkpoints").iterdir())
+    stamp = files[0].stat().st_mtime_ns
+    twenty = run_cli("eval", "--learner", "protonet", "--dataset", "omniglot", "--protocol", "lake", "--ways", "20",
+                     "--shots", "1", *QUICK, "--json", "--results", results, env=env)
+    assert twenty.returncode == 0, twenty.stderr
+    assert sorted((tmp_path / "cache" / "checkpoints").iterdir()) == files, "protonet training ignores test ways"
+    assert files[0].stat().st_mtime_ns == stamp
+    again = run_cli("eval", "--learner", "protonet", "--dataset", "omniglot", "--protocol", "lake", "--ways", "5",
+                    "--shots", "1", *QUICK, "--json", "--results", results, "--checkpoint", str(files[0]))
+    assert json.loads(again.stdout)["mean"] == first["mean"]
+
+
+def test_killed_training_resumes_to_the_same_weights(tmp_path, data_root):
+    args = ["train", "--learner", "protonet", "--dataset", "omniglot", "--protocol", "lake", "--shots", "1",
+            "--budget", "40steps", "--hp", "train_ways=10", "--hp", "train_queries=2", "--checkpoint-every", "5",
+            "--quiet"]
+    whole = run_cli(*args, "--out", str(tmp_path / "whole.pt"))
+    assert whole.returncode == 0, whole.stderr
+    target, partial = tmp_path / "killed.pt", tmp_path / "killed.pt.partial"
+    process = subprocess.Popen([sys.executable, "-m", "fewshot", *args, "--out", str(target)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not partial.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not target.exists(), "the run was killed before it finished"
+    killed_at = torch.load(partial, weights_only=True)["step"]
+    assert 0 < killed_at < 40
+    resumed = run_cli(*args, "--out", str(target))
+    assert resumed.returncode == 0, resumed.stderr
+    a = torch.load(tmp_path / "whole.pt", weights_only=True)
+    b = torch.load(target, weights_only=True)
+    assert a["step"] == b["step"] == 40
+    for name, tensor in a["state"]["model"].items():
+        assert torch.equal(tensor, b["state"]["model"][name]), name
+
+
+def test_learners_and_datasets_are_listed():
+    learners = run_cli("learners")
+    assert learners.returncode == 0
+    assert "protonet  [metric]  Snell et al. 2017" in learners.stdout and "finetune" in learners.stdout
+    assert "train_ways=60" in learners.stdout
+    datasets = run_cli("datasets")
+    assert "glyphs" in datasets.stdout and "omniglot" in datasets.stdout and "lake-runs" in datasets.stdout
+    missing = run_cli("datasets", "--data-root", "/nonexistent")
+    assert "absent: missing under /nonexistent/omniglot" in missing.stdout

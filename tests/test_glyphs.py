@@ -1,0 +1,50 @@
+import unicodedata
+
+import torch
+
+from fewshot.tasks import glyphs as glyphs_module
+
+
+def test_classes_carry_name_script_and_instances(glyphs):
+    data = glyphs.data
+    assert data.images.shape[1:] == (1, 28, 28) and data.images.dtype == torch.uint8
+    assert torch.equal(data.class_counts(), torch.full((len(data.classes),), 20))
+    assert len(data.classes) > 2000
+    for info in data.classes[::97]:
+        assert unicodedata.name(info.meta["char"]) == info.name
+        assert info.name.startswith(info.group + " ") and info.group in glyphs_module.SCRIPTS
+    assert data.domain_names == ("sans", "serif", "mono")
+    assert set(data.domains.unique().tolist()) == {0, 1, 2}
+    assert data.images.float().mean() > 10, "strokes are bright on a dark background"
+
+
+def test_split_by_script(glyphs):
+    scripts = {role: {glyphs.data.classes[c].group for c in glyphs.split(role).classes.tolist()} for role in ("train", "val", "test")}
+    assert scripts["train"] == set(glyphs_module.SPLIT["train"])
+    assert scripts["test"] == set(glyphs_module.SPLIT["test"])
+    assert not scripts["train"] & scripts["test"] and not scripts["val"] & scripts["test"]
+    assert len(glyphs.split("test")) >= 500 and len(glyphs.split("train")) >= 1500
+
+
+def test_visually_identical_letters_are_one_class(glyphs):
+    names = {c.name: c for c in glyphs.data.classes}
+    latin_a = names["LATIN CAPITAL LETTER A"]
+    assert "GREEK CAPITAL LETTER ALPHA" in latin_a.meta["merged"]
+    assert "GREEK CAPITAL LETTER ALPHA" not in names, "merged into the lowest code point's class"
+    assert "GREEK SMALL LETTER ALPHA" in names
+
+
+def test_instances_differ_and_are_deterministic(glyphs):
+    first = glyphs.data.images[:20].float()
+    assert all(not torch.equal(first[i], first[j]) for i in range(20) for j in range(i))
+    theta, stroke = glyphs_module._jitter(torch.tensor([65, 66]).numpy())
+    again, stroke_again = glyphs_module._jitter(torch.tensor([65, 66]).numpy())
+    assert torch.equal(theta, again) and torch.equal(stroke, stroke_again)
+    alone, _ = glyphs_module._jitter(torch.tensor([66]).numpy())
+    assert torch.equal(theta[20:], alone), "a letter's jitter depends on its code point alone"
+
+
+def test_cache_is_loaded_not_rebuilt(glyphs, monkeypatch):
+    monkeypatch.setattr(glyphs_module, "build", lambda size: (_ for _ in ()).throw(AssertionError("rebuilt")))
+    again = glyphs_module.load(28)
+    assert torch.equal(again.images, glyphs.data.images)

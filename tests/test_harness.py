@@ -1,0 +1,69 @@
+import numpy as np
+import pytest
+import torch
+
+from fewshot import experiment
+from fewshot.errors import FewshotError
+from fewshot.harness import Budget, confidence95, evaluate
+
+
+def test_budget_parsing():
+    assert Budget.parse("500steps") == Budget(steps=500)
+    assert Budget.parse("1step").steps == 1
+    assert Budget.parse("10min") == Budget(minutes=10.0)
+    assert Budget.parse("1.5min").minutes == 1.5
+    assert str(Budget.parse("10 min")) == "10min"
+    for bad in ("10", "fast", "1.5steps", "0min", "-3steps"):
+        with pytest.raises(FewshotError, match="--budget"):
+            Budget.parse(bad)
+    assert Budget(steps=3).done(3, 0.0) and not Budget(steps=3).done(2, 1e9)
+    assert Budget(minutes=1).done(0, 60.0) and not Budget(minutes=1).done(10**9, 59.0)
+
+
+def test_confidence_interval_is_196_standard_errors():
+    values = np.array([1.0, 0.0, 1.0, 1.0, 0.5])
+    assert confidence95(values) == pytest.approx(1.96 * values.std(ddof=1) / np.sqrt(5))
+    assert confidence95(np.array([0.7])) == 0.0
+
+
+def _setup(bench, learner, **hp):
+    cell = experiment.resolve_cell(bench, 5, 1, 5, 40, 0)
+    return experiment.make_setup(learner, {k: str(v) for k, v in hp.items()}, bench, cell)
+
+
+@pytest.mark.parametrize("learner, hp", [("protonet", {}), ("finetune", {"ft_epochs": 5}),
+                                         ("finetune", {"ft_epochs": 3, "tune_blocks": 1, "head": "cosine"})])
+def test_embedding_cache_gives_the_numbers_of_the_plain_path(omniglot, learner, hp):
+    setup = _setup(omniglot["vinyals"], learner, **hp)
+    model = experiment.build(setup, torch.device("cpu"))
+    source = experiment.test_source(setup.bench, setup.cell)
+    cached = evaluate(model, source, 40, use_cache=True)
+    plain = evaluate(model, source, 40, use_cache=False)
+    assert cached.cached and not plain.cached
+    assert np.array_equal(cached.accuracies, plain.accuracies)
+    assert cached.digest == plain.digest
+    assert 0.2 < cached.mean < 1.0
+
+
+def test_training_resumes_exactly(omniglot, tmp_path):
+    """A training stopped at a checkpoint and resumed ends with the weights of one uninterrupted run."""
+    setup = _setup(omniglot["lake"], "protonet", train_ways=10, train_queries=2, lr_halve_every=3)
+    whole = experiment.ensure_trained(setup, Budget(steps=8), torch.device("cpu"), out=tmp_path / "whole.pt",
+                                      progress=False, checkpoint_every=4)
+    first = experiment.ensure_trained(setup, Budget(steps=8), torch.device("cpu"), out=tmp_path / "part.pt",
+                                      progress=False, checkpoint_every=4)
+    # Simulate a kill right after the step-4 checkpoint: keep only a partial file written at step 4.
+    partial = tmp_path / "part.pt.partial"
+    interrupted = experiment.ensure_trained(setup, Budget(steps=4), torch.device("cpu"), out=tmp_path / "four.pt",
+                                            progress=False, checkpoint_every=100)
+    payload = torch.load(tmp_path / "four.pt", weights_only=True)
+    payload.update(complete=False, config=setup.training_config(Budget(steps=8)))
+    torch.save(payload, partial)
+    (tmp_path / "part.pt").unlink()
+    resumed = experiment.ensure_trained(setup, Budget(steps=8), torch.device("cpu"), out=tmp_path / "part.pt",
+                                        progress=False, checkpoint_every=4)
+    assert resumed.outcome.resumed_from == 4 and not partial.exists()
+    for (name, a), b in zip(whole.learner.state_dict().items(), resumed.learner.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert interrupted.steps == 4 and first.steps == 8
+    assert resumed.learner.optimizer.state_dict()["state"][0]["step"] == whole.learner.optimizer.state_dict()["state"][0]["step"]

@@ -1,0 +1,32 @@
+"""The README's promises: its example learner runs, its commands exist."""
+import re
+import types
+from pathlib import Path
+
+import torch
+
+from fewshot import experiment
+from fewshot.harness import Budget, evaluate
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+
+def test_the_example_learner_in_the_readme_works(glyphs):
+    code = next(block for block in re.findall(r"```python\n(.*?)```", README, re.S) if "class NearestMean" in block)
+    module = types.ModuleType("nearest_mean")
+    exec(compile(code, "README.md", "exec"), module.__dict__)
+    cls = module.NearestMean
+    cell = experiment.resolve_cell(glyphs, 5, 1, 5, 20, 0)
+    setup = experiment.Setup("nearest_mean", cls, dict(cls.hparams), glyphs, cell)
+    learner = experiment.build(setup, torch.device("cpu"))
+    batch_at = experiment.batches_for(setup, learner)
+    losses = [learner.train_step(batch_at(step))["loss"] for step in range(30)]
+    assert losses[-1] < losses[0]
+    assert evaluate(learner, experiment.test_source(glyphs, cell), 20).mean > 0.5
+
+
+def test_quick_start_commands_are_the_documented_ones():
+    assert "pip install . && fewshot eval --learner protonet --ways 5 --shots 1" in README
+    assert "pip install '.[test]' && pytest" in README
+    ci = (Path(__file__).resolve().parent.parent / ".ci" / "run").read_text()
+    assert "pip install --quiet '.[test]'" in ci and ci.strip().endswith("pytest")
