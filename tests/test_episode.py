@@ -1,0 +1,31 @@
+import pytest
+import torch
+
+from fewshot.episode import Episode, grouped_labels
+
+
+def _episode(**changes):
+    fields = dict(support_x=torch.zeros(10, 1, 4, 4), support_y=grouped_labels(5, 2), query_x=torch.zeros(15, 1, 4, 4),
+                  query_y=grouped_labels(5, 3), class_ids=torch.arange(5))
+    fields.update(changes)
+    return Episode(**fields)
+
+
+def test_shape_properties():
+    episode = _episode()
+    assert (episode.ways, episode.shots, episode.queries) == (5, 2, 3)
+    embedded = episode.map_inputs(lambda x: x.flatten(1))
+    assert embedded.support_x.shape == (10, 16) and embedded.query_y is episode.query_y
+    assert _episode(support_x=torch.zeros(0, 1, 4, 4), support_y=torch.zeros(0, dtype=torch.long)).shots == 0
+
+
+@pytest.mark.parametrize("changes", [
+    {"support_y": grouped_labels(5, 3)},
+    {"query_x": torch.zeros(14, 1, 4, 4)},
+    {"class_ids": torch.arange(0)},
+    {"side": torch.zeros(4, 3)},
+    {"query_y": torch.zeros(15, 1, dtype=torch.long)},
+])
+def test_malformed_episodes_are_refused(changes):
+    with pytest.raises(ValueError):
+        _episode(**changes)

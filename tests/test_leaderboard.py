@@ -1,0 +1,46 @@
+import json
+
+import numpy as np
+import pytest
+
+from fewshot.errors import FewshotError
+from fewshot.leaderboard.papers import paper_accuracy, references_for
+from fewshot.leaderboard.table import compare, render, rows
+
+
+def _run(id, learner="protonet", mean=0.9, **changes):
+    run = dict(id=id, learner=learner, hparams=json.dumps({}), dataset="omniglot", protocol="vinyals", split="test",
+               ways=5, shots=1, queries=15, episodes=600, seed=0, mean=mean, ci95=0.004, train_budget="100steps",
+               device="cpu", episodes_digest="d", extra=json.dumps({"report": "accuracy"}))
+    run.update(changes)
+    return run
+
+
+def test_latest_run_per_cell_beside_the_paper():
+    table = rows([_run(1, mean=0.5), _run(2, mean=0.97), _run(3, learner="finetune", mean=0.9, hparams='{"head": "cosine"}')])
+    assert list(table["learner"]) == ["protonet", "finetune (head=cosine)"]
+    assert table.loc[0, "result"] == "97.00 ± 0.40" and table.loc[0, "paper"].startswith("98.8")
+    assert "| omniglot | vinyals | 5 | 1 | protonet | 97.00 ± 0.40 | 98.8" in render([_run(2, mean=0.97)], "md")
+
+
+def test_error_rate_protocols_quote_the_reference_systems():
+    run = _run(1, protocol="lake-runs", ways=20, queries=1, episodes=20, mean=0.9, extra=json.dumps({"report": "error"}))
+    line = render([run], "md")
+    assert "10.00 ± 0.40 error" in line and "people 4.5% error" in line
+    assert dict(references_for("omniglot", "lake-runs"))["people"] == 4.5
+    assert paper_accuracy("protonet", "omniglot", "vinyals", 20, 1)[0] == 96.0
+
+
+def test_paired_comparison():
+    a = {**_run(1), "accuracies": np.array([1.0, 0.8, 0.9, 1.0])}
+    b = {**_run(2), "accuracies": np.array([0.8, 0.6, 0.7, 0.9])}
+    outcome = compare(a, b)
+    assert outcome["difference"] == pytest.approx(17.5) and "run 1 is better" in outcome["verdict"]
+    with pytest.raises(FewshotError, match="shots 1 vs 5"):
+        compare(a, {**b, "shots": 5})
+    with pytest.raises(FewshotError, match="images differ"):
+        compare(a, {**b, "episodes_digest": "other"})
+
+
+def test_empty_store_says_how_to_fill_it():
+    assert "fewshot eval" in render([], "md")
