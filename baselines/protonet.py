@@ -40,7 +40,7 @@ class ProtoNet(Learner):
         "hidden": 64,
     }
     trains_on = ("shots",)
-    default_budget = {"glyphs": "600steps", "omniglot": "20000steps", "*": "2000steps"}
+    default_budget = {"glyphs": "600steps", "omniglot": "10000steps", "*": "2000steps"}
 
     def __init__(self, task: TaskSpec, hp):
         super().__init__(task, hp)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable
 
 import torch
@@ -66,8 +67,14 @@ class Episode:
         return dataclasses.replace(self, support_x=fn(self.support_x), query_x=fn(self.query_x))
 
 
-def grouped_labels(ways: int, per_class: int) -> torch.Tensor:
+@lru_cache(maxsize=256)
+def _grouped_labels(ways: int, per_class: int) -> torch.Tensor:
     return torch.arange(ways).repeat_interleave(per_class)
+
+
+def grouped_labels(ways: int, per_class: int) -> torch.Tensor:
+    """``[0]*per_class + [1]*per_class + ...``; a fresh tensor, built once per shape."""
+    return _grouped_labels(ways, per_class).clone()
 
 
 @dataclass(frozen=True)

@@ -96,7 +96,7 @@ def _accuracy(logits: torch.Tensor, labels: torch.Tensor, episode: Episode) -> f
 
 
 def evaluate(learner: Learner, source: EpisodeSource, episodes: int, device: torch.device | str = "cpu",
-             use_cache: bool | None = None, embed_batch: int = 1024, progress: bool = False) -> EvalResult:
+             use_cache: bool | None = None, embed_batch: int = 128, progress: bool = False) -> EvalResult:
     """Accuracy of ``learner`` on episodes ``0..episodes-1`` of ``source``.
 
     With the embedding cache (the default for learners that override ``embed``)

@@ -76,8 +76,9 @@ def test_episodes_respect_the_split(omniglot):
 
 def test_rotated_classes_are_turned_images(omniglot):
     bench = omniglot["vinyals"]
-    item = torch.tensor([4 * 123 + 1])  # image 123, one quarter turn
-    assert torch.equal(render(bench.data, item)[0], torch.rot90(bench.data.images[123].float() / 255, 1, (1, 2)))
+    for k in range(4):
+        item = torch.tensor([4 * 123 + k])  # image 123, k quarter turns
+        assert torch.equal(render(bench.data, item)[0], torch.rot90(bench.data.images[123].float() / 255, k, (1, 2)))
 
 
 def test_impossible_cells_are_refused(omniglot):
