@@ -79,7 +79,7 @@ def eval_command(learner, ways, shots, queries, episodes, checkpoint, results, a
     else:
         trained = experiment.ensure_trained(setup, experiment.default_budget(setup, budget), target, progress=not quiet)
     result = harness.evaluate(trained.learner, source, cell.episodes, target,
-                              use_cache=False if no_embedding_cache else None, progress=not quiet)
+                              use_cache=False if no_embedding_cache else None, persist=True, progress=not quiet)
     run_id = store.ResultsStore(results_file).record(experiment.run_record(setup, trained, result, target),
                                                       result.accuracies)
     if as_json:

@@ -8,6 +8,7 @@ class splits of one protocol.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -50,6 +51,7 @@ class ClassImages:
     domains: torch.Tensor | None = None
     domain_names: tuple[str, ...] = ()
     extras: Mapping[str, torch.Tensor] = field(default_factory=dict)
+    key: str = ""  # identity of the decoded arrays (the decode cache's key), for caches built on them
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
@@ -194,7 +196,7 @@ def cached(name: str, version: int, size: int, build: Callable[[], ClassImages],
     path = cache_dir() / "datasets" / f"{name}-v{version}-{size}px-{key}.npz"
     if path.exists():
         try:
-            return ClassImages.load(path)
+            return dataclasses.replace(ClassImages.load(path), key=key)
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
             pass  # a damaged cache entry is rebuilt from the raw files below
     data = build()
@@ -202,7 +204,7 @@ def cached(name: str, version: int, size: int, build: Callable[[], ClassImages],
         data.save(path)
     except OSError as err:
         raise FewshotError(f"cannot write the dataset cache {path}: {err}; set FEWSHOT_CACHE to a writable folder") from err
-    return data
+    return dataclasses.replace(data, key=key)
 
 
 def file_digest(path: Path, chunk: int = 1 << 20) -> str:

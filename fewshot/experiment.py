@@ -285,6 +285,6 @@ def run_record(setup: Setup, trained: Trained, result: EvalResult, device: torch
         "torch_version": torch.__version__,
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "host": platform.node(),
-        "extra": json.dumps({"embedding_cache": result.cached, "report": setup.bench.report,
+        "extra": json.dumps({"embedding_cache": result.table_source, "report": setup.bench.report,
                              "threads": torch.get_num_threads()}),
     }

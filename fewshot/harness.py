@@ -6,7 +6,10 @@ learner declares, calls ``train_step`` and ``predict``, and measures.
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import math
+import pickle
 import re
 import time
 from dataclasses import dataclass, field
@@ -16,9 +19,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from fewshot.data import atomic_write
 from fewshot.episode import Episode
 from fewshot.errors import FewshotError
 from fewshot.learner import Learner
+from fewshot.paths import cache_dir
 from fewshot.sampler import EpisodePlan, EpisodeSource, render
 
 
@@ -56,6 +61,7 @@ class EvalResult:
     seconds: float
     digest: str
     cached: bool
+    table_source: str = "none"  # where the embedding table came from: "disk", "computed" or "none"
 
     @property
     def mean(self) -> float:
@@ -96,12 +102,17 @@ def _accuracy(logits: torch.Tensor, labels: torch.Tensor, episode: Episode) -> f
 
 
 def evaluate(learner: Learner, source: EpisodeSource, episodes: int, device: torch.device | str = "cpu",
-             use_cache: bool | None = None, embed_batch: int = 128, progress: bool = False) -> EvalResult:
+             use_cache: bool | None = None, embed_batch: int = 128, persist: bool = False,
+             progress: bool = False) -> EvalResult:
     """Accuracy of ``learner`` on episodes ``0..episodes-1`` of ``source``.
 
     With the embedding cache (the default for learners that override ``embed``)
-    every distinct test image is embedded once, in large batches, and episodes
-    gather their embeddings by index; the numbers are those of the plain path.
+    each test image is embedded once, in batches, and episodes gather their
+    embeddings by index; the numbers are those of the plain path. With
+    ``persist`` the table covers every image of the split and is kept on disk,
+    keyed by the learner's weights and hyperparameters and the decoded data,
+    so later evaluations of the same checkpoint on any cell of that split
+    embed nothing.
     """
     use_cache = learner.caches_embeddings() if use_cache is None else use_cache
     was_training = learner.training
@@ -109,12 +120,12 @@ def evaluate(learner: Learner, source: EpisodeSource, episodes: int, device: tor
     start = time.perf_counter()
     plans = [source.plan(i) for i in range(episodes)]
     accuracies = np.empty(episodes)
+    table_source = "none"
     bar = tqdm(total=episodes, desc="evaluate", unit="ep", disable=None if progress else True, leave=False)
     try:
         if use_cache:
-            items = np.unique(np.concatenate([np.concatenate([p.support_items, p.query_items]) for p in plans]))
-            table = torch.cat([learner.embed(render(source.data, torch.from_numpy(items[i:i + embed_batch])).to(device))
-                               for i in range(0, len(items), embed_batch)])
+            needed = np.unique(np.concatenate([np.concatenate([p.support_items, p.query_items]) for p in plans]))
+            items, table, table_source = embedding_table(learner, source, needed, device, embed_batch, persist)
             rows = lambda ids: torch.from_numpy(np.searchsorted(items, ids)).to(device)  # noqa: E731
             for i, plan in enumerate(plans):
                 episode = Episode(
@@ -137,7 +148,50 @@ def evaluate(learner: Learner, source: EpisodeSource, episodes: int, device: tor
     finally:
         bar.close()
         learner.train(was_training)
-    return EvalResult(accuracies, time.perf_counter() - start, episodes_digest(plans), use_cache)
+    return EvalResult(accuracies, time.perf_counter() - start, episodes_digest(plans), use_cache, table_source)
+
+
+PERSIST_LIMIT_BYTES = 256 << 20  # feature maps of partly frozen networks are recomputed rather than stored
+
+
+def embedding_table(learner: Learner, source: EpisodeSource, needed: np.ndarray, device, batch: int,
+                    persist: bool) -> tuple[np.ndarray, torch.Tensor, str]:
+    """(sorted item ids, their embeddings, "disk" or "computed")."""
+    path = None
+    if persist and source.data.key:
+        items = source.items()
+        path = cache_dir() / "embeddings" / f"{_embedding_key(learner, source.data.key, items)}.pt"
+        if path.exists():
+            try:
+                stored = torch.load(path, map_location="cpu", weights_only=True)
+                if np.array_equal(stored["items"].numpy(), items):
+                    return items, stored["table"].to(device), "disk"
+            except (RuntimeError, OSError, EOFError, KeyError, ValueError, pickle.UnpicklingError):
+                pass  # a damaged entry is recomputed and replaced
+    else:
+        items = needed
+    with torch.no_grad():
+        table = torch.cat([learner.embed(render(source.data, items[i:i + batch]).to(device))
+                           for i in range(0, len(items), batch)])
+    if path is not None and table.numel() * table.element_size() <= PERSIST_LIMIT_BYTES:
+        buffer = io.BytesIO()
+        torch.save({"items": torch.from_numpy(items), "table": table.cpu()}, buffer)
+        try:
+            atomic_write(path, lambda f: f.write(buffer.getvalue()))
+        except OSError:
+            pass  # an unwritable cache only costs time
+    return items, table, "computed"
+
+
+def _embedding_key(learner: Learner, data_key: str, items: np.ndarray) -> str:
+    h = hashlib.sha256()
+    h.update(f"{type(learner).__module__}.{type(learner).__qualname__}|{data_key}|".encode())
+    h.update(json.dumps(learner.hp, sort_keys=True, default=str).encode())
+    for name, tensor in learner.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    h.update(np.ascontiguousarray(items, dtype=np.int64).tobytes())
+    return h.hexdigest()[:32]
 
 
 def _labels(ways: int, count: int, device) -> torch.Tensor:

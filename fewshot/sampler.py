@@ -95,6 +95,8 @@ class EpisodeSource(Protocol):
 
     def __len__(self) -> int: ...
     def plan(self, index: int) -> EpisodePlan: ...
+    def materialize(self, plan: EpisodePlan) -> Episode: ...
+    def items(self) -> np.ndarray: ...  # every item id an episode can hold, sorted
     def __getitem__(self, index: int) -> Episode: ...
 
 
@@ -152,6 +154,10 @@ class EpisodeSampler(_Materialize):
     def __len__(self) -> int:
         return 2**63 - 1  # unbounded: any index is an episode
 
+    def items(self) -> np.ndarray:
+        valid = self.pool.images >= 0
+        return np.unique((self.pool.images * 4 + self.pool.rotations[:, None])[valid])
+
     def plan(self, index: int) -> EpisodePlan:
         rng = _generator(self.seed, self.role, index)
         if self._eligible is None:
@@ -186,6 +192,9 @@ class FixedSampler(_Materialize):
 
     def __len__(self) -> int:
         return len(self.fixed)
+
+    def items(self) -> np.ndarray:
+        return np.unique(torch.cat([self.fixed.support_items.reshape(-1), self.fixed.query_items.reshape(-1)]).numpy())
 
     def plan(self, index: int) -> EpisodePlan:
         if not 0 <= index < len(self):

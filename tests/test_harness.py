@@ -45,6 +45,21 @@ def test_embedding_cache_gives_the_numbers_of_the_plain_path(omniglot, learner, 
     assert 0.2 < cached.mean < 1.0
 
 
+def test_persisted_embeddings_are_reused_only_for_the_same_weights(omniglot):
+    bench = omniglot["lake-runs"]
+    setup = experiment.make_setup("protonet", {}, bench, experiment.resolve_cell(bench, None, None, None, None, 0))
+    model = experiment.build(setup, torch.device("cpu"))
+    source = experiment.test_source(bench, setup.cell)
+    plain = evaluate(model, source, 20, use_cache=False)
+    stored = evaluate(model, source, 20, persist=True)
+    again = evaluate(model, source, 20, persist=True)
+    assert (stored.table_source, again.table_source) == ("computed", "disk")
+    assert np.array_equal(again.accuracies, plain.accuracies) and np.array_equal(stored.accuracies, plain.accuracies)
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    assert evaluate(model, source, 5, persist=True).table_source == "computed", "other weights, another table"
+
+
 def test_training_resumes_exactly(omniglot, tmp_path):
     """A training stopped at a checkpoint and resumed ends with the weights of one uninterrupted run."""
     setup = _setup(omniglot["lake"], "protonet", train_ways=10, train_queries=2, lr_halve_every=3)
