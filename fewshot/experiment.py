@@ -214,7 +214,12 @@ def ensure_trained(setup: Setup, budget: Budget, device: torch.device, out: Path
     if batch_at is None:
         return Trained(learner, None, None, 0, 0.0)
     if path.exists():
-        payload = checkpoint.load(path, learner=setup.name)
+        try:
+            payload = checkpoint.load(path, learner=setup.name)
+        except FewshotError:
+            if out is not None:
+                raise
+            payload = {}  # a damaged cache entry is trained anew
         if payload.get("complete") and payload.get("config") == config:
             checkpoint.restore(learner, payload, path)
             return Trained(learner, path, str(budget), int(payload["step"]), float(payload["elapsed"]))
