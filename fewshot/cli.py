@@ -33,6 +33,11 @@ def _common_cell_options(fn):
     return fn
 
 
+def _note(quiet: bool):
+    """Progress lines on stderr (stdout stays for results, and for the one JSON line of --json)."""
+    return (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="fewshot")
 def cli() -> None:
@@ -77,7 +82,8 @@ def eval_command(learner, ways, shots, queries, episodes, checkpoint, results, a
     if checkpoint:
         trained = experiment.load_trained(setup, Path(checkpoint), target)
     else:
-        trained = experiment.ensure_trained(setup, experiment.default_budget(setup, budget), target, progress=not quiet)
+        trained = experiment.ensure_trained(setup, experiment.default_budget(setup, budget), target, progress=not quiet,
+                                            log=_note(quiet))
     result = harness.evaluate(trained.learner, source, cell.episodes, target,
                               use_cache=False if no_embedding_cache else None, persist=True, progress=not quiet)
     run_id = store.ResultsStore(results_file).record(experiment.run_record(setup, trained, result, target),
@@ -129,7 +135,7 @@ def train_command(learner, ways, shots, queries, out, checkpoint_every, dataset,
     setup = experiment.make_setup(learner, overrides, bench, cell)
     trained = experiment.ensure_trained(setup, experiment.default_budget(setup, budget), target,
                                         out=Path(out) if out else None, progress=not quiet,
-                                        checkpoint_every=checkpoint_every)
+                                        checkpoint_every=checkpoint_every, log=_note(quiet))
     if trained.checkpoint is None:
         click.echo(f"{learner} has nothing to train")
         return

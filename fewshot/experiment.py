@@ -204,7 +204,7 @@ def load_trained(setup: Setup, path: Path, device: torch.device) -> Trained:
 
 
 def ensure_trained(setup: Setup, budget: Budget, device: torch.device, out: Path | None = None, progress: bool = True,
-                   checkpoint_every: int = 500) -> Trained:
+                   checkpoint_every: int = 500, log: Callable[[str], None] = lambda line: None) -> Trained:
     """Train (or resume, or reuse the cached result of) the configuration; return the trained learner."""
     config = setup.training_config(budget)
     path = Path(out) if out is not None else cached_checkpoint(config)
@@ -222,6 +222,7 @@ def ensure_trained(setup: Setup, budget: Budget, device: torch.device, out: Path
             payload = {}  # a damaged cache entry is trained anew
         if payload.get("complete") and payload.get("config") == config:
             checkpoint.restore(learner, payload, path)
+            log(f"using the checkpoint trained for this configuration: {path}")
             return Trained(learner, path, str(budget), int(payload["step"]), float(payload["elapsed"]))
         if out is not None:
             raise FewshotError(f"{path} already holds a checkpoint of another configuration; choose another --out")
@@ -233,6 +234,9 @@ def ensure_trained(setup: Setup, budget: Budget, device: torch.device, out: Path
                                f"move it away or choose another --out")
         checkpoint.restore(learner, payload, partial)
         resume = payload
+    where = f"resuming at step {resume['step']}" if resume else "no checkpoint for this configuration yet"
+    log(f"training {setup.name} on {setup.cell.dataset}/{setup.cell.protocol} for {budget} ({where}); "
+        f"checkpoint: {path}")
 
     def save(progress_state: dict[str, Any], complete: bool) -> None:
         payload = {"learner": setup.name, "hparams": setup.hp, "config": config, "complete": complete, **progress_state}

@@ -20,6 +20,14 @@ from fewshot.harness import confidence95
 from fewshot.leaderboard.papers import paper_accuracy, references_for
 
 CELL = ("dataset", "protocol", "split", "ways", "shots", "queries", "episodes", "seed")
+LEGEND = """# fewshot leaderboard
+
+Built by `fewshot leaderboard` from {runs} recorded runs. A row is a learner (with the hyperparameters
+that differ from its defaults, and its training budget) on a benchmark cell: dataset, protocol, ways, shots,
+15 queries per class unless the protocol fixes them, the episodes shown, seed 0. Accuracy is the mean over
+episodes in percent, ± 1.96 standard errors; "published" is the paper's figure for the same protocol.
+
+"""
 
 
 def _label(run: dict[str, Any]) -> str:
@@ -71,7 +79,7 @@ def render(runs: list[dict[str, Any]], fmt: str) -> str:
     shown = frame[["dataset", "protocol", "ways", "shots", "learner", "result", "paper", "episodes", "training", "run"]]
     shown = shown.rename(columns={"result": "accuracy % (± 95% interval)", "paper": "published"})
     if fmt == "md":
-        return _markdown(shown) + "\n"
+        return LEGEND.format(runs=len(runs)) + _markdown(shown) + "\n"
     return _html(frame, shown)
 
 

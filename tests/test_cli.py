@@ -114,7 +114,7 @@ def test_same_seed_same_numbers_in_two_processes_and_compare(tmp_path, data_root
     refused = run_cli("compare", str(first["run_id"]), str(other_seed["run_id"]), "--results", results)
     assert refused.returncode == 2 and "not evaluated on identical episodes" in refused.stderr
     board = run_cli("leaderboard", "--results", results)
-    assert board.returncode == 0 and "| omniglot | lake | 5 | 1 | protonet" in board.stdout
+    assert board.returncode == 0 and "| omniglot | lake | 5 | 1 | protonet" in board.stdout and "# fewshot leaderboard" in board.stdout
     csv = run_cli("leaderboard", "--results", results, "--format", "csv")
     assert csv.stdout.splitlines()[0].startswith("dataset,protocol,ways,shots")
     html = run_cli("leaderboard", "--results", results, "--format", "html", "--output", str(tmp_path / "b.html"))
