@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from fewshot.errors import FewshotError
+from fewshot.errors import FewshotError, Interrupted
 
 PERCENT = 100.0
 
@@ -239,6 +239,9 @@ def main(argv: list[str] | None = None) -> None:
     tune_allocator()
     try:
         code = cli.main(args=argv, prog_name="fewshot", standalone_mode=False)
+    except Interrupted as err:
+        click.echo(f"{err}", err=True)
+        sys.exit(130)
     except FewshotError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(2)

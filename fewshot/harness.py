@@ -5,12 +5,15 @@ learner declares, calls ``train_step`` and ``predict``, and measures.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import math
 import pickle
 import re
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -21,7 +24,7 @@ from tqdm import tqdm
 
 from fewshot.data import atomic_write
 from fewshot.episode import Episode
-from fewshot.errors import FewshotError
+from fewshot.errors import FewshotError, Interrupted
 from fewshot.learner import Learner
 from fewshot.paths import cache_dir
 from fewshot.sampler import EpisodePlan, EpisodeSource, render
@@ -232,7 +235,7 @@ def train(learner: Learner, batch_at: Callable[[int], Any], budget: Budget, *,
 
     learner.train()
     started = time.perf_counter() - elapsed
-    try:
+    with _stop_requests() as stop:
         while not budget.done(step, elapsed):
             metrics = learner.train_step(_to(batch_at(step), device))
             step += 1
@@ -247,15 +250,39 @@ def train(learner: Learner, batch_at: Callable[[int], Any], budget: Budget, *,
                 history.append(record)
             bar.update()
             bar.set_postfix({k: f"{v:.3f}" for k, v in metrics.items()} | ({"val": f"{val_acc:.3f}"} if val_acc is not None else {}))
+            if stop.requested:  # Ctrl-C lands between whole steps, so the saved state resumes exactly
+                save(complete=False)
+                bar.close()
+                raise Interrupted(f"interrupted at step {step}; progress is saved: run the same command to resume")
             if step % checkpoint_every == 0 and not budget.done(step, elapsed):
                 save(complete=False)
-    except KeyboardInterrupt:
-        save(complete=False)
-        bar.close()
-        raise FewshotError(f"interrupted at step {step}; progress is saved: run the same command to resume")
     bar.close()
     save(complete=True)
     return TrainOutcome(step, elapsed, history, resumed_from)
+
+
+class _StopRequest:
+    requested = False
+
+
+@contextlib.contextmanager
+def _stop_requests():
+    """Turn the first Ctrl-C into a request honoured after the current step; a second one stops at once."""
+    request = _StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+
+    def handler(signum, frame):
+        if request.requested:
+            raise KeyboardInterrupt
+        request.requested = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield request
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _to(batch: Any, device) -> Any:

@@ -172,3 +172,20 @@ def test_learners_and_datasets_are_listed():
     assert "glyphs" in datasets.stdout and "omniglot" in datasets.stdout and "lake-runs" in datasets.stdout
     missing = run_cli("datasets", "--data-root", "/nonexistent")
     assert "absent: missing under /nonexistent/omniglot" in missing.stdout
+
+
+def test_ctrl_c_saves_progress_and_says_how_to_resume(tmp_path, data_root):
+    target, partial = tmp_path / "t.pt", tmp_path / "t.pt.partial"
+    args = ["train", "--learner", "protonet", "--dataset", "omniglot", "--protocol", "lake", "--shots", "1",
+            "--budget", "100000steps", "--hp", "train_ways=10", "--hp", "train_queries=2", "--checkpoint-every", "5",
+            "--quiet", "--out", str(target)]
+    process = subprocess.Popen([sys.executable, "-m", "fewshot", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    deadline = time.time() + 300
+    while not partial.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130 and "progress is saved: run the same command to resume" in err
+    assert "Traceback" not in err and not target.exists()
+    assert torch.load(partial, weights_only=True)["step"] >= 5
