@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from fewshot.data import atomic_write
-from fewshot.episode import Episode
+from fewshot.episode import Episode, grouped_labels
 from fewshot.errors import FewshotError, Interrupted
 from fewshot.learner import Learner
 from fewshot.paths import cache_dir
@@ -97,11 +97,11 @@ def episodes_digest(plans: list[EpisodePlan]) -> str:
     return h.hexdigest()[:16]
 
 
-def _accuracy(logits: torch.Tensor, labels: torch.Tensor, episode: Episode) -> float:
+def _accuracy(logits: torch.Tensor, episode: Episode) -> float:
     expected = (episode.query_y.numel(), episode.ways)
     if tuple(logits.shape) != expected:
         raise RuntimeError(f"predict returned logits of shape {tuple(logits.shape)}, expected {expected}")
-    return float((logits.argmax(1) == labels).float().mean())
+    return float((logits.argmax(1) == episode.query_y).float().mean())
 
 
 def evaluate(learner: Learner, source: EpisodeSource, episodes: int, device: torch.device | str = "cpu",
@@ -129,29 +129,35 @@ def evaluate(learner: Learner, source: EpisodeSource, episodes: int, device: tor
         if use_cache:
             needed = np.unique(np.concatenate([np.concatenate([p.support_items, p.query_items]) for p in plans]))
             items, table, table_source = embedding_table(learner, source, needed, device, embed_batch, persist)
-            rows = lambda ids: torch.from_numpy(np.searchsorted(items, ids)).to(device)  # noqa: E731
             for i, plan in enumerate(plans):
-                episode = Episode(
-                    support_x=table[rows(plan.support_items)],
-                    support_y=_labels(len(plan.class_ids), len(plan.support_items), device),
-                    query_x=table[rows(plan.query_items)],
-                    query_y=_labels(len(plan.class_ids), len(plan.query_items), device),
-                    class_ids=torch.from_numpy(plan.class_ids),
-                    seed=plan.seed,
-                    support_items=torch.from_numpy(plan.support_items),
-                    query_items=torch.from_numpy(plan.query_items),
-                )
-                accuracies[i] = _accuracy(learner.predict_embedded(episode), episode.query_y, episode)
+                episode = _embedded_episode(plan, items, table, device)
+                accuracies[i] = _accuracy(learner.predict_embedded(episode), episode)
                 bar.update()
         else:
             for i, plan in enumerate(plans):
                 episode = source.materialize(plan).to(device)
-                accuracies[i] = _accuracy(learner.predict(episode), episode.query_y, episode)
+                accuracies[i] = _accuracy(learner.predict(episode), episode)
                 bar.update()
     finally:
         bar.close()
         learner.train(was_training)
     return EvalResult(accuracies, time.perf_counter() - start, episodes_digest(plans), use_cache, table_source)
+
+
+def _embedded_episode(plan: EpisodePlan, items: np.ndarray, table: torch.Tensor, device) -> Episode:
+    """The episode of ``plan`` with its inputs gathered from an embedding table (rows of sorted ``items``)."""
+    ways = len(plan.class_ids)
+    gather = lambda ids: table[torch.from_numpy(np.searchsorted(items, ids)).to(device)]  # noqa: E731
+    return Episode(
+        support_x=gather(plan.support_items),
+        support_y=grouped_labels(ways, len(plan.support_items) // ways).to(device),
+        query_x=gather(plan.query_items),
+        query_y=grouped_labels(ways, len(plan.query_items) // ways).to(device),
+        class_ids=torch.from_numpy(plan.class_ids),
+        seed=plan.seed,
+        support_items=torch.from_numpy(plan.support_items),
+        query_items=torch.from_numpy(plan.query_items),
+    )
 
 
 PERSIST_LIMIT_BYTES = 256 << 20  # feature maps of partly frozen networks are recomputed rather than stored
@@ -195,10 +201,6 @@ def _embedding_key(learner: Learner, data_key: str, items: np.ndarray) -> str:
         h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     h.update(np.ascontiguousarray(items, dtype=np.int64).tobytes())
     return h.hexdigest()[:32]
-
-
-def _labels(ways: int, count: int, device) -> torch.Tensor:
-    return torch.arange(ways, device=device).repeat_interleave(count // ways)
 
 
 @dataclass
