@@ -79,6 +79,12 @@ class ImagePool:
     def __len__(self) -> int:
         return len(self.classes)
 
+    def items(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every (item id, class row) pair of the split, row by row."""
+        valid = self.images >= 0
+        rows = np.broadcast_to(np.arange(len(self))[:, None], valid.shape)[valid]
+        return (self.images * 4 + self.rotations[:, None])[valid], rows
+
 
 @dataclass(frozen=True)
 class EpisodePlan:
@@ -155,8 +161,7 @@ class EpisodeSampler(_Materialize):
         return 2**63 - 1  # unbounded: any index is an episode
 
     def items(self) -> np.ndarray:
-        valid = self.pool.images >= 0
-        return np.unique((self.pool.images * 4 + self.pool.rotations[:, None])[valid])
+        return np.unique(self.pool.items()[0])
 
     def plan(self, index: int) -> EpisodePlan:
         rng = _generator(self.seed, self.role, index)
@@ -218,9 +223,8 @@ class ImageBatches:
         if batch_size < 1:
             raise FewshotError(f"batch size must be at least 1, got {batch_size}")
         pool = ImagePool(data, split)
-        valid = pool.images >= 0
-        self.items = torch.from_numpy((pool.images * 4 + pool.rotations[:, None])[valid])
-        self.labels = torch.from_numpy(np.broadcast_to(np.arange(len(pool))[:, None], valid.shape)[valid].copy())
+        items, rows = pool.items()
+        self.items, self.labels = torch.from_numpy(items), torch.from_numpy(rows.copy())
         self.data, self.batch_size, self.seed, self.role = data, batch_size, seed, role
         self.num_classes = len(pool)
         self._epoch: tuple[int, torch.Tensor] | None = None

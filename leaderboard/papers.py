@@ -11,6 +11,10 @@ PAPER_ACCURACY: dict[tuple[str, str, str, int, int], tuple[float, str]] = {
     ("protonet", "omniglot", "vinyals", 5, 5): (99.7, "Snell et al. 2017, Table 1"),
     ("protonet", "omniglot", "vinyals", 20, 1): (96.0, "Snell et al. 2017, Table 1"),
     ("protonet", "omniglot", "vinyals", 20, 5): (98.9, "Snell et al. 2017, Table 1"),
+    ("matchingnet", "omniglot", "vinyals", 5, 1): (98.1, "Vinyals et al. 2016, Table 1"),
+    ("matchingnet", "omniglot", "vinyals", 5, 5): (98.9, "Vinyals et al. 2016, Table 1"),
+    ("matchingnet", "omniglot", "vinyals", 20, 1): (93.8, "Vinyals et al. 2016, Table 1"),
+    ("matchingnet", "omniglot", "vinyals", 20, 5): (98.5, "Vinyals et al. 2016, Table 1"),
 }
 
 # Error rates (percent) of other systems on a protocol, quoted beside every learner's.
