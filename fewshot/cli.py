@@ -33,6 +33,14 @@ def _common_cell_options(fn):
     return fn
 
 
+def _per_instance_options(fn):
+    fn = click.option("--instances", type=int, default=None,
+                      help="With --per-instance: images of each class in a sequence  [default: 10]")(fn)
+    return click.option("--per-instance", is_flag=True,
+                        help="Santoro et al.'s protocol: --ways classes x --instances images as one labelled sequence, "
+                             "scored by presentation.")(fn)
+
+
 def _note(quiet: bool):
     """Progress lines on stderr (stdout stays for results, and for the one JSON line of --json)."""
     return (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
@@ -56,9 +64,10 @@ def cli() -> None:
               help="Results file (default: $FEWSHOT_RESULTS or the user's data folder).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON line.")
 @click.option("--no-embedding-cache", is_flag=True, help="Embed every episode's images anew (the plain path).")
+@_per_instance_options
 @_common_cell_options
-def eval_command(learner, ways, shots, queries, episodes, checkpoint, results, as_json, no_embedding_cache, dataset,
-                 protocol, seed, hp, budget, device, data_root, quiet):
+def eval_command(learner, ways, shots, queries, episodes, checkpoint, results, as_json, no_embedding_cache, per_instance,
+                 instances, dataset, protocol, seed, hp, budget, device, data_root, quiet):
     """Evaluate a learner on seeded test episodes and record the run.
 
     With no --checkpoint the learner is first trained with its default budget
@@ -76,7 +85,7 @@ def eval_command(learner, ways, shots, queries, episodes, checkpoint, results, a
     if budget:
         harness.Budget.parse(budget)  # a malformed budget fails before any work
     bench = experiment.open_benchmark(dataset, protocol, data_root)
-    cell = experiment.resolve_cell(bench, ways, shots, queries, episodes, seed)
+    cell = _cell(experiment, bench, ways, shots, queries, episodes, seed, per_instance, instances)
     setup = experiment.make_setup(learner, overrides, bench, cell)
     source = experiment.test_source(bench, cell)
     if checkpoint:
@@ -84,8 +93,13 @@ def eval_command(learner, ways, shots, queries, episodes, checkpoint, results, a
     else:
         trained = experiment.ensure_trained(setup, experiment.default_budget(setup, budget), target, progress=not quiet,
                                             log=_note(quiet))
-    result = harness.evaluate(trained.learner, source, cell.episodes, target,
-                              use_cache=False if no_embedding_cache else None, persist=True, progress=not quiet)
+    if per_instance:
+        from fewshot.sequences import evaluate_sequences
+
+        result = evaluate_sequences(trained.learner, source, cell.episodes, cell.shots, target, progress=not quiet)
+    else:
+        result = harness.evaluate(trained.learner, source, cell.episodes, target,
+                                  use_cache=False if no_embedding_cache else None, persist=True, progress=not quiet)
     run_id = store.ResultsStore(results_file).record(experiment.run_record(setup, trained, result, target),
                                                       result.accuracies)
     if as_json:
@@ -94,20 +108,59 @@ def eval_command(learner, ways, shots, queries, episodes, checkpoint, results, a
                                "learner": learner, "dataset": cell.dataset, "protocol": cell.protocol,
                                "ways": cell.ways, "shots": cell.shots, "queries": cell.queries, "seed": cell.seed,
                                "episodes_per_s": round(result.episodes_per_s, 2), "train_steps": trained.steps,
-                               "digest": result.digest}))
+                               "digest": result.digest, "mode": cell.mode,
+                               **_presentation_json(result)}))
         return
-    click.echo(f"{learner} on {cell.dataset}/{cell.protocol}: {cell.ways}-way {cell.shots}-shot, {cell.queries} queries, "
-               f"{cell.episodes} episodes, seed {cell.seed}")
     mean, ci = result.mean * PERCENT, result.ci95 * PERCENT
-    if bench.report == "error":
-        from fewshot.leaderboard.papers import references_for
-
-        refs = ", ".join(f"{who} {err:g}%" for who, err in references_for(cell.dataset, cell.protocol))
-        click.echo(f"error rate {PERCENT - mean:.2f}% ± {ci:.2f} (accuracy {mean:.2f}%); published: {refs}")
+    if per_instance:
+        _print_presentations(learner, cell, result)
+        click.echo(f"all steps: accuracy {mean:.2f}% ± {ci:.2f} (95% interval)")
     else:
-        click.echo(f"accuracy {mean:.2f}% ± {ci:.2f} (95% interval)")
+        click.echo(f"{learner} on {cell.dataset}/{cell.protocol}: {cell.ways}-way {cell.shots}-shot, "
+                   f"{cell.queries} queries, {cell.episodes} episodes, seed {cell.seed}")
+        if bench.report == "error":
+            from fewshot.leaderboard.papers import references_for
+
+            refs = ", ".join(f"{who} {err:g}%" for who, err in references_for(cell.dataset, cell.protocol))
+            click.echo(f"error rate {PERCENT - mean:.2f}% ± {ci:.2f} (accuracy {mean:.2f}%); published: {refs}")
+        else:
+            click.echo(f"accuracy {mean:.2f}% ± {ci:.2f} (95% interval)")
     click.echo(f"{result.seconds:.1f} s, {result.episodes_per_s:.1f} episodes/s; trained {trained.steps} steps; "
                f"run {run_id} in {results_file}")
+
+
+def _cell(experiment, bench, ways, shots, queries, episodes, seed, per_instance, instances):
+    if not per_instance:
+        if instances is not None:
+            raise FewshotError("--instances belongs to --per-instance; add --per-instance or use --shots")
+        return experiment.resolve_cell(bench, ways, shots, queries, episodes, seed)
+    for name, value in (("shots", shots), ("queries", queries)):
+        if value is not None:
+            raise FewshotError(f"--per-instance shows --instances images per class as one sequence; leave out --{name}")
+    return experiment.resolve_sequence_cell(bench, ways, 10 if instances is None else instances, episodes, seed)
+
+
+def _presentation_json(result) -> dict:
+    if result.by_presentation is None:
+        return {}
+    from fewshot.harness import confidence95
+
+    return {"presentation_accuracy": [round(float(v) * PERCENT, 4) for v in result.by_presentation.mean(0)],
+            "presentation_ci95": [round(confidence95(c) * PERCENT, 4) for c in result.by_presentation.T]}
+
+
+def _print_presentations(learner, cell, result) -> None:
+    from fewshot.leaderboard.papers import presentation_references
+
+    figures = _presentation_json(result)
+    shown = [k for k in (1, 2, 3, 4, 5, 10) if k <= cell.shots]
+    click.echo(f"{learner} on {cell.dataset}/{cell.protocol}, per-instance: {cell.ways} classes x {cell.shots} instances, "
+               f"{cell.episodes} sequences, seed {cell.seed}")
+    click.echo("presentation      " + "".join(f"{k:>14}" for k in shown))
+    click.echo("accuracy %        " + "".join(
+        f"{figures['presentation_accuracy'][k - 1]:>7.1f} ± {figures['presentation_ci95'][k - 1]:<4.1f}" for k in shown))
+    for who, values in presentation_references(cell.dataset, cell.ways, cell.shots):
+        click.echo(f"{who:<18}" + "".join(f"{values[k]:>14.1f}" for k in shown if k in values))
 
 
 @cli.command("train")
@@ -119,9 +172,10 @@ def eval_command(learner, ways, shots, queries, episodes, checkpoint, results, a
               help="Where to write the checkpoint (default: the cache, where `fewshot eval` finds it).")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=500, show_default=True,
               help="Steps between partial checkpoints (a killed run resumes from the last).")
+@_per_instance_options
 @_common_cell_options
-def train_command(learner, ways, shots, queries, out, checkpoint_every, dataset, protocol, seed, hp, budget, device,
-                  data_root, quiet):
+def train_command(learner, ways, shots, queries, out, checkpoint_every, per_instance, instances, dataset, protocol, seed,
+                  hp, budget, device, data_root, quiet):
     """Train a learner for a budget; a rerun of the same command resumes an interrupted training."""
     from fewshot import experiment
     from fewshot.learner import parse_hp_options
@@ -130,8 +184,11 @@ def train_command(learner, ways, shots, queries, out, checkpoint_every, dataset,
     target = experiment.resolve_device(device)
     bench = experiment.open_benchmark(dataset, protocol, data_root)
     fixed = bench.fixed_cell
-    cell = experiment.resolve_cell(bench, fixed.get("ways", ways), fixed.get("shots", shots), queries,
-                                   fixed.get("episodes"), seed)
+    if per_instance:
+        cell = _cell(experiment, bench, ways, None, queries, None, seed, per_instance, instances)
+    else:
+        cell = _cell(experiment, bench, fixed.get("ways", ways), fixed.get("shots", shots), queries,
+                     fixed.get("episodes"), seed, per_instance, instances)
     setup = experiment.make_setup(learner, overrides, bench, cell)
     trained = experiment.ensure_trained(setup, experiment.default_budget(setup, budget), target,
                                         out=Path(out) if out else None, progress=not quiet,

@@ -21,7 +21,7 @@ import fewshot
 from fewshot import checkpoint, registry
 from fewshot.data import Benchmark, cache_key
 from fewshot.errors import FewshotError
-from fewshot.harness import Budget, EvalResult, TrainOutcome, evaluate, train
+from fewshot.harness import Budget, EvalResult, TrainOutcome, confidence95, evaluate, train
 from fewshot.learner import EpisodeBatches, ImageBatches, Learner, TaskSpec, resolve_hparams
 from fewshot.paths import cache_dir, data_root
 from fewshot.sampler import EpisodeSampler, EpisodeSource, FixedSampler
@@ -44,6 +44,7 @@ class Cell:
     episodes: int
     seed: int
     split: str = "test"
+    mode: str = "episodic"  # or "per-instance": shots are the instances of one labelled sequence, no queries
 
 
 def open_benchmark(dataset: str, protocol: str | None, root: str | Path | None = None, size: int = 28) -> Benchmark:
@@ -75,6 +76,17 @@ def resolve_cell(bench: Benchmark, ways: int | None, shots: int | None, queries:
     if seed < 0:
         raise FewshotError(f"--seed must be zero or positive, got {seed}")
     return Cell(bench.dataset, bench.protocol, seed=seed, **given)
+
+
+def resolve_sequence_cell(bench: Benchmark, ways: int | None, instances: int, episodes: int | None, seed: int) -> Cell:
+    """A cell of the per-instance protocol: ``ways`` classes x ``instances`` images per sequence."""
+    if bench.fixed_cell:
+        raise FewshotError(f"{bench.dataset}/{bench.protocol} is a set of fixed runs; --per-instance needs a protocol "
+                           f"with a class split (for example --protocol vinyals)")
+    if instances < 1:
+        raise FewshotError(f"--instances must be at least 1, got {instances}")
+    cell = resolve_cell(bench, 5 if ways is None else ways, instances, 1, episodes, seed)
+    return dataclasses.replace(cell, queries=0, mode="per-instance")
 
 
 def test_source(bench: Benchmark, cell: Cell) -> EpisodeSource:
@@ -125,6 +137,10 @@ class Setup:
 def make_setup(learner: str, overrides: dict[str, str], bench: Benchmark, cell: Cell) -> Setup:
     cls = registry.learner(learner)
     hp = resolve_hparams(cls, overrides, learner)
+    if cell.mode == "per-instance":
+        from fewshot.sequences import check_learner
+
+        check_learner(learner, cls)
     if cell.shots == 0 and cls.needs_support:
         raise FewshotError(f"{learner} needs support images and cannot run with --shots 0; choose a zero-shot learner")
     return Setup(learner, cls, hp, bench, cell, {k: hp[k] for k in overrides})
@@ -174,6 +190,10 @@ def validator(setup: Setup, learner: Learner, device: torch.device) -> Callable[
     cell = setup.cell
     sampler = EpisodeSampler(setup.bench.data, split, min(cell.ways, len(split)), cell.shots, cell.queries, cell.seed,
                              role="val", name=f"the {cell.dataset}/{cell.protocol} val split")
+    if cell.mode == "per-instance":
+        from fewshot.sequences import evaluate_sequences
+
+        return lambda: evaluate_sequences(learner, sampler, VALIDATION_EPISODES, cell.shots, device).mean
     return lambda: evaluate(learner, sampler, VALIDATION_EPISODES, device).mean
 
 
@@ -295,5 +315,12 @@ def run_record(setup: Setup, trained: Trained, result: EvalResult, device: torch
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "host": platform.node(),
         "extra": json.dumps({"embedding_cache": result.table_source, "report": setup.bench.report,
-                             "threads": torch.get_num_threads()}),
+                             "threads": torch.get_num_threads(), "mode": setup.cell.mode, **_presentation_figures(result)}),
     }
+
+
+def _presentation_figures(result: EvalResult) -> dict[str, Any]:
+    if result.by_presentation is None:
+        return {}
+    return {"presentation_accuracy": [round(float(v), 6) for v in result.by_presentation.mean(0)],
+            "presentation_ci95": [round(confidence95(column), 6) for column in result.by_presentation.T]}

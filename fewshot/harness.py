@@ -65,6 +65,7 @@ class EvalResult:
     digest: str
     cached: bool
     table_source: str = "none"  # where the embedding table came from: "disk", "computed" or "none"
+    by_presentation: np.ndarray | None = None  # per-instance protocol: [episodes, instances] accuracies
 
     @property
     def mean(self) -> float:

@@ -8,7 +8,9 @@ A learner is a ``torch.nn.Module`` with its hyperparameters declared beside it
   ``None`` for a learner with nothing to train;
 * ``train_step(batch) -> dict[str, float]``: one optimisation step;
 * ``predict(episode) -> logits [N*Q, N]``: adapt to the support set and score
-  the queries. Whatever is built from the support set stays a local value.
+  the queries. Whatever is built from the support set stays a local value;
+* optionally ``predict_sequences(x, y)`` for Santoro et al.'s per-instance
+  protocol (see ``fewshot.sequences``).
 
 A learner whose computation starts with an embedding that does not depend on
 the episode overrides ``embed(x)`` and implements ``predict_embedded(episode)``
@@ -95,6 +97,15 @@ class Learner(nn.Module):
     @classmethod
     def caches_embeddings(cls) -> bool:
         return cls.embed is not Learner.embed
+
+    def predict_sequences(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per-instance protocol (``fewshot.sequences``): logits [B, T, N] for labelled sequences
+        ``x`` [B, T, ...], ``y`` [B, T]; the prediction at step t may use only the labels of steps before t."""
+        raise FewshotError(f"{type(self).__name__} does not predict labelled sequences")
+
+    @classmethod
+    def predicts_sequences(cls) -> bool:
+        return cls.predict_sequences is not Learner.predict_sequences
 
     # -- checkpoints ----------------------------------------------------------------------
     def training_state(self) -> dict[str, Any]:

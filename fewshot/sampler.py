@@ -138,7 +138,7 @@ class EpisodeSampler(_Materialize):
 
     def __init__(self, data: ClassImages, split: Split, ways: int, shots: int, queries: int, seed: int = 0,
                  role: str = "test", name: str = "this split"):
-        for label, value, least in (("ways", ways, 1), ("shots", shots, 0), ("queries", queries, 1)):
+        for label, value, least in (("ways", ways, 1), ("shots", shots, 0), ("queries", queries, 0)):
             if value < least:
                 raise FewshotError(f"--{label} must be at least {least}, got {value}")
         self.data, self.ways, self.shots, self.queries, self.seed, self.role = data, ways, shots, queries, seed, role

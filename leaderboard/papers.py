@@ -28,6 +28,20 @@ REFERENCE_ERRORS: dict[tuple[str, str], list[tuple[str, float]]] = {
 }
 
 
+# Santoro et al. 2016, Table 1: Omniglot, 5 classes x 10 instances per episode, accuracy (percent)
+# at the k-th presentation of a class; "people" is the human figure the paper quotes.
+PRESENTATION_ACCURACY: dict[tuple[str, int, int], list[tuple[str, dict[int, float]]]] = {
+    ("omniglot", 5, 10): [
+        ("MANN (paper)", {1: 36.4, 2: 82.8, 3: 91.0, 4: 92.6, 5: 94.9, 10: 98.1}),
+        ("people (paper)", {1: 34.5, 2: 57.3, 3: 70.1, 4: 71.8, 5: 81.4, 10: 92.4}),
+    ],
+}
+
+
+def presentation_references(dataset: str, ways: int, instances: int) -> list[tuple[str, dict[int, float]]]:
+    return PRESENTATION_ACCURACY.get((dataset, ways, instances), [])
+
+
 def paper_accuracy(learner: str, dataset: str, protocol: str, ways: int, shots: int) -> tuple[float, str] | None:
     return PAPER_ACCURACY.get((learner, dataset, protocol, ways, shots))
 

@@ -17,7 +17,7 @@ import pandas as pd
 
 from fewshot.errors import FewshotError
 from fewshot.harness import confidence95
-from fewshot.leaderboard.papers import paper_accuracy, references_for
+from fewshot.leaderboard.papers import paper_accuracy, presentation_references, references_for
 
 CELL = ("dataset", "protocol", "split", "ways", "shots", "queries", "episodes", "seed")
 LEGEND = """# fewshot leaderboard
@@ -43,13 +43,58 @@ def _label(run: dict[str, Any]) -> str:
     return run["learner"] + (f" ({', '.join(changed)})" if changed else "")
 
 
-def rows(runs: list[dict[str, Any]]) -> pd.DataFrame:
+PER_INSTANCE = """
+## Per-instance protocol (Santoro et al. 2016)
+
+`fewshot eval --per-instance`: each test sequence shows the classes' images in a random order and the learner
+predicts each label before it is given. Accuracy in percent (± 95% interval over sequences) at the k-th
+presentation of a class; the paper's MANN and the human figures it quotes are below the measured rows.
+
+"""
+PRESENTATIONS = (1, 2, 3, 4, 5, 10)
+
+
+def _mode(run: dict[str, Any]) -> str:
+    return json.loads(run.get("extra") or "{}").get("mode", "episodic")
+
+
+def _latest(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     latest: dict[tuple, dict[str, Any]] = {}
     for run in sorted(runs, key=lambda r: r["id"]):
-        key = (_label(run), run.get("train_budget"), *(run[k] for k in CELL))
-        latest[key] = run
+        latest[(_label(run), run.get("train_budget"), _mode(run), *(run[k] for k in CELL))] = run
+    return list(latest.values())
+
+
+def presentation_rows(runs: list[dict[str, Any]]) -> pd.DataFrame:
+    """The per-instance runs: accuracy at the k-th presentation, beside the paper's figures for the same shape."""
+    table, cells = [], []
+    for run in _latest([r for r in runs if _mode(r) == "per-instance"]):
+        extra = json.loads(run["extra"])
+        row = {"dataset": run["dataset"], "protocol": run["protocol"], "classes": run["ways"],
+               "instances": run["shots"], "learner": _label(run)}
+        for k in PRESENTATIONS:
+            if k <= run["shots"]:
+                mean, ci = 100 * extra["presentation_accuracy"][k - 1], 100 * extra["presentation_ci95"][k - 1]
+                row[f"{_ordinal(k)}"] = f"{mean:.1f} ± {ci:.1f}"
+        row.update({"sequences": run["episodes"], "training": run.get("train_budget") or "none", "run": run["id"]})
+        table.append(row)
+        cells.append((run["dataset"], run["protocol"], run["ways"], run["shots"]))
+    for dataset, protocol, ways, instances in sorted(set(cells)):
+        for who, values in presentation_references(dataset, ways, instances):
+            table.append({"dataset": dataset, "protocol": protocol, "classes": ways, "instances": instances,
+                          "learner": who, **{_ordinal(k): f"{v:.1f}" for k, v in values.items()},
+                          "sequences": "", "training": "", "run": ""})
+    frame = pd.DataFrame(table)
+    return frame.fillna("") if not frame.empty else frame
+
+
+def _ordinal(k: int) -> str:
+    return f"{k}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(k, 'th') }"
+
+
+def rows(runs: list[dict[str, Any]]) -> pd.DataFrame:
     table = []
-    for run in latest.values():
+    for run in _latest([r for r in runs if _mode(r) == "episodic"]):
         report = json.loads(run.get("extra") or "{}").get("report", "accuracy")
         mean, ci = 100 * run["mean"], 100 * run["ci95"]
         paper = paper_accuracy(run["learner"], run["dataset"], run["protocol"], run["ways"], run["shots"])
@@ -71,16 +116,18 @@ def rows(runs: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def render(runs: list[dict[str, Any]], fmt: str) -> str:
-    frame = rows(runs)
-    if frame.empty:
+    frame, sequences = rows(runs), presentation_rows(runs)
+    if frame.empty and sequences.empty:
         return "no runs recorded yet: `fewshot eval --learner protonet --ways 5 --shots 1` records one\n"
     if fmt == "csv":
-        return frame.to_csv(index=False)
-    shown = frame[["dataset", "protocol", "ways", "shots", "learner", "result", "paper", "episodes", "training", "run"]]
+        return frame.to_csv(index=False) + ("\n" + sequences.to_csv(index=False) if not sequences.empty else "")
+    shown = frame[["dataset", "protocol", "ways", "shots", "learner", "result", "paper", "episodes", "training", "run"]] \
+        if not frame.empty else frame
     shown = shown.rename(columns={"result": "accuracy % (± 95% interval)", "paper": "published"})
     if fmt == "md":
-        return LEGEND.format(runs=len(runs)) + _markdown(shown) + "\n"
-    return _html(frame, shown)
+        text = LEGEND.format(runs=len(runs)) + (_markdown(shown) + "\n" if not shown.empty else "")
+        return text + (PER_INSTANCE + _markdown(sequences) + "\n" if not sequences.empty else "")
+    return _html(frame, shown, sequences)
 
 
 def _markdown(frame: pd.DataFrame) -> str:
@@ -90,14 +137,15 @@ def _markdown(frame: pd.DataFrame) -> str:
     return "\n".join([head, rule, *body])
 
 
-def _html(frame: pd.DataFrame, shown: pd.DataFrame) -> str:
+def _html(frame: pd.DataFrame, shown: pd.DataFrame, sequences: pd.DataFrame) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figures = []
-    for (dataset, protocol, ways, shots), group in frame.groupby(["dataset", "protocol", "ways", "shots"], sort=True):
+    for (dataset, protocol, ways, shots), group in (frame.groupby(["dataset", "protocol", "ways", "shots"], sort=True)
+                                                if not frame.empty else []):
         fig, ax = plt.subplots(figsize=(6, 0.45 * len(group) + 1.0))
         ax.errorbar(group["mean"], range(len(group)), xerr=group["ci95"], fmt="o", capsize=3)
         ax.set_yticks(range(len(group)), group["learner"])
@@ -111,7 +159,9 @@ def _html(frame: pd.DataFrame, shown: pd.DataFrame) -> str:
         figures.append(f'<img alt="{html.escape(f"{dataset} {protocol} {ways}-way {shots}-shot")}" '
                        f'src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">')
     return ("<!doctype html><html><head><meta charset='utf-8'><title>fewshot leaderboard</title></head><body>"
-            "<h1>fewshot leaderboard</h1>" + shown.to_html(index=False, escape=True) + "".join(figures) + "</body></html>\n")
+            "<h1>fewshot leaderboard</h1>" + shown.to_html(index=False, escape=True) + "".join(figures)
+            + ("<h2>Per-instance protocol (Santoro et al. 2016)</h2>" + sequences.to_html(index=False, escape=True)
+               if not sequences.empty else "") + "</body></html>\n")
 
 
 def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:

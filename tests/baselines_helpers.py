@@ -5,9 +5,9 @@ from fewshot import experiment
 from fewshot.harness import Budget, evaluate
 
 
-def short_training(bench, learner, steps, episodes=100, compare=True, **hp):
-    """(accuracy after ``steps`` training steps, accuracy untrained) on 5-way 1-shot test episodes."""
-    cell = experiment.resolve_cell(bench, 5, 1, 5, episodes, 0)
+def short_training(bench, learner, steps, episodes=100, compare=True, ways=5, **hp):
+    """(accuracy after ``steps`` training steps, accuracy untrained) on ``ways``-way 1-shot test episodes."""
+    cell = experiment.resolve_cell(bench, ways, 1, 5, episodes, 0)
     setup = experiment.make_setup(learner, hp, bench, cell)
     source = experiment.test_source(bench, cell)
     trained = experiment.ensure_trained(setup, Budget(steps=steps), torch.device("cpu"), progress=False)

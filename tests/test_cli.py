@@ -66,6 +66,13 @@ def bad_inputs(tmp_path, data_root):
          "cannot write results"),
         (("--learner", "protonet", "--ways", "five", "--shots", "1"), "'five' is not a valid integer"),
         (("--ways", "5", "--shots", "1"), "Missing option '--learner'"),
+        (("--learner", "protonet", "--per-instance"), "cannot run --per-instance"),
+        (("--learner", "mann", "--per-instance", "--shots", "1"), "leave out --shots"),
+        (("--learner", "mann", "--ways", "5", "--shots", "1", "--instances", "10"), "add --per-instance"),
+        (("--learner", "mann", "--per-instance", "--instances", "0"), "--instances must be at least 1"),
+        (("--learner", "mann", "--per-instance", "--instances", "30", *omniglot), "is too many"),
+        (("--learner", "mann", "--per-instance", "--dataset", "omniglot", "--protocol", "lake-runs"),
+         "needs a protocol with a class split"),
     ]
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from fewshot.errors import FewshotError
 from fewshot.leaderboard.papers import paper_accuracy, references_for
-from fewshot.leaderboard.table import compare, render, rows
+from fewshot.leaderboard.table import compare, presentation_rows, render, rows
 
 
 def _run(id, learner="protonet", mean=0.9, **changes):
@@ -29,6 +29,18 @@ def test_error_rate_protocols_quote_the_reference_systems():
     assert "10.00 ± 0.40 error" in line and "people 4.5% error" in line
     assert dict(references_for("omniglot", "lake-runs"))["people"] == 4.5
     assert paper_accuracy("protonet", "omniglot", "vinyals", 20, 1)[0] == 96.0
+
+
+def test_per_instance_runs_get_their_own_table_beside_santoro():
+    figures = [0.3, 0.8, 0.9, 0.92, 0.93, 0.94, 0.95, 0.96, 0.97, 0.98]
+    extra = json.dumps({"mode": "per-instance", "presentation_accuracy": figures, "presentation_ci95": [0.01] * 10})
+    run = _run(7, learner="mann", shots=10, queries=0, episodes=100, extra=extra)
+    table = presentation_rows([run, _run(8)])
+    assert list(table["learner"]) == ["mann", "MANN (paper)", "people (paper)"]
+    assert table.loc[0, "1st"] == "30.0 ± 1.0" and table.loc[0, "10th"] == "98.0 ± 1.0"
+    assert table.loc[1, "2nd"] == "82.8" and table.loc[2, "2nd"] == "57.3"
+    assert list(rows([run, _run(8)])["run"]) == [8], "the episodic table leaves per-instance runs out"
+    assert "## Per-instance protocol" in render([run], "md")
 
 
 def test_paired_comparison():

@@ -13,7 +13,7 @@ def _learner(**hp):
 
 
 def test_attention_over_the_support_set_by_hand():
-    learner = _learner()
+    learner = _learner(similarity="cosine")
     support = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     labels = torch.tensor([0, 1, 1])
     query = torch.tensor([[2.0, 0.0]])
@@ -21,6 +21,17 @@ def test_attention_over_the_support_set_by_hand():
     attention = cosines.exp() / cosines.exp().sum()
     expected = torch.stack([attention[0], attention[1] + attention[2]]).log()
     assert torch.allclose(learner.log_probabilities(support, labels, query, 2)[0], expected, atol=1e-6)
+
+
+def test_support_cosine_scales_the_cosine_by_the_query_norm():
+    support = torch.tensor([[1.0, 0.0], [0.0, 3.0]])
+    labels = torch.tensor([0, 1])
+    query = torch.tensor([[2.0, 0.0]])
+    similarities = torch.tensor([2.0, 0.0])  # |f(x)| = 2 times the cosines 1 and 0
+    expected = torch.log_softmax(similarities, dim=0)
+    log_p = _learner().log_probabilities(support, labels, query, 2)[0]
+    assert torch.allclose(log_p, expected, atol=1e-6)
+    assert log_p.argmax() == _learner(similarity="cosine").log_probabilities(support, labels, query, 2)[0].argmax()
 
 
 def test_full_context_embeddings_read_the_support_set():

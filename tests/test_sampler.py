@@ -89,8 +89,10 @@ def test_impossible_cells_are_refused(omniglot):
         _sampler(bench, shots=10, queries=15)
     with pytest.raises(FewshotError, match="at least 1"):
         _sampler(bench, ways=0)
-    with pytest.raises(FewshotError, match="at least 1"):
-        _sampler(bench, queries=0)
+    with pytest.raises(FewshotError, match="at least 0"):
+        _sampler(bench, queries=-1)
+    support_only = _sampler(bench, queries=0)[0]  # the per-instance protocol's sequences
+    assert support_only.query_x.shape[0] == 0 and support_only.support_x.shape[0] == support_only.ways
 
 
 def test_classes_with_fewer_images_are_sampled_only_when_they_hold_enough(omniglot):
