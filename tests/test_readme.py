@@ -26,7 +26,7 @@ def test_the_example_learner_in_the_readme_works(glyphs):
 
 
 def test_quick_start_commands_are_the_documented_ones():
-    assert "pip install . && fewshot eval --learner protonet --ways 5 --shots 1" in README
+    assert "pip install . && fewshot eval --learner mann --ways 5 --shots 1" in README
     assert "pip install '.[test]' && pytest" in README
     ci = (Path(__file__).resolve().parent.parent / ".ci" / "run").read_text()
     assert "pip install --quiet '.[test]'" in ci and ci.strip().endswith("pytest")
