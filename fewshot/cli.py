@@ -143,10 +143,9 @@ def _cell(experiment, bench, ways, shots, queries, episodes, seed, per_instance,
 def _presentation_json(result) -> dict:
     if result.by_presentation is None:
         return {}
-    from fewshot.harness import confidence95
-
-    return {"presentation_accuracy": [round(float(v) * PERCENT, 4) for v in result.by_presentation.mean(0)],
-            "presentation_ci95": [round(confidence95(c) * PERCENT, 4) for c in result.by_presentation.T]}
+    means, intervals = result.presentation_summary()
+    return {"presentation_accuracy": [round(float(v) * PERCENT, 4) for v in means],
+            "presentation_ci95": [round(float(v) * PERCENT, 4) for v in intervals]}
 
 
 def _print_presentations(learner, cell, result) -> None:

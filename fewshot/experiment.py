@@ -21,7 +21,7 @@ import fewshot
 from fewshot import checkpoint, registry
 from fewshot.data import Benchmark, cache_key
 from fewshot.errors import FewshotError
-from fewshot.harness import Budget, EvalResult, TrainOutcome, confidence95, evaluate, train
+from fewshot.harness import Budget, EvalResult, TrainOutcome, evaluate, train
 from fewshot.learner import EpisodeBatches, ImageBatches, Learner, TaskSpec, resolve_hparams
 from fewshot.paths import cache_dir, data_root
 from fewshot.sampler import EpisodeSampler, EpisodeSource, FixedSampler
@@ -322,5 +322,6 @@ def run_record(setup: Setup, trained: Trained, result: EvalResult, device: torch
 def _presentation_figures(result: EvalResult) -> dict[str, Any]:
     if result.by_presentation is None:
         return {}
-    return {"presentation_accuracy": [round(float(v), 6) for v in result.by_presentation.mean(0)],
-            "presentation_ci95": [round(confidence95(column), 6) for column in result.by_presentation.T]}
+    means, intervals = result.presentation_summary()
+    return {"presentation_accuracy": [round(float(v), 6) for v in means],
+            "presentation_ci95": [round(float(v), 6) for v in intervals]}

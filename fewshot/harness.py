@@ -75,6 +75,12 @@ class EvalResult:
     def ci95(self) -> float:
         return confidence95(self.accuracies)
 
+    def presentation_summary(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-instance protocol: mean accuracy at each presentation and its 95% interval (over episodes)."""
+        if self.by_presentation is None:
+            raise ValueError("not a per-instance result")
+        return self.by_presentation.mean(0), np.array([confidence95(c) for c in self.by_presentation.T])
+
     @property
     def episodes_per_s(self) -> float:
         return len(self.accuracies) / self.seconds if self.seconds > 0 else math.inf
