@@ -15,6 +15,8 @@ PAPER_ACCURACY: dict[tuple[str, str, str, int, int], tuple[float, str]] = {
     ("matchingnet", "omniglot", "vinyals", 5, 5): (98.9, "Vinyals et al. 2016, Table 1"),
     ("matchingnet", "omniglot", "vinyals", 20, 1): (93.8, "Vinyals et al. 2016, Table 1"),
     ("matchingnet", "omniglot", "vinyals", 20, 5): (98.5, "Vinyals et al. 2016, Table 1"),
+    ("metanet", "omniglot", "vinyals", 5, 1): (98.95, "Munkhdalai and Yu 2017, Table 1"),
+    ("metanet", "omniglot", "vinyals", 20, 1): (97.00, "Munkhdalai and Yu 2017, Table 1"),
 }
 
 # Error rates (percent) of other systems on a protocol, quoted beside every learner's.
