@@ -1,5 +1,6 @@
 import os
 import pickle
+import random
 
 import pytest
 import torch
@@ -32,6 +33,15 @@ def test_damaged_checkpoints_are_refused(tmp_path, damage):
     path.write_bytes({"truncate": raw[: len(raw) // 2], "garbage": os.urandom(4096), "empty": b""}[damage])
     with pytest.raises(FewshotError, match="corrupt or not a fewshot checkpoint"):
         checkpoint.load(path)
+
+
+def test_any_random_bytes_are_refused_as_corrupt(tmp_path):
+    path = tmp_path / "random.pt"
+    rng = random.Random(0)
+    for _ in range(300):  # random bytes break the unpickler in many ways (IndexError, TypeError, ...)
+        path.write_bytes(bytes(rng.getrandbits(8) for _ in range(rng.randrange(1, 3000))))
+        with pytest.raises(FewshotError, match="corrupt or not a fewshot checkpoint|not a fewshot checkpoint"):
+            checkpoint.load(path)
 
 
 def test_code_in_a_checkpoint_is_never_run(tmp_path):
