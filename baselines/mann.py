@@ -138,6 +138,7 @@ class MANN(Learner):
     }
     hparam_choices = {"optimizer": ("adam", "rmsprop")}
     trains_on = ("ways", "shots")
+    protocol_note = "support fed as a labelled sequence; queries read the memory after it, none kept"
     default_budget = {"glyphs": "4000steps", "omniglot": "10000steps", "*": "4000steps"}
 
     def __init__(self, task: TaskSpec, hp):

@@ -71,6 +71,8 @@ class Learner(nn.Module):
     # Training budget per dataset ("*" for any other): "2000steps" or "10min".
     default_budget: ClassVar[Mapping[str, str]] = {"*": "1000steps"}
     needs_support: ClassVar[bool] = True
+    # How the learner meets the benchmark's episodes, where that differs from the usual; the leaderboard's protocol column shows it.
+    protocol_note: ClassVar[str] = ""
 
     def __init__(self, task: TaskSpec, hp: Mapping[str, Any]):
         super().__init__()

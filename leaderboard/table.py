@@ -92,6 +92,17 @@ def _ordinal(k: int) -> str:
     return f"{k}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(k, 'th') }"
 
 
+def _protocol(run: dict[str, Any]) -> str:
+    """The run's protocol, with the learner's note on how it meets the episodes (MANN's sequence, say)."""
+    try:
+        from fewshot import registry
+
+        note = registry.learner(run["learner"]).protocol_note
+    except FewshotError:
+        note = ""
+    return f"{run['protocol']} ({note})" if note else run["protocol"]
+
+
 def rows(runs: list[dict[str, Any]]) -> pd.DataFrame:
     table = []
     for run in _latest([r for r in runs if _mode(r) == "episodic"]):
@@ -106,7 +117,7 @@ def rows(runs: list[dict[str, Any]]) -> pd.DataFrame:
             "result": f"{100 - mean:.2f} ± {ci:.2f} error" if report == "error" else f"{mean:.2f} ± {ci:.2f}",
             "mean": round(mean, 4), "ci95": round(ci, 4), "paper": published, "episodes": run["episodes"],
             "seed": run["seed"], "training": f"{run.get('train_budget') or 'none'}",
-            "device": run.get("device"), "run": run["id"],
+            "device": run.get("device"), "run": run["id"], "protocol_shown": _protocol(run),
         })
     frame = pd.DataFrame(table)
     if frame.empty:
@@ -121,9 +132,10 @@ def render(runs: list[dict[str, Any]], fmt: str) -> str:
         return "no runs recorded yet: `fewshot eval --learner protonet --ways 5 --shots 1` records one\n"
     if fmt == "csv":
         return frame.to_csv(index=False) + ("\n" + sequences.to_csv(index=False) if not sequences.empty else "")
-    shown = frame[["dataset", "protocol", "ways", "shots", "learner", "result", "paper", "episodes", "training", "run"]] \
-        if not frame.empty else frame
-    shown = shown.rename(columns={"result": "accuracy % (± 95% interval)", "paper": "published"})
+    shown = frame[["dataset", "protocol_shown", "ways", "shots", "learner", "result", "paper", "episodes", "training",
+                   "run"]] if not frame.empty else frame
+    shown = shown.rename(columns={"protocol_shown": "protocol", "result": "accuracy % (± 95% interval)",
+                                  "paper": "published"})
     if fmt == "md":
         text = LEGEND.format(runs=len(runs)) + (_markdown(shown) + "\n" if not shown.empty else "")
         return text + (PER_INSTANCE + _markdown(sequences) + "\n" if not sequences.empty else "")

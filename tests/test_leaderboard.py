@@ -43,6 +43,12 @@ def test_per_instance_runs_get_their_own_table_beside_santoro():
     assert "## Per-instance protocol" in render([run], "md")
 
 
+def test_a_learner_s_protocol_note_is_in_the_protocol_column():
+    board = render([_run(1, learner="mann", mean=0.8), _run(2)], "md")
+    assert "| omniglot | vinyals (support fed as a labelled sequence;" in board
+    assert "| omniglot | vinyals | 5 | 1 | protonet |" in board
+
+
 def test_paired_comparison():
     a = {**_run(1), "accuracies": np.array([1.0, 0.8, 0.9, 1.0])}
     b = {**_run(2), "accuracies": np.array([0.8, 0.6, 0.7, 0.9])}
