@@ -36,7 +36,7 @@ from torch import nn
 
 from fewshot.backbones import Conv4
 from fewshot.episode import Episode
-from fewshot.learner import EpisodeBatches, Learner, TaskSpec
+from fewshot.learner import EpisodeBatches, Learner, TaskSpec, query_loss_step
 
 
 class FullContext(nn.Module):
@@ -105,19 +105,14 @@ class MatchingNet(Learner):
         return probabilities.clamp_min(1e-12).log()
 
     def train_step(self, batch: list[Episode]) -> dict[str, float]:
-        self.optimizer.zero_grad()
-        loss_sum, correct = 0.0, 0.0
-        for episode in batch:
+        def query_log_probabilities(episode: Episode) -> torch.Tensor:
             n_support = episode.support_y.numel()
             features = self.backbone(torch.cat([episode.support_x, episode.query_x]))
-            log_p = self.log_probabilities(features[:n_support], episode.support_y, features[n_support:], episode.ways)
-            loss = F.nll_loss(log_p, episode.query_y) / len(batch)
-            loss.backward()
-            loss_sum += loss.item()
-            correct += (log_p.argmax(1) == episode.query_y).float().mean().item() / len(batch)
-        self.optimizer.step()
+            return self.log_probabilities(features[:n_support], episode.support_y, features[n_support:], episode.ways)
+
+        metrics = query_loss_step(self.optimizer, batch, query_log_probabilities, F.nll_loss)
         self.scheduler.step()
-        return {"loss": loss_sum, "acc": correct}
+        return metrics
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> torch.Tensor:

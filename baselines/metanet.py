@@ -40,7 +40,7 @@ from torch import nn
 
 from fewshot.backbones import Conv4
 from fewshot.episode import Episode
-from fewshot.learner import EpisodeBatches, Learner, TaskSpec
+from fewshot.learner import EpisodeBatches, Learner, TaskSpec, query_loss_step
 
 GRADIENT_SCALE_P = 10.0
 
@@ -158,16 +158,7 @@ class MetaNet(Learner):
         return EpisodeBatches(self.task.ways, self.task.shots, self.hp["train_queries"])
 
     def train_step(self, batch: list[Episode]) -> dict[str, float]:
-        self.optimizer.zero_grad()
-        loss_sum, correct = 0.0, 0.0
-        for episode in batch:
-            logits = self.episode_logits(episode, create_graph=True)
-            loss = F.cross_entropy(logits, episode.query_y) / len(batch)
-            loss.backward()
-            loss_sum += loss.item()
-            correct += (logits.argmax(1) == episode.query_y).float().mean().item() / len(batch)
-        self.optimizer.step()
-        return {"loss": loss_sum, "acc": correct}
+        return query_loss_step(self.optimizer, batch, lambda episode: self.episode_logits(episode, create_graph=True))
 
     def predict(self, episode: Episode) -> torch.Tensor:
         with torch.enable_grad():  # the fast weights are made of gradients, even at test time

@@ -15,11 +15,10 @@ that a benchmark cell is reproducible from its configuration alone.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from fewshot.backbones import Conv4
 from fewshot.episode import Episode
-from fewshot.learner import EpisodeBatches, Learner, TaskSpec
+from fewshot.learner import EpisodeBatches, Learner, TaskSpec, query_loss_step
 
 
 def prototype_logits(support: torch.Tensor, query: torch.Tensor, ways: int) -> torch.Tensor:
@@ -53,19 +52,14 @@ class ProtoNet(Learner):
         return EpisodeBatches(ways, self.hp["train_shots"] or self.task.shots, self.hp["train_queries"])
 
     def train_step(self, batch: list[Episode]) -> dict[str, float]:
-        self.optimizer.zero_grad()
-        loss_sum, correct = 0.0, 0.0
-        for episode in batch:
+        def query_logits(episode: Episode) -> torch.Tensor:
             n_support = episode.support_y.numel()
             features = self.backbone(torch.cat([episode.support_x, episode.query_x]))
-            logits = prototype_logits(features[:n_support], features[n_support:], episode.ways)
-            loss = F.cross_entropy(logits, episode.query_y) / len(batch)
-            loss.backward()
-            loss_sum += loss.item()
-            correct += (logits.argmax(1) == episode.query_y).float().mean().item() / len(batch)
-        self.optimizer.step()
+            return prototype_logits(features[:n_support], features[n_support:], episode.ways)
+
+        metrics = query_loss_step(self.optimizer, batch, query_logits)
         self.scheduler.step()
-        return {"loss": loss_sum, "acc": correct}
+        return metrics
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> torch.Tensor:

@@ -20,9 +20,10 @@ every test image once (same numbers, fewer forward passes).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from fewshot.episode import Episode, LabelledImages
@@ -120,6 +121,26 @@ class Learner(nn.Module):
         self.load_state_dict(state["model"])
         for name, value in state.get("optimizers", {}).items():
             getattr(self, name).load_state_dict(value)
+
+
+def query_loss_step(optimizer: torch.optim.Optimizer, batch: list[Episode],
+                    query_logits: Callable[[Episode], torch.Tensor],
+                    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy) -> dict[str, float]:
+    """One optimiser step on the queries' loss averaged over a batch of episodes.
+
+    Each episode is backpropagated as soon as it is scored, so only one
+    episode's graph is alive at a time. Returns the mean loss and accuracy.
+    """
+    optimizer.zero_grad()
+    loss_sum, correct = 0.0, 0.0
+    for episode in batch:
+        logits = query_logits(episode)
+        loss = loss_fn(logits, episode.query_y) / len(batch)
+        loss.backward()
+        loss_sum += loss.item()
+        correct += (logits.argmax(1) == episode.query_y).float().mean().item() / len(batch)
+    optimizer.step()
+    return {"loss": loss_sum, "acc": correct}
 
 
 def describe_hparams(cls: type[Learner]) -> str:
