@@ -246,15 +246,18 @@ def ensure_trained(setup: Setup, budget: Budget, device: torch.device, out: Path
             return Trained(learner, path, str(budget), int(payload["step"]), float(payload["elapsed"]))
         if out is not None:
             raise FewshotError(f"{path} already holds a checkpoint of another configuration; choose another --out")
-    resume = None
+    resume, where = None, "no checkpoint for this configuration yet"
     if partial.exists():
         payload = checkpoint.load(partial, learner=setup.name)
         if payload.get("config") != config:
             raise FewshotError(f"{partial} holds an unfinished training of another configuration; "
                                f"move it away or choose another --out")
         checkpoint.restore(learner, payload, partial)
-        resume = payload
-    where = f"resuming at step {resume['step']}" if resume else "no checkpoint for this configuration yet"
+        resume, where = payload, f"resuming at step {payload['step']}"
+    elif out is None and (shorter := _shorter_cached_training(config, budget)) is not None:
+        shorter_path, payload = shorter
+        checkpoint.restore(learner, payload, shorter_path)
+        resume, where = payload, f"continuing the {payload['config']['budget']} checkpoint {shorter_path.name}"
     log(f"training {setup.name} on {setup.cell.dataset}/{setup.cell.protocol} for {budget} ({where}); "
         f"checkpoint: {path}")
 
@@ -269,6 +272,31 @@ def ensure_trained(setup: Setup, budget: Budget, device: torch.device, out: Path
                     validate_every=max(1, min(500, (budget.steps or 10**9) // 4)),
                     checkpoint_every=checkpoint_every, resume=resume, progress=progress)
     return Trained(learner, path, str(budget), outcome.steps, outcome.seconds, outcome)
+
+
+def _shorter_cached_training(config: dict[str, Any], budget: Budget) -> tuple[Path, dict[str, Any]] | None:
+    """The longest finished cached training of this configuration with fewer steps, if any.
+
+    No learner sees its budget and batch ``t`` depends on t alone, so training
+    N steps and continuing to M gives the weights of an M-step run: a longer
+    budget extends the cached shorter one instead of starting over.
+    """
+    if budget.steps is None:
+        return None
+    best = None
+    folder = cache_dir() / "checkpoints"
+    for path in sorted(folder.glob(f"{config['learner']}-{config['dataset']}-{config['protocol']}-*.pt")):
+        try:
+            payload = checkpoint.load(path, learner=config["learner"])
+        except FewshotError:
+            continue
+        other = payload.get("config") or {}
+        if not payload.get("complete") or {**other, "budget": config["budget"]} != config:
+            continue
+        steps = Budget.parse(other["budget"]).steps
+        if steps is not None and steps < budget.steps and (best is None or steps > best[1]["step"]):
+            best = (path, payload)
+    return best
 
 
 def resolve_device(name: str) -> torch.device:

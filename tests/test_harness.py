@@ -82,3 +82,21 @@ def test_training_resumes_exactly(omniglot, tmp_path):
         assert torch.equal(a, b), name
     assert interrupted.steps == 4 and first.steps == 8
     assert resumed.learner.optimizer.state_dict()["state"][0]["step"] == whole.learner.optimizer.state_dict()["state"][0]["step"]
+
+
+def test_longer_budget_continues_the_cached_shorter_training(omniglot, tmp_path, monkeypatch):
+    """Training 8 steps after a cached 4-step run continues it and ends with the weights of an 8-step run."""
+    monkeypatch.setenv("FEWSHOT_CACHE", str(tmp_path / "cache"))
+    setup = _setup(omniglot["lake"], "protonet", train_ways=10, train_queries=2, lr_halve_every=3)
+    whole = experiment.ensure_trained(setup, Budget(steps=8), torch.device("cpu"), out=tmp_path / "whole.pt",
+                                      progress=False)
+    short = experiment.ensure_trained(setup, Budget(steps=4), torch.device("cpu"), progress=False)
+    lines = []
+    longer = experiment.ensure_trained(setup, Budget(steps=8), torch.device("cpu"), progress=False, log=lines.append)
+    assert longer.outcome.resumed_from == 4 and longer.steps == 8 and "continuing the 4steps checkpoint" in lines[0]
+    assert short.checkpoint.exists() and longer.checkpoint != short.checkpoint, "the shorter run stays cached"
+    for (name, a), b in zip(whole.learner.state_dict().items(), longer.learner.state_dict().values()):
+        assert torch.equal(a, b), name
+    other = _setup(omniglot["lake"], "protonet", train_ways=10, train_queries=3, lr_halve_every=3)
+    fresh = experiment.ensure_trained(other, Budget(steps=5), torch.device("cpu"), progress=False)
+    assert fresh.outcome.resumed_from == 0, "another configuration never continues this one"
