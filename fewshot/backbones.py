@@ -13,6 +13,7 @@ suite is developed on, a Conv-4 training step was 1.4x faster that way
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -46,3 +47,61 @@ class Conv4(nn.Module):
     def output_dim(image_shape: tuple[int, int, int], hidden: int = 64, depth: int = 4) -> int:
         with torch.no_grad():
             return Conv4(image_shape[0], hidden, depth).eval()(torch.zeros(1, *image_shape)).shape[1]
+
+
+class MAMLConv4(nn.Module):
+    """Finn et al.'s Omniglot network: four blocks of 3x3 convolution with 64 filters
+    and stride 2 (no pooling; ``pool=True`` gives the max-pooled variant), batch norm
+    and ReLU, then a linear layer to the ``ways`` logits.
+
+    Batch norm keeps no running statistics, so it always normalises with the
+    statistics of the batch it is given, in training and at test time, as in the
+    paper's code: classifying a query batch is transductive.
+
+    Gradient-based meta-learners call ``forward_with(params, x)``: a pure
+    function of explicit parameters (named like ``named_parameters()``). It
+    never touches the module's own tensors, unlike ``torch.func.functional_call``
+    which swaps them in and out, so several tasks can run it at once on threads.
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int], ways: int, hidden: int = 64, pool: bool = False):
+        super().__init__()
+        blocks, channels = [], image_shape[0]
+        for _ in range(4):
+            if pool:
+                blocks += [nn.Conv2d(channels, hidden, 3, padding=1), nn.BatchNorm2d(hidden, track_running_stats=False),
+                           nn.ReLU(), nn.MaxPool2d(2)]
+            else:
+                blocks += [nn.Conv2d(channels, hidden, 3, stride=2, padding=1),
+                           nn.BatchNorm2d(hidden, track_running_stats=False), nn.ReLU()]
+            channels = hidden
+        self.body = nn.Sequential(*blocks, nn.Flatten())
+        with torch.no_grad():
+            features = self.body(torch.zeros(2, *image_shape)).shape[1]
+        self.head = nn.Linear(features, ways)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with(dict(self.named_parameters()), x)
+
+    def forward_with(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return head_with(params, self.features_with(params, x), "head.")
+
+    def features_with(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        for i, layer in enumerate(self.body):
+            name = f"body.{i}."
+            if isinstance(layer, nn.Conv2d):
+                x = F.conv2d(x, params[name + "weight"], params[name + "bias"], layer.stride, layer.padding)
+            elif isinstance(layer, nn.BatchNorm2d):
+                x = F.batch_norm(x, None, None, params[name + "weight"], params[name + "bias"], True, 0.0, layer.eps)
+            elif isinstance(layer, nn.ReLU):
+                x = F.relu(x)
+            elif isinstance(layer, nn.MaxPool2d):
+                x = F.max_pool2d(x, 2)
+            else:
+                x = x.flatten(1)
+        return x
+
+
+def head_with(params: dict[str, torch.Tensor], features: torch.Tensor, prefix: str = "") -> torch.Tensor:
+    """A linear layer on explicit parameters ``{prefix}weight`` and ``{prefix}bias``."""
+    return F.linear(features, params[prefix + "weight"], params[prefix + "bias"])

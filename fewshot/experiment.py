@@ -343,7 +343,8 @@ def run_record(setup: Setup, trained: Trained, result: EvalResult, device: torch
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "host": platform.node(),
         "extra": json.dumps({"embedding_cache": result.table_source, "report": setup.bench.report,
-                             "threads": torch.get_num_threads(), "mode": setup.cell.mode, **_presentation_figures(result)}),
+                             "threads": torch.get_num_threads(), "mode": setup.cell.mode,
+                             "protocol_note": trained.learner.protocol_note, **_presentation_figures(result)}),
     }
 
 

@@ -94,12 +94,14 @@ def _ordinal(k: int) -> str:
 
 def _protocol(run: dict[str, Any]) -> str:
     """The run's protocol, with the learner's note on how it meets the episodes (MANN's sequence, say)."""
-    try:
-        from fewshot import registry
+    note = json.loads(run.get("extra") or "{}").get("protocol_note")
+    if note is None:  # recorded before runs kept their note: the learner's current one
+        try:
+            from fewshot import registry
 
-        note = registry.learner(run["learner"]).protocol_note
-    except FewshotError:
-        note = ""
+            note = registry.learner(run["learner"]).protocol_note
+        except FewshotError:
+            note = ""
     return f"{run['protocol']} ({note})" if note else run["protocol"]
 
 

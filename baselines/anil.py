@@ -1,0 +1,26 @@
+"""ANIL: Raghu, Raghu, Bengio and Vinyals 2020, "Rapid Learning or Feature Reuse?
+Towards Understanding the Effectiveness of MAML", ICLR.
+
+Almost No Inner Loop: MAML whose inner loop adapts the head (the final linear
+layer) only; the body's parameters are meta-learned by the outer loop and stay
+fixed within an episode. The body is therefore run once per support set, and
+the inner steps differentiate the head alone. Settings, network and batch norm
+are ``maml``'s (the paper keeps MAML's hyperparameters); see
+``fewshot.baselines.maml``.
+"""
+from __future__ import annotations
+
+from fewshot.backbones import head_with
+from fewshot.baselines.maml import MAML
+from fewshot.episode import Episode
+from fewshot.inner_loop import Params, adapt
+
+
+class ANIL(MAML):
+    paper = "Raghu et al. 2020, Rapid Learning or Feature Reuse? Towards Understanding the Effectiveness of MAML"
+
+    def adapt_to(self, episode: Episode, params: Params, steps: int, second_order: bool) -> Params:
+        head = {name[len("head."):]: p for name, p in params.items() if name.startswith("head.")}
+        features = self.net.features_with(params, episode.support_x)
+        head = adapt(head_with, head, features, episode.support_y, steps, self.step_sizes(), second_order=second_order)
+        return {**params, **{f"head.{name}": p for name, p in head.items()}}
