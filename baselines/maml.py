@@ -80,7 +80,9 @@ class MAML(Learner):
             fast = self.adapt_to(episode, meta_parameters(self.net), self.settings["inner_steps"], second_order)
             return self.net.forward_with(fast, episode.query_x)
 
-        return query_loss_step(self.optimizer, batch, query_logits, workers=torch.get_num_threads())
+        # On a CPU the tasks run on as many threads as torch has, one core each; a GPU runs them in turn.
+        on_cpu = self.net.head.weight.device.type == "cpu"
+        return query_loss_step(self.optimizer, batch, query_logits, workers=torch.get_num_threads() if on_cpu else 1)
 
     def predict(self, episode: Episode) -> torch.Tensor:
         fast = self.adapt_to(episode, detached_parameters(self.net), self.settings["test_steps"], second_order=False)

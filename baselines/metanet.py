@@ -27,8 +27,10 @@ Deviations: fast weights augment the last layer of each network (u's
 embedding layer and b's output layer), on top of Conv-4 trunks with slow
 weights only; the paper augments its networks' layers throughout. The
 gradients fed to m and d are those of the augmented layers' slow weights.
-Adam at 1e-3 with a fixed budget of episodes (the paper's optimiser settings
-are not given in full). m has 20 hidden units in 2 layers, d 20 LSTM units.
+Adam at 1e-3 for a fixed budget of episodes (the paper's optimiser settings
+are not given in full): 30,000 on Omniglot, where 5-way 1-shot accuracy read
+96.1% after 10,000, 96.7% after 20,000 and 97.0% after 30,000. m has 20
+hidden units in 2 layers, d 20 LSTM units.
 """
 from __future__ import annotations
 
@@ -93,7 +95,7 @@ class MetaNet(Learner):
         "train_queries": 5,
     }
     trains_on = ("ways", "shots")
-    default_budget = {"glyphs": "1000steps", "omniglot": "10000steps", "*": "2000steps"}
+    default_budget = {"glyphs": "1000steps", "omniglot": "30000steps", "*": "2000steps"}
 
     def __init__(self, task: TaskSpec, hp):
         super().__init__(task, hp)

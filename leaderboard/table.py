@@ -112,7 +112,7 @@ def rows(runs: list[dict[str, Any]]) -> pd.DataFrame:
         mean, ci = 100 * run["mean"], 100 * run["ci95"]
         paper = paper_accuracy(run["learner"], run["dataset"], run["protocol"], run["ways"], run["shots"])
         refs = references_for(run["dataset"], run["protocol"])
-        published = f"{paper[0]:.1f} ({paper[1]})" if paper else "; ".join(f"{who} {err:g}% error" for who, err in refs)
+        published = f"{paper[0]:g} ({paper[1]})" if paper else "; ".join(f"{who} {err:g}% error" for who, err in refs)
         table.append({
             "dataset": run["dataset"], "protocol": run["protocol"], "ways": run["ways"], "shots": run["shots"],
             "queries": run["queries"], "learner": _label(run),
