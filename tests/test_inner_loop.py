@@ -50,7 +50,7 @@ def _check_meta_gradients():
         torch.manual_seed(0)
         learner = MAML(task, {**MAML.hparams, "inner_steps": 2, "inner_lr": 0.3, "meta_batch": 3, "meta_lr": 0.0,
                               "first_order": first_order}).double()
-        batch = [e.map_inputs(torch.Tensor.double) for e in _episodes(3, 3, 1, 2)]
+        batch = [e.map_inputs(torch.Tensor.double) for e in _episodes(3, 3, 1, 11)]  # 33 queries: the large-batch path
         expected = _plain_meta_gradient(copy.deepcopy(learner.net), batch, 2, 0.3, first_order)
         learner.train_step(batch)  # meta_lr 0: the step leaves the parameters and their .grad
         for name, p in learner.net.named_parameters():

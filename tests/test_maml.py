@@ -54,3 +54,17 @@ def test_beats_chance_clearly_on_omniglot(omniglot):
                                         meta_lr="0.003")
     assert trained > 0.55, trained  # chance is 0.2
     assert trained > untrained + 0.15, (trained, untrained)
+
+
+@pytest.mark.parametrize("pool", [False, True])
+def test_large_batches_take_the_matrix_product_path_with_the_same_numbers(pool):
+    net = MAML(_task(), {**MAML.hparams, "pool": pool}).net
+    params = dict(net.named_parameters())
+    x = torch.rand(net.large_batch, 1, 28, 28)
+    fast = net.forward_with(params, x)
+    net.large_batch = 10**9
+    plain = net.forward_with(params, x)
+    assert torch.allclose(fast, plain, atol=1e-4)
+    grads = torch.autograd.grad(fast.square().sum(), params["body.0.weight"], create_graph=True)[0]
+    again = torch.autograd.grad(plain.square().sum(), params["body.0.weight"], create_graph=True)[0]
+    assert torch.allclose(grads, again, atol=1e-3, rtol=1e-3)
