@@ -1,7 +1,5 @@
 import torch
 
-from fewshot import experiment
-from fewshot.harness import Budget, evaluate
 from baselines_helpers import short_training
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 
 from fewshot import experiment
-from fewshot.harness import Budget, evaluate
+from fewshot.harness import evaluate
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
