@@ -17,10 +17,11 @@ uses the statistics of the batch it sees, also at test time, as in the paper:
 the queries of an episode are classified together (transductive), which the
 leaderboard's protocol column states.
 
-Deviations: the paper trains for 60,000 meta-iterations; the default budget is
-smaller so that a CPU finishes it (see ``default_budget``; the full budget is
-``--budget 60000steps``). Cells other than 5- and 20-way take the 5-way
-settings below 20 ways and the 20-way ones from 20 ways up (``paper_defaults``).
+Deviations: the paper trains for 60,000 meta-iterations; the default budget
+is 6,000 (under an hour on 2 CPU cores; 5-way 1-shot accuracy read 95.0%
+after 3,000 and 95.8% after 6,000; the paper's is ``--budget 60000steps``).
+Cells other than 5- and 20-way take the 5-way settings below 20 ways and the
+20-way ones from 20 ways up (``paper_defaults``).
 """
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ class MAML(Learner):
         "pool": False,
     }
     eval_hparams = frozenset({"test_steps"})
-    default_budget = {"glyphs": "300steps", "omniglot": "3000steps", "*": "1000steps"}
+    default_budget = {"glyphs": "300steps", "omniglot": "6000steps", "*": "1000steps"}
     protocol_note = "transductive: batch norm uses the statistics of the episode's query batch, as in the paper"
 
     def __init__(self, task: TaskSpec, hp):
