@@ -127,8 +127,9 @@ class Learner(nn.Module):
 def query_loss_step(optimizer: torch.optim.Optimizer, batch: list[Episode],
                     query_logits: Callable[[Episode], torch.Tensor],
                     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
-                    workers: int = 1) -> dict[str, float]:
-    """One optimiser step on the queries' loss averaged over a batch of episodes.
+                    workers: int = 1, max_grad_norm: float | None = None) -> dict[str, float]:
+    """One optimiser step on the queries' loss averaged over a batch of episodes
+    (its gradient's norm clipped to ``max_grad_norm`` if given).
 
     Each episode is backpropagated as soon as it is scored, so only one
     episode's graph is alive at a time. With ``workers > 1`` that many episodes
@@ -139,7 +140,7 @@ def query_loss_step(optimizer: torch.optim.Optimizer, batch: list[Episode],
     thread finished first. Returns the mean loss and accuracy.
     """
     if workers > 1 and len(batch) > 1:
-        return _threaded_query_loss_step(optimizer, batch, query_logits, loss_fn, workers)
+        return _threaded_query_loss_step(optimizer, batch, query_logits, loss_fn, workers, max_grad_norm)
     optimizer.zero_grad()
     loss_sum, correct = 0.0, 0.0
     for episode in batch:
@@ -148,11 +149,17 @@ def query_loss_step(optimizer: torch.optim.Optimizer, batch: list[Episode],
         loss.backward()
         loss_sum += loss.item()
         correct += (logits.argmax(1) == episode.query_y).float().mean().item() / len(batch)
-    optimizer.step()
+    _clipped_step(optimizer, max_grad_norm)
     return {"loss": loss_sum, "acc": correct}
 
 
-def _threaded_query_loss_step(optimizer, batch, query_logits, loss_fn, workers) -> dict[str, float]:
+def _clipped_step(optimizer: torch.optim.Optimizer, max_grad_norm: float | None) -> None:
+    if max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], max_grad_norm)
+    optimizer.step()
+
+
+def _threaded_query_loss_step(optimizer, batch, query_logits, loss_fn, workers, max_grad_norm) -> dict[str, float]:
     params = [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
 
     def episode_gradients(episode: Episode):
@@ -173,7 +180,7 @@ def _threaded_query_loss_step(optimizer, batch, query_logits, loss_fn, workers) 
         for _, _, grads in results:
             if grads[i] is not None:
                 p.grad = grads[i] if p.grad is None else p.grad + grads[i]
-    optimizer.step()
+    _clipped_step(optimizer, max_grad_norm)
     return {"loss": sum(r[0] for r in results), "acc": sum(r[1] for r in results)}
 
 

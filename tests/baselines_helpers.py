@@ -13,3 +13,13 @@ def short_training(bench, learner, steps, episodes=100, compare=True, ways=5, **
     trained = experiment.ensure_trained(setup, Budget(steps=steps), torch.device("cpu"), progress=False)
     untrained = evaluate(experiment.build(setup, torch.device("cpu")), source, episodes).mean if compare else None
     return evaluate(trained.learner, source, episodes).mean, untrained
+
+
+def random_episode(seed=0, ways=3, shots=1, queries=2):
+    """An episode of random 28x28 images with grouped labels: enough to run a learner's steps."""
+    from fewshot.episode import Episode, grouped_labels
+
+    generator = torch.Generator().manual_seed(seed)
+    return Episode(torch.rand(ways * shots, 1, 28, 28, generator=generator), grouped_labels(ways, shots),
+                   torch.rand(ways * queries, 1, 28, 28, generator=generator), grouped_labels(ways, queries),
+                   torch.arange(ways), seed=seed)
