@@ -6,7 +6,8 @@ layer) only; the body's parameters are meta-learned by the outer loop and stay
 fixed within an episode. The body is therefore run once per support set, and
 the inner steps differentiate the head alone. Settings, network and batch norm
 are ``maml``'s (the paper keeps MAML's hyperparameters); see
-``fewshot.baselines.maml``.
+``fewshot.baselines.maml``. The default Omniglot budget is 3,000 meta-steps
+(about 30 minutes on one core); ``--budget 60000steps`` is MAML's paper budget.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from fewshot.inner_loop import Params, adapt
 
 class ANIL(MAML):
     paper = "Raghu et al. 2020, Rapid Learning or Feature Reuse? Towards Understanding the Effectiveness of MAML"
+    default_budget = {**MAML.default_budget, "omniglot": "3000steps"}
 
     def adapt_to(self, episode: Episode, params: Params, steps: int, second_order: bool) -> Params:
         head = {name[len("head."):]: p for name, p in params.items() if name.startswith("head.")}

@@ -85,7 +85,7 @@ class MetaLearnerLSTM(nn.Module):
 
 class MetaLSTM(LearnedOptimizerLearner):
     paper = "Ravi & Larochelle 2017, Optimization as a Model for Few-Shot Learning"
-    default_budget = {"glyphs": "1000steps", "omniglot": "10000steps", "*": "2000steps"}
+    default_budget = {"glyphs": "1000steps", "omniglot": "6000steps", "*": "2000steps"}
 
     def __init__(self, task: TaskSpec, hp):
         super().__init__(task, hp)
