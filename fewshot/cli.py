@@ -229,6 +229,8 @@ def datasets_command(data_root):
         present, status = source.status(root)
         click.echo(f"{name}  {source.summary}")
         click.echo(f"    protocols: {', '.join(source.protocols)} (default {source.default_protocol})")
+        described = "; ".join(f"{side}: {what}" for side, what in getattr(source, "descriptions", {}).items())
+        click.echo(f"    class descriptions (zero-shot): {described or 'none'}")
         click.echo(f"    {'present' if present else 'absent'}: {status}")
 
 

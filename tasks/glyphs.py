@@ -16,9 +16,11 @@ stroke-width jitter (thinner, as drawn, or thicker).
   script the class takes; its ``meta["merged"]`` lists the other names. So a
   test letter never looks exactly like a training letter.
 * Protocol ``scripts``: split by script, so test alphabets are never seen in
-  training (``SPLIT`` below). Each class carries its Unicode name and script
-  (zero-shot attributes), each instance its font family, ``sans``, ``serif`` or
-  ``mono`` (a domain).
+  training (``SPLIT`` below). Each class carries its Unicode name and script,
+  each instance its font family, ``sans``, ``serif`` or ``mono`` (a domain).
+* Descriptions for zero-shot learning (``describe``): binary attributes parsed
+  from the Unicode name (``tasks/glyph_names.py`` documents the vocabulary),
+  and the name itself as text, embedded offline.
 
 The cache key records the matplotlib version, the Unicode database version and
 the md5 of every font file, since each changes the images.
@@ -36,6 +38,8 @@ import torch.nn.functional as F
 from matplotlib.ft2font import FT2Font, LoadFlags
 
 from fewshot.data import Benchmark, ClassImages, ClassInfo, Split, cached, file_digest
+from fewshot.descriptions import hashed_text_embedding
+from fewshot.tasks.glyph_names import attribute_matrix, name_attributes
 
 VERSION = 1
 FACES = (  # (file, family), in the order a letter's instances cycle through them
@@ -61,9 +65,20 @@ class Glyphs:
     summary = "letters of 15 Unicode scripts rendered from matplotlib's fonts, 20 instances each (offline)"
     protocols = ("scripts",)
     default_protocol = "scripts"
+    descriptions = {"attributes": "binary, parsed from the Unicode name (script, case, base letter, forms, modifiers)",
+                    "text": "the Unicode name, embedded by hashed words and character trigrams (offline)"}
 
     def status(self, root: Path) -> tuple[bool, str]:
         return True, "built from matplotlib's fonts on first use; nothing to download"
+
+    def describe(self, data: ClassImages, side: str) -> tuple[tuple[str, ...], torch.Tensor]:
+        """Every class's description ``[classes, D]`` and the names of its D columns (for text: the hash buckets)."""
+        if side == "attributes":
+            return attribute_matrix(name_attributes(c.name, SCRIPTS) for c in data.classes)
+        if side == "text":
+            embedding = hashed_text_embedding([c.name for c in data.classes])
+            return tuple(f"bucket{j}" for j in range(embedding.shape[1])), embedding
+        raise ValueError(f"glyphs has no {side!r} descriptions: choose one of {', '.join(self.descriptions)}")
 
     def benchmark(self, protocol: str, root: Path, size: int = 28) -> Benchmark:
         data = load(size)

@@ -56,6 +56,7 @@ class Omniglot:
     name = "omniglot"
     summary = "1,623 handwritten characters, 50 alphabets, 20 drawers (Lake et al. 2015)"
     protocols = ("vinyals", "lake", "lake-runs")
+    descriptions: dict[str, str] = {}
     default_protocol = "vinyals"
 
     def status(self, root: Path) -> tuple[bool, str]:

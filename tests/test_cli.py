@@ -177,6 +177,8 @@ def test_learners_and_datasets_are_listed():
     assert "train_ways=60" in learners.stdout
     datasets = run_cli("datasets")
     assert "glyphs" in datasets.stdout and "omniglot" in datasets.stdout and "lake-runs" in datasets.stdout
+    assert "class descriptions (zero-shot): attributes: binary" in datasets.stdout
+    assert "class descriptions (zero-shot): none" in datasets.stdout  # omniglot
     missing = run_cli("datasets", "--data-root", "/nonexistent")
     assert "absent: missing under /nonexistent/omniglot" in missing.stdout
 

@@ -1,5 +1,6 @@
 import unicodedata
 
+import pytest
 import torch
 
 from fewshot.tasks import glyphs as glyphs_module
@@ -48,3 +49,16 @@ def test_cache_is_loaded_not_rebuilt(glyphs, monkeypatch):
     monkeypatch.setattr(glyphs_module, "build", lambda size: (_ for _ in ()).throw(AssertionError("rebuilt")))
     again = glyphs_module.load(28)
     assert torch.equal(again.images, glyphs.data.images)
+
+
+def test_every_class_is_described_by_its_name_s_attributes_and_by_its_name_as_text(glyphs):
+    source = glyphs_module.Glyphs()
+    vocabulary, attributes = source.describe(glyphs.data, "attributes")
+    assert attributes.shape == (len(glyphs.data.classes), len(vocabulary))
+    row = [c.name for c in glyphs.data.classes].index("LATIN SMALL LETTER E WITH ACUTE")
+    assert {vocabulary[j] for j in attributes[row].nonzero().flatten().tolist()} == {
+        "script:LATIN", "case:SMALL", "base:E", "with:ACUTE"}
+    _, text = source.describe(glyphs.data, "text")
+    assert text.shape[0] == len(glyphs.data.classes) and torch.allclose(text.norm(dim=1), torch.ones(len(text)))
+    with pytest.raises(ValueError, match="no 'sound' descriptions"):
+        source.describe(glyphs.data, "sound")
