@@ -13,16 +13,10 @@ import time
 import torch
 
 from fewshot.baselines.mann import MANN
-from fewshot.episode import Episode, grouped_labels
+from fewshot.episode import random_episode
 from fewshot.learner import TaskSpec
 from fewshot.runtime import tune_allocator
 
-
-def episode(ways: int, shots: int, queries: int, seed: int) -> Episode:
-    generator = torch.Generator().manual_seed(seed)
-    return Episode(torch.rand(ways * shots, 1, 28, 28, generator=generator), grouped_labels(ways, shots),
-                   torch.rand(ways * queries, 1, 28, 28, generator=generator), grouped_labels(ways, queries),
-                   torch.arange(ways), seed=seed)
 
 
 def rate(fn, items: int, repeats: int) -> float:
@@ -48,11 +42,11 @@ def main() -> None:
     torch.manual_seed(0)
     task = TaskSpec("glyphs", "scripts", (1, 28, 28), args.ways, args.shots, args.queries, 100)
     learner = MANN(task, {**MANN.hparams, "meta_batch": args.meta_batch})
-    batch = [episode(args.ways, args.train_shots, args.train_queries, i) for i in range(args.meta_batch)]
+    batch = [random_episode(args.ways, args.train_shots, args.train_queries, i) for i in range(args.meta_batch)]
     train_batched = rate(lambda: learner.train_step(batch), args.meta_batch, args.repeats)
     train_single = rate(lambda: [learner.train_step([e]) for e in batch], args.meta_batch, max(1, args.repeats // 2))
     learner.eval()
-    test = [episode(args.ways, args.shots, args.queries, 1000 + i) for i in range(50)]
+    test = [random_episode(args.ways, args.shots, args.queries, 1000 + i) for i in range(50)]
     eval_episodic = rate(lambda: [learner.predict(e) for e in test], len(test), args.repeats)
     steps = args.ways * args.instances
     x = torch.rand(50, steps, 1, 28, 28)

@@ -86,3 +86,13 @@ class LabelledImages:
 
     def to(self, device: torch.device | str) -> "LabelledImages":
         return LabelledImages(self.x.to(device, non_blocking=True), self.y.to(device, non_blocking=True))
+
+
+def random_episode(ways: int, shots: int, queries: int, seed: int = 0, image_shape: tuple[int, ...] = (1, 28, 28)
+                   ) -> Episode:
+    """An episode of uniform random images with grouped labels, fixed by ``seed``: for timing learners
+    and checking their mechanics, where the images' content does not matter."""
+    generator = torch.Generator().manual_seed(seed)
+    return Episode(torch.rand(ways * shots, *image_shape, generator=generator), grouped_labels(ways, shots),
+                   torch.rand(ways * queries, *image_shape, generator=generator), grouped_labels(ways, queries),
+                   torch.arange(ways), seed=seed)

@@ -149,11 +149,12 @@ def query_loss_step(optimizer: torch.optim.Optimizer, batch: list[Episode],
         loss.backward()
         loss_sum += loss.item()
         correct += (logits.argmax(1) == episode.query_y).float().mean().item() / len(batch)
-    _clipped_step(optimizer, max_grad_norm)
+    clipped_step(optimizer, max_grad_norm)
     return {"loss": loss_sum, "acc": correct}
 
 
-def _clipped_step(optimizer: torch.optim.Optimizer, max_grad_norm: float | None) -> None:
+def clipped_step(optimizer: torch.optim.Optimizer, max_grad_norm: float | None) -> None:
+    """``optimizer.step()`` after clipping the norm of its parameters' gradients to ``max_grad_norm`` (if given)."""
     if max_grad_norm is not None:
         torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], max_grad_norm)
     optimizer.step()
@@ -180,7 +181,7 @@ def _threaded_query_loss_step(optimizer, batch, query_logits, loss_fn, workers, 
         for _, _, grads in results:
             if grads[i] is not None:
                 p.grad = grads[i] if p.grad is None else p.grad + grads[i]
-    _clipped_step(optimizer, max_grad_norm)
+    clipped_step(optimizer, max_grad_norm)
     return {"loss": sum(r[0] for r in results), "acc": sum(r[1] for r in results)}
 
 

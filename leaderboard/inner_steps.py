@@ -29,6 +29,7 @@ from fewshot.sampler import EpisodeSampler, EpisodeSource
 
 LEARNERS = ("metalstm", "lstmopt")
 LEARNING_RATES = (0.01, 0.03, 0.1, 0.3, 1.0)
+RULE_LABELS = {"sgd": "SGD", "adam": "Adam"}
 
 
 def accuracy_by_step(learner: LearnedOptimizerLearner, source: EpisodeSource, episodes: int, rule: UpdateRule,
@@ -89,12 +90,12 @@ def main(dataset, protocol, ways, shots, episodes, val_episodes, budget, seed, o
             difference = curves[name]["learned"][:, -1] - curves[name][rule_name][:, -1]
             figures[name][f"learned_minus_{rule_name}"] = {"mean": round(100 * difference.mean(), 2),
                                                            "ci95": round(100 * confidence95(difference), 2)}
-    _plot(curves, figures, cell, Path(out))
+    _plot(curves, figures, cell, episodes, Path(out))
     print(json.dumps({"cell": f"{dataset}/{bench.protocol} {ways}-way {shots}-shot", "episodes": episodes,
                       "png": out, **figures}))
 
 
-def _plot(curves, figures, cell, out: Path) -> None:
+def _plot(curves, figures, cell, episodes: int, out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -106,7 +107,7 @@ def _plot(curves, figures, cell, out: Path) -> None:
         for rule_name, accuracy in by_rule.items():
             mean, half = 100 * accuracy.mean(0), 100 * 1.96 * accuracy.std(0, ddof=1) / np.sqrt(len(accuracy))
             lr = figures[name][rule_name]["lr"]
-            label = f"{name} (learned)" if lr is None else f"{rule_name.upper() if rule_name == 'sgd' else 'Adam'}, lr {lr:g}"
+            label = f"{name} (learned)" if lr is None else f"{RULE_LABELS[rule_name]}, lr {lr:g}"
             steps = np.arange(len(mean))
             ax.plot(steps, mean, marker="o", markersize=3, label=label)
             ax.fill_between(steps, mean - half, mean + half, alpha=0.2)
@@ -115,7 +116,7 @@ def _plot(curves, figures, cell, out: Path) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right")
-    np.atleast_1d(axes)[0].set_ylabel(f"query accuracy % ({len(accuracy)} episodes, 95% interval)")
+    np.atleast_1d(axes)[0].set_ylabel(f"query accuracy % ({episodes} episodes, 95% interval)")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)

@@ -17,9 +17,6 @@ def short_training(bench, learner, steps, episodes=100, compare=True, ways=5, **
 
 def random_episode(seed=0, ways=3, shots=1, queries=2):
     """An episode of random 28x28 images with grouped labels: enough to run a learner's steps."""
-    from fewshot.episode import Episode, grouped_labels
+    from fewshot.episode import random_episode as engine_random_episode
 
-    generator = torch.Generator().manual_seed(seed)
-    return Episode(torch.rand(ways * shots, 1, 28, 28, generator=generator), grouped_labels(ways, shots),
-                   torch.rand(ways * queries, 1, 28, 28, generator=generator), grouped_labels(ways, queries),
-                   torch.arange(ways), seed=seed)
+    return engine_random_episode(ways, shots, queries, seed)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from fewshot.episode import Episode, grouped_labels
+from fewshot.episode import Episode, grouped_labels, random_episode
 
 
 def _episode(**changes):
@@ -29,3 +29,11 @@ def test_shape_properties():
 def test_malformed_episodes_are_refused(changes):
     with pytest.raises(ValueError):
         _episode(**changes)
+
+
+def test_a_random_episode_is_fixed_by_its_seed_and_shaped_by_its_cell():
+    episode = random_episode(4, 2, 3, seed=5)
+    assert episode.support_x.shape == (8, 1, 28, 28) and episode.query_x.shape == (12, 1, 28, 28)
+    assert episode.support_y.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert torch.equal(episode.query_x, random_episode(4, 2, 3, seed=5).query_x)
+    assert not torch.equal(episode.query_x, random_episode(4, 2, 3, seed=6).query_x)
