@@ -42,27 +42,22 @@ def hashed_text_embedding(texts: Sequence[str], dim: int = TEXT_DIM) -> torch.Te
     return torch.nn.functional.normalize(out, dim=1)
 
 
-def zero_shot_split(attributes: torch.Tensor, unseen: int, val: int, seed: int,
-                    eligible: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def zero_shot_split(attributes: torch.Tensor, unseen: int, val: int, seed: int) -> dict[str, np.ndarray]:
     """Class indices for ``train`` (seen), ``val`` and ``test`` (unseen), fixed by ``seed``.
 
     Classes are taken in a seeded order; one moves out of the seen set when
     every one of its attributes still occurs in some other seen class, so each
     val and test class is a new combination of values all seen in training.
     Classes whose attribute vector equals another class's are left out of every
-    role (no description could tell them apart); ``eligible`` (indices) limits
-    the classes that may become unseen. Raises ``ValueError`` when fewer than
-    ``unseen + val`` classes qualify.
+    role (no description could tell them apart). Raises ``ValueError`` when
+    fewer than ``unseen + val`` classes qualify.
     """
     binary = attributes.bool().numpy()
-    _, first, counts = np.unique(binary, axis=0, return_index=True, return_counts=True)
-    rows = {tuple(r) for r, c in zip(binary[first], counts) if c > 1}
-    kept = np.array([tuple(r) not in rows for r in binary])
+    _, row_of, counts = np.unique(binary, axis=0, return_inverse=True, return_counts=True)
+    kept = np.flatnonzero(counts[row_of.reshape(-1)] == 1)
     occurrences = binary[kept].sum(0)
-    candidates = np.flatnonzero(kept) if eligible is None else np.intersect1d(np.flatnonzero(kept), eligible)
-    order = np.random.default_rng(seed).permutation(candidates)
     moved: list[int] = []
-    for c in order:
+    for c in np.random.default_rng(seed).permutation(kept):
         if len(moved) == unseen + val:
             break
         if (occurrences[binary[c]] >= 2).all():
@@ -71,6 +66,4 @@ def zero_shot_split(attributes: torch.Tensor, unseen: int, val: int, seed: int,
     if len(moved) < unseen + val:
         raise ValueError(f"only {len(moved)} classes can be unseen with all their attributes seen; "
                          f"{unseen + val} were asked for")
-    held_out = np.array(moved[:unseen]), np.array(moved[unseen:])
-    train = np.setdiff1d(np.flatnonzero(kept), moved)
-    return {"train": train, "val": np.sort(held_out[1]), "test": np.sort(held_out[0])}
+    return {"train": np.setdiff1d(kept, moved), "val": np.sort(moved[unseen:]), "test": np.sort(moved[:unseen])}
