@@ -108,6 +108,7 @@ class EpisodeSource(Protocol):
 
 class _Materialize:
     data: ClassImages
+    side: torch.Tensor | None = None  # [classes, D]: every class's description, for zero-shot episodes
 
     def materialize(self, plan: EpisodePlan) -> Episode:
         support_items = torch.from_numpy(plan.support_items)
@@ -122,6 +123,7 @@ class _Materialize:
             query_y=grouped_labels(ways, query_items.numel() // ways),
             class_ids=torch.from_numpy(plan.class_ids),
             seed=plan.seed,
+            side=None if self.side is None else self.side[torch.from_numpy(plan.class_ids)],
             support_items=support_items,
             query_items=query_items,
         )
@@ -134,14 +136,21 @@ class _Materialize:
 
 
 class EpisodeSampler(_Materialize):
-    """N-way K-shot episodes with Q queries per class from one split, seeded per episode."""
+    """N-way K-shot episodes with Q queries per class from one split, seeded per episode.
+
+    With ``side`` (one description per class of the dataset), each episode carries
+    its classes' rows; with ``shots=0`` and ``side``, episodes are zero-shot.
+    """
 
     def __init__(self, data: ClassImages, split: Split, ways: int, shots: int, queries: int, seed: int = 0,
-                 role: str = "test", name: str = "this split"):
+                 role: str = "test", name: str = "this split", side: torch.Tensor | None = None):
         for label, value, least in (("ways", ways, 1), ("shots", shots, 0), ("queries", queries, 0)):
             if value < least:
                 raise FewshotError(f"--{label} must be at least {least}, got {value}")
         self.data, self.ways, self.shots, self.queries, self.seed, self.role = data, ways, shots, queries, seed, role
+        if side is not None and side.shape[0] != len(data.classes):
+            raise ValueError(f"side needs one row per class of the dataset ({len(data.classes)}), got {side.shape[0]}")
+        self.side = side
         self.pool = ImagePool(data, split)
         if ways > len(self.pool):
             raise FewshotError(f"{name} has {len(self.pool)} classes, fewer than --ways {ways}: lower --ways")

@@ -118,3 +118,18 @@ def test_image_batches_are_epochs_of_a_seeded_permutation(omniglot):
     assert counts.tolist() == [20] * 5, "the first epoch shows every image once"
     other = ImageBatches(bench.data, split, 30, seed=4)
     assert not torch.equal(batches[0].x, other[0].x)
+
+
+def test_zero_shot_episodes_carry_exactly_their_classes_descriptions(omniglot):
+    bench = omniglot["vinyals"]
+    classes = len(bench.data.classes)
+    side = torch.arange(classes, dtype=torch.float32)[:, None] * torch.tensor([[1.0, -1.0]])
+    sampler = EpisodeSampler(bench.data, bench.split("test"), 5, 0, 15, seed=1, side=side)
+    episode = sampler[3]
+    assert episode.support_x.shape[0] == 0 and episode.query_x.shape[0] == 75
+    assert torch.equal(episode.side, side[episode.class_ids])
+    again = EpisodeSampler(bench.data, bench.split("test"), 5, 0, 15, seed=1, side=side)[3]
+    assert torch.equal(again.query_x, episode.query_x) and torch.equal(again.side, episode.side)
+    assert _sampler(bench)[3].side is None
+    with pytest.raises(ValueError, match="one row per class"):
+        EpisodeSampler(bench.data, bench.split("test"), 5, 0, 15, side=side[:10])
