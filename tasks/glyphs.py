@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from matplotlib.ft2font import FT2Font, LoadFlags
 
 from fewshot.data import Benchmark, ClassImages, ClassInfo, Split, cached, file_digest
-from fewshot.descriptions import hashed_text_embedding
+from fewshot.descriptions import hashed_text_embedding, zero_shot_split
 from fewshot.tasks.glyph_names import attribute_matrix, name_attributes
 
 VERSION = 1
@@ -58,12 +58,14 @@ SPLIT = {
 SCRIPTS = tuple(s for role in ("train", "val", "test") for s in SPLIT[role])
 INSTANCES = 20
 LETTER_CATEGORIES = ("Lu", "Ll", "Lt", "Lo")
+# The zero-shot protocols' class split: sizes and seed, fixed. gzsl holds out this many images of each seen class.
+ZERO_SHOT = {"unseen": 400, "val": 200, "seed": 0, "held_out": 4}
 
 
 class Glyphs:
     name = "glyphs"
     summary = "letters of 15 Unicode scripts rendered from matplotlib's fonts, 20 instances each (offline)"
-    protocols = ("scripts",)
+    protocols = ("scripts", "zsl", "gzsl")
     default_protocol = "scripts"
     descriptions = {"attributes": "binary, parsed from the Unicode name (script, case, base letter, forms, modifiers)",
                     "text": "the Unicode name, embedded by hashed words and character trigrams (offline)"}
@@ -82,9 +84,32 @@ class Glyphs:
 
     def benchmark(self, protocol: str, root: Path, size: int = 28) -> Benchmark:
         data = load(size)
+        if protocol in ("zsl", "gzsl"):
+            return Benchmark(self.name, protocol, data, self.zero_shot_splits(data, protocol),
+                             notes=f"{protocol}: unseen classes are new combinations of seen attribute values")
         scripts = np.array([c.group for c in data.classes])
         splits = {role: Split.of(np.flatnonzero(np.isin(scripts, names))) for role, names in SPLIT.items()}
         return Benchmark(self.name, protocol, data, splits, notes="split by script")
+
+    def zero_shot_splits(self, data: ClassImages, protocol: str) -> dict[str, Split]:
+        """``zsl``: seen (train), val and unseen (test) classes of ``ZERO_SHOT``'s sizes and seed, each val
+        and test class a new combination of attribute values all seen in training. ``gzsl`` (Xian et al.
+        2018): ``ZERO_SHOT["held_out"]`` seeded images of every seen class move from training to the test
+        split, which holds them and every image of the unseen classes."""
+        _, attributes = self.describe(data, "attributes")
+        roles = zero_shot_split(attributes, ZERO_SHOT["unseen"], ZERO_SHOT["val"], ZERO_SHOT["seed"])
+        if protocol == "zsl":
+            return {role: Split.of(classes) for role, classes in roles.items()}
+        keys = torch.from_numpy(np.random.default_rng(ZERO_SHOT["seed"]).random(data.labels.numel()))
+        order = torch.argsort(data.labels * 2.0 + keys)  # images grouped by class, in a seeded order within it
+        first = torch.cumsum(data.class_counts(), 0) - data.class_counts()
+        rank = torch.empty_like(order)
+        rank[order] = torch.arange(order.numel()) - first[data.labels[order]]
+        seen = torch.from_numpy(np.isin(data.labels.numpy(), roles["train"]))
+        unseen = torch.from_numpy(np.isin(data.labels.numpy(), roles["test"]))
+        held_out = seen & (rank < ZERO_SHOT["held_out"])
+        return {"train": Split.of(roles["train"], image_mask=seen & ~held_out), "val": Split.of(roles["val"]),
+                "test": Split.of(np.union1d(roles["train"], roles["test"]), image_mask=held_out | unseen)}
 
 
 def font_dir() -> Path:

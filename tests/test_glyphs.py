@@ -62,3 +62,28 @@ def test_every_class_is_described_by_its_name_s_attributes_and_by_its_name_as_te
     assert text.shape[0] == len(glyphs.data.classes) and torch.allclose(text.norm(dim=1), torch.ones(len(text)))
     with pytest.raises(ValueError, match="no 'sound' descriptions"):
         source.describe(glyphs.data, "sound")
+
+
+def test_zsl_unseen_classes_are_new_combinations_of_seen_attribute_values():
+    source = glyphs_module.Glyphs()
+    bench = source.benchmark("zsl", None)
+    vocabulary, attributes = source.describe(bench.data, "attributes")
+    train, val, test = (bench.split(role).classes for role in ("train", "val", "test"))
+    assert len(test) == glyphs_module.ZERO_SHOT["unseen"] and len(val) == glyphs_module.ZERO_SHOT["val"]
+    assert not set(train.tolist()) & set(test.tolist()) and not set(train.tolist()) & set(val.tolist())
+    seen = attributes[train].sum(0) > 0
+    assert all(seen[attributes[c].bool()].all() for c in test.tolist() + val.tolist())
+    assert torch.equal(source.benchmark("zsl", None).split("test").classes, test)
+
+
+def test_gzsl_tests_on_held_out_images_of_seen_classes_and_all_unseen_images():
+    source = glyphs_module.Glyphs()
+    zsl, gzsl = source.benchmark("zsl", None), source.benchmark("gzsl", None)
+    data, held_out = gzsl.data, glyphs_module.ZERO_SHOT["held_out"]
+    train, test = gzsl.split("train"), gzsl.split("test")
+    assert torch.equal(train.classes, zsl.split("train").classes)
+    assert not bool((train.image_mask & test.image_mask).any()), "no image is both trained on and tested"
+    seen_test = torch.bincount(data.labels[test.image_mask], minlength=len(data.classes))
+    assert bool((seen_test[train.classes] == held_out).all())
+    assert bool((seen_test[zsl.split("test").classes] == glyphs_module.INSTANCES).all())
+    assert set(test.classes.tolist()) == set(train.classes.tolist()) | set(zsl.split("test").classes.tolist())
