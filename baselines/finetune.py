@@ -35,7 +35,7 @@ from torch import nn
 
 from fewshot.backbones import Conv4
 from fewshot.episode import Episode, LabelledImages
-from fewshot.learner import ImageBatches, Learner, TaskSpec
+from fewshot.learner import ImageBatches, Learner, TaskSpec, classification_step
 
 
 def cosine_scale(classes: int) -> float:
@@ -91,12 +91,7 @@ class FineTune(Learner):
         return ImageBatches(self.hp["batch_size"])
 
     def train_step(self, batch: LabelledImages) -> dict[str, float]:
-        self.optimizer.zero_grad()
-        logits = self.classifier(self.backbone(batch.x))
-        loss = F.cross_entropy(logits, batch.y)
-        loss.backward()
-        self.optimizer.step()
-        return {"loss": loss.item(), "acc": (logits.argmax(1) == batch.y).float().mean().item()}
+        return classification_step(self.optimizer, lambda x: self.classifier(self.backbone(x)), batch)
 
     @property
     def frozen_blocks(self) -> int:

@@ -41,6 +41,24 @@ def _per_instance_options(fn):
                              "scored by presentation.")(fn)
 
 
+class WaysType(click.ParamType):
+    """A number of classes, or ``all``: every class of the test split at once (zero-shot protocols)."""
+
+    name = "N|all"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int) or value == "all":
+            return value
+        try:
+            return int(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither a whole number nor 'all'", param, ctx)
+
+
+WAYS = WaysType()
+SIDE_HELP = "Class descriptions of zero-shot cells: attributes or text (see `fewshot datasets`)  [default: attributes]"
+
+
 def _note(quiet: bool):
     """Progress lines on stderr (stdout stays for results, and for the one JSON line of --json)."""
     return (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
@@ -54,8 +72,10 @@ def cli() -> None:
 
 @cli.command("eval")
 @click.option("--learner", required=True, help="Learner (see `fewshot learners`).")
-@click.option("--ways", type=int, default=None, help="Classes per episode.")
-@click.option("--shots", type=int, default=None, help="Support images per class.")
+@click.option("--ways", type=WAYS, default=None,
+              help="Classes per episode, or all: every test class at once (zero-shot protocols' default).")
+@click.option("--shots", type=int, default=None, help="Support images per class (0: zero-shot).")
+@click.option("--side", default=None, help=SIDE_HELP)
 @click.option("--queries", type=int, default=None, help="Query images per class  [default: 15]")
 @click.option("--episodes", type=int, default=None, help="Test episodes  [default: 600]")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
@@ -66,8 +86,8 @@ def cli() -> None:
 @click.option("--no-embedding-cache", is_flag=True, help="Embed every episode's images anew (the plain path).")
 @_per_instance_options
 @_common_cell_options
-def eval_command(learner, ways, shots, queries, episodes, checkpoint, results, as_json, no_embedding_cache, per_instance,
-                 instances, dataset, protocol, seed, hp, budget, device, data_root, quiet):
+def eval_command(learner, ways, shots, side, queries, episodes, checkpoint, results, as_json, no_embedding_cache,
+                 per_instance, instances, dataset, protocol, seed, hp, budget, device, data_root, quiet):
     """Evaluate a learner on seeded test episodes and record the run.
 
     With no --checkpoint the learner is first trained with its default budget
@@ -86,8 +106,9 @@ def eval_command(learner, ways, shots, queries, episodes, checkpoint, results, a
         harness.Budget.parse(budget)  # a malformed budget fails before any work
     bench = experiment.open_benchmark(dataset, protocol, data_root)
     cell = _cell(experiment, bench, ways, shots, queries, episodes, seed, per_instance, instances)
-    setup = experiment.make_setup(learner, overrides, bench, cell)
-    source = experiment.test_source(bench, cell)
+    setup = experiment.make_setup(learner, overrides, bench, cell, side)
+    cell = setup.cell
+    source = experiment.test_source(bench, cell, setup.side) if cell.mode != "all-classes" else None
     if checkpoint:
         trained = experiment.load_trained(setup, Path(checkpoint), target)
     else:
@@ -98,8 +119,9 @@ def eval_command(learner, ways, shots, queries, episodes, checkpoint, results, a
 
         result = evaluate_sequences(trained.learner, source, cell.episodes, cell.shots, target, progress=not quiet)
     else:
-        result = harness.evaluate(trained.learner, source, cell.episodes, target,
-                                  use_cache=False if no_embedding_cache else None, persist=True, progress=not quiet)
+        result = experiment.evaluate_setup(setup, trained.learner, source, target,
+                                           use_cache=False if no_embedding_cache else None, progress=not quiet,
+                                           log=_note(quiet))
     run_id = store.ResultsStore(results_file).record(experiment.run_record(setup, trained, result, target),
                                                       result.accuracies)
     if as_json:
@@ -109,15 +131,19 @@ def eval_command(learner, ways, shots, queries, episodes, checkpoint, results, a
                                "ways": cell.ways, "shots": cell.shots, "queries": cell.queries, "seed": cell.seed,
                                "episodes_per_s": round(result.episodes_per_s, 2), "train_steps": trained.steps,
                                "digest": result.digest, "mode": cell.mode,
-                               **_presentation_json(result)}))
+                               **({"side": cell.side} if cell.side else {}),
+                               **_presentation_json(result), **_zero_shot_json(result, setup)}))
         return
     mean, ci = result.mean * PERCENT, result.ci95 * PERCENT
     if per_instance:
         _print_presentations(learner, cell, result)
         click.echo(f"all steps: accuracy {mean:.2f}% ± {ci:.2f} (95% interval)")
+    elif cell.mode == "all-classes":
+        _print_all_classes(learner, cell, result)
     else:
+        described = f", classes described by {cell.side}" if cell.side else ""
         click.echo(f"{learner} on {cell.dataset}/{cell.protocol}: {cell.ways}-way {cell.shots}-shot, "
-                   f"{cell.queries} queries, {cell.episodes} episodes, seed {cell.seed}")
+                   f"{cell.queries} queries, {cell.episodes} episodes, seed {cell.seed}{described}")
         if bench.report == "error":
             from fewshot.leaderboard.papers import references_for
 
@@ -138,6 +164,31 @@ def _cell(experiment, bench, ways, shots, queries, episodes, seed, per_instance,
         if value is not None:
             raise FewshotError(f"--per-instance shows --instances images per class as one sequence; leave out --{name}")
     return experiment.resolve_sequence_cell(bench, ways, 10 if instances is None else instances, episodes, seed)
+
+
+def _zero_shot_json(result, setup) -> dict:
+    figures = {}
+    if result.scores:
+        figures.update({k: round(v * PERCENT, 4) for k, v in result.scores.items() if k not in ("mean", "ci95")})
+    if setup.selection:
+        figures["selected_on_val"] = setup.selection["chosen"]
+    return figures
+
+
+def _print_all_classes(learner, cell, result) -> None:
+    from fewshot.leaderboard.papers import zero_shot_references
+
+    click.echo(f"{learner} on {cell.dataset}/{cell.protocol}: all {cell.ways} test classes at once, described by "
+               f"{cell.side}, seed {cell.seed}")
+    scores = {k: v * PERCENT for k, v in result.scores.items()}
+    if "harmonic" in scores:
+        click.echo(f"seen S {scores['seen']:.2f}% ± {scores['seen_ci95']:.2f}, unseen U {scores['unseen']:.2f}% ± "
+                   f"{scores['unseen_ci95']:.2f}, harmonic mean H {scores['harmonic']:.2f}% ± {scores['ci95']:.2f} "
+                   f"(per-class mean accuracy, 95% intervals over classes)")
+    else:
+        click.echo(f"per-class mean accuracy {scores['mean']:.2f}% ± {scores['ci95']:.2f} (95% interval over classes)")
+    for who, figure in zero_shot_references(cell.dataset, cell.protocol, learner):
+        click.echo(f"published ({who}): {figure}")
 
 
 def _presentation_json(result) -> dict:
@@ -164,8 +215,10 @@ def _print_presentations(learner, cell, result) -> None:
 
 @cli.command("train")
 @click.option("--learner", required=True, help="Learner (see `fewshot learners`).")
-@click.option("--ways", type=int, default=5, show_default=True, help="Test-time ways (validation; some learners train on it).")
-@click.option("--shots", type=int, default=1, show_default=True, help="Test-time shots.")
+@click.option("--ways", type=WAYS, default=None,
+              help="Test-time ways (validation; some learners train on it)  [default: 5, all for zero-shot protocols]")
+@click.option("--shots", type=int, default=None, help="Test-time shots  [default: 1, 0 for zero-shot protocols]")
+@click.option("--side", default=None, help=SIDE_HELP)
 @click.option("--queries", type=int, default=None, help="Queries per class in validation episodes  [default: 15]")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Where to write the checkpoint (default: the cache, where `fewshot eval` finds it).")
@@ -173,8 +226,8 @@ def _print_presentations(learner, cell, result) -> None:
               help="Steps between partial checkpoints (a killed run resumes from the last).")
 @_per_instance_options
 @_common_cell_options
-def train_command(learner, ways, shots, queries, out, checkpoint_every, per_instance, instances, dataset, protocol, seed,
-                  hp, budget, device, data_root, quiet):
+def train_command(learner, ways, shots, side, queries, out, checkpoint_every, per_instance, instances, dataset, protocol,
+                  seed, hp, budget, device, data_root, quiet):
     """Train a learner for a budget; a rerun of the same command resumes an interrupted training."""
     from fewshot import experiment
     from fewshot.learner import parse_hp_options
@@ -183,12 +236,15 @@ def train_command(learner, ways, shots, queries, out, checkpoint_every, per_inst
     target = experiment.resolve_device(device)
     bench = experiment.open_benchmark(dataset, protocol, data_root)
     fixed = bench.fixed_cell
+    if not per_instance:
+        ways = ("all" if bench.zero_shot else 5) if ways is None else ways
+        shots = (0 if bench.zero_shot else 1) if shots is None else shots
     if per_instance:
         cell = _cell(experiment, bench, ways, None, queries, None, seed, per_instance, instances)
     else:
         cell = _cell(experiment, bench, fixed.get("ways", ways), fixed.get("shots", shots), queries,
                      fixed.get("episodes"), seed, per_instance, instances)
-    setup = experiment.make_setup(learner, overrides, bench, cell)
+    setup = experiment.make_setup(learner, overrides, bench, cell, side)
     trained = experiment.ensure_trained(setup, experiment.default_budget(setup, budget), target,
                                         out=Path(out) if out else None, progress=not quiet,
                                         checkpoint_every=checkpoint_every, log=_note(quiet))
@@ -212,8 +268,15 @@ def learners_command():
         click.echo(f"{name}  [{cls.family}]  {cls.paper}")
         click.echo(f"    hyperparameters: {describe_hparams(cls) or 'none'}")
         budgets = ", ".join(f"{k}: {v}" for k, v in cls.default_budget.items())
-        support = "needs support images" if cls.needs_support else "works without support images (zero-shot)"
+        if cls.needs_support:
+            support = "needs support images"
+        else:
+            reads = " or ".join(cls.reads_sides) or "class descriptions"
+            support = (f"zero-shot: reads {reads}; " +
+                       ("uses support images when given" if cls.uses_support else "ignores support images (--shots K)"))
         click.echo(f"    default budget: {budgets}; {support}")
+        if cls.hparam_grid:
+            click.echo(f"    chosen on the val classes unless fixed: {', '.join(cls.hparam_grid)}")
 
 
 @cli.command("datasets")
@@ -250,6 +313,19 @@ def fetch_command(dataset, data_root, mirror):
 
     for line in fetch.fetch(dataset, resolve_root(data_root), mirror):
         click.echo(line)
+
+
+@data_group.command("import")
+@click.argument("format", metavar="FORMAT")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--name", required=True, help="Name of the imported dataset: --dataset xlsa17:NAME.")
+def import_command(format, directory, name):
+    """Import precomputed features: FORMAT xlsa17 reads DIRECTORY/res101.mat and att_splits.mat (Xian et al. 2018)."""
+    if format != "xlsa17":
+        raise FewshotError(f"cannot import {format!r}: the importable format is xlsa17")
+    from fewshot.tasks.xlsa17 import import_xlsa17
+
+    click.echo(import_xlsa17(Path(directory), name))
 
 
 @cli.command("leaderboard")

@@ -40,6 +40,9 @@ class ClassInfo:
 class ClassImages:
     """All images of a dataset, decoded: uint8 ``images [n, C, H, W]`` sorted by ``labels [n]``.
 
+    A dataset of precomputed features (Xian et al.'s ResNet-101 features) holds
+    float32 ``images [n, D]`` instead; its learners skip the image backbone.
+
     ``domains [n]`` indexes ``domain_names`` (font family, digit source) where a
     dataset has domains. ``extras`` holds integer tables a protocol needs, such
     as the image indices of fixed evaluation episodes.
@@ -54,15 +57,21 @@ class ClassImages:
     key: str = ""  # identity of the decoded arrays (the decode cache's key), for caches built on them
 
     def __post_init__(self) -> None:
-        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
-            raise ValueError(f"images must be uint8 [n, C, H, W], got {self.images.dtype} {tuple(self.images.shape)}")
+        pixels = self.images.dtype == torch.uint8 and self.images.dim() == 4
+        if not pixels and not self.is_features:
+            raise ValueError(f"images must be uint8 [n, C, H, W] or float32 features [n, D], "
+                             f"got {self.images.dtype} {tuple(self.images.shape)}")
         if self.labels.shape != (self.images.shape[0],):
             raise ValueError("one label per image is required")
         if self.labels.numel() and bool((self.labels[1:] < self.labels[:-1]).any()):
             raise ValueError("images must be sorted by label")
 
     @property
-    def image_shape(self) -> tuple[int, int, int]:
+    def is_features(self) -> bool:
+        return self.images.dtype == torch.float32 and self.images.dim() == 2
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
         return tuple(self.images.shape[1:])  # type: ignore[return-value]
 
     def class_counts(self) -> torch.Tensor:
@@ -156,6 +165,13 @@ class Benchmark:
     ``fixed_cell`` pins ways/shots/queries/episodes where the protocol defines
     them (Lake's runs are 20-way 1-shot with one query per class, 20 episodes).
     ``report`` is ``"accuracy"`` or ``"error"`` (the figure the protocol's papers quote).
+    ``describe(side)`` gives every class's description ``[classes, D]`` for the
+    sides named in ``sides`` (zero-shot learning). A ``zero_shot`` protocol's test
+    classes are known by their descriptions alone (``--shots 0``); a
+    ``generalized`` one tests on seen and unseen classes at once, over every
+    class of its test split. ``selection_train`` names the split a learner is
+    fitted on while its hyperparameters are chosen on ``val`` (Xian et al.'s
+    ``train_loc``), where that differs from ``train``.
     """
 
     dataset: str
@@ -166,6 +182,11 @@ class Benchmark:
     fixed_cell: Mapping[str, int] = field(default_factory=dict)
     report: str = "accuracy"
     notes: str = ""
+    sides: tuple[str, ...] = ()
+    describe: Callable[[str], torch.Tensor] | None = None
+    zero_shot: bool = False
+    generalized: bool = False
+    selection_train: str = "train"
 
     def split(self, role: str) -> Split | None:
         return self.splits.get(role)

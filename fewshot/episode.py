@@ -2,7 +2,9 @@
 
 Layout, written once here and checked when an episode is built: support first,
 grouped by class, ``support_y = [0]*K + [1]*K + ... + [N-1]*K``; the queries
-likewise with Q per class. ``class_ids`` are the dataset's class indices (for
+likewise with Q per class, except in the all-classes evaluation of zero-shot
+protocols, whose query set is every test image of every class (any number per
+class, in any order). ``class_ids`` are the dataset's class indices (for
 side-information), ``side`` the class descriptions of zero-shot episodes.
 """
 from __future__ import annotations
@@ -34,7 +36,7 @@ class Episode:
             raise ValueError("an episode needs at least one class")
         for name in ("support", "query"):
             x, y = getattr(self, f"{name}_x"), getattr(self, f"{name}_y")
-            if x.shape[0] != y.shape[0] or y.dim() != 1 or y.numel() % n:
+            if x.shape[0] != y.shape[0] or y.dim() != 1 or (name == "support" and y.numel() % n):
                 raise ValueError(f"{name} set: {x.shape[0]} inputs, {y.numel()} labels, {n} classes do not form an episode")
         if self.side is not None and self.side.shape[0] != n:
             raise ValueError("side information needs one row per class")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 import json
 import platform
 import subprocess
@@ -15,16 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 import fewshot
 from fewshot import checkpoint, registry
 from fewshot.data import Benchmark, cache_key
 from fewshot.errors import FewshotError
-from fewshot.harness import Budget, EvalResult, TrainOutcome, evaluate, train
+from fewshot.episode import LabelledImages
+from fewshot.harness import Budget, EvalResult, TrainOutcome, evaluate, evaluate_all_classes, train
 from fewshot.learner import EpisodeBatches, ImageBatches, Learner, TaskSpec, resolve_hparams
 from fewshot.paths import cache_dir, data_root
-from fewshot.sampler import EpisodeSampler, EpisodeSource, FixedSampler
+from fewshot.sampler import EpisodeSampler, EpisodeSource, FixedSampler, ImagePool, render
 from fewshot.sampler import ImageBatches as ImageBatchSampler
 
 DEFAULT_QUERIES = 15
@@ -44,7 +47,10 @@ class Cell:
     episodes: int
     seed: int
     split: str = "test"
-    mode: str = "episodic"  # or "per-instance": shots are the instances of one labelled sequence, no queries
+    # "episodic"; "per-instance": shots are the instances of one labelled sequence, no queries;
+    # "all-classes": every test image against every class of the split at once (zero-shot protocols)
+    mode: str = "episodic"
+    side: str = ""  # the class descriptions episodes carry (zero-shot), "" for none
 
 
 def open_benchmark(dataset: str, protocol: str | None, root: str | Path | None = None, size: int = 28) -> Benchmark:
@@ -55,8 +61,20 @@ def open_benchmark(dataset: str, protocol: str | None, root: str | Path | None =
     return source.benchmark(protocol, data_root(root), size)
 
 
-def resolve_cell(bench: Benchmark, ways: int | None, shots: int | None, queries: int | None, episodes: int | None,
-                 seed: int) -> Cell:
+def resolve_cell(bench: Benchmark, ways: int | str | None, shots: int | None, queries: int | None,
+                 episodes: int | None, seed: int) -> Cell:
+    if bench.zero_shot:
+        if shots not in (None, 0):
+            raise FewshotError(f"{bench.dataset}/{bench.protocol} knows its test classes by their descriptions "
+                               f"alone: pass --shots 0 or leave --shots out")
+        shots = 0
+        if ways is None:
+            ways = "all"
+    if bench.generalized and ways != "all":
+        raise FewshotError(f"{bench.dataset}/{bench.protocol} labels every test image among all its classes, "
+                           f"seen and unseen: pass --ways all or leave --ways out")
+    if ways == "all":
+        return _all_classes_cell(bench, shots, queries, episodes, seed)
     given = {"ways": ways, "shots": shots, "queries": queries, "episodes": episodes}
     for name, fixed in bench.fixed_cell.items():
         if given[name] is not None and given[name] != fixed:
@@ -78,6 +96,22 @@ def resolve_cell(bench: Benchmark, ways: int | None, shots: int | None, queries:
     return Cell(bench.dataset, bench.protocol, seed=seed, **given)
 
 
+def _all_classes_cell(bench: Benchmark, shots: int | None, queries: int | None, episodes: int | None,
+                      seed: int) -> Cell:
+    """``--ways all``: one pass over every test image, labelled among all the split's classes."""
+    if shots not in (None, 0):
+        raise FewshotError("--ways all scores every test image against every class by its description: pass --shots 0")
+    for name, value in (("queries", queries), ("episodes", episodes)):
+        if value is not None:
+            raise FewshotError(f"--ways all scores every test image once; leave out --{name}")
+    split = bench.split("test")
+    if split is None or bench.fixed:
+        raise FewshotError(f"{bench.dataset}/{bench.protocol} has no test split of classes to score all at once")
+    if seed < 0:
+        raise FewshotError(f"--seed must be zero or positive, got {seed}")
+    return Cell(bench.dataset, bench.protocol, len(split), 0, 0, 1, seed, mode="all-classes")
+
+
 def resolve_sequence_cell(bench: Benchmark, ways: int | None, instances: int, episodes: int | None, seed: int) -> Cell:
     """A cell of the per-instance protocol: ``ways`` classes x ``instances`` images per sequence."""
     if bench.fixed_cell:
@@ -89,7 +123,7 @@ def resolve_sequence_cell(bench: Benchmark, ways: int | None, instances: int, ep
     return dataclasses.replace(cell, queries=0, mode="per-instance")
 
 
-def test_source(bench: Benchmark, cell: Cell) -> EpisodeSource:
+def test_source(bench: Benchmark, cell: Cell, side: torch.Tensor | None = None) -> EpisodeSource:
     if cell.split in bench.fixed:
         source = FixedSampler(bench.data, bench.fixed[cell.split])
         if cell.episodes > len(source):
@@ -99,7 +133,7 @@ def test_source(bench: Benchmark, cell: Cell) -> EpisodeSource:
     if split is None:
         raise FewshotError(f"{bench.dataset}/{bench.protocol} has no {cell.split} split")
     return EpisodeSampler(bench.data, split, cell.ways, cell.shots, cell.queries, cell.seed, role="test",
-                          name=f"the {bench.dataset}/{bench.protocol} {cell.split} split")
+                          name=f"the {bench.dataset}/{bench.protocol} {cell.split} split", side=side)
 
 
 @dataclass
@@ -112,12 +146,15 @@ class Setup:
     bench: Benchmark
     cell: Cell
     overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+    side: torch.Tensor | None = None  # [dataset classes, D]: the descriptions named by cell.side
+    selection: dict[str, Any] = dataclasses.field(default_factory=dict)  # hyperparameters chosen on val, and why
 
     @property
     def task(self) -> TaskSpec:
         train_split = self.bench.split("train")
         return TaskSpec(self.cell.dataset, self.cell.protocol, tuple(self.bench.data.image_shape), self.cell.ways,
-                        self.cell.shots, self.cell.queries, len(train_split) if train_split is not None else 0)
+                        self.cell.shots, self.cell.queries, len(train_split) if train_split is not None else 0,
+                        self.cell.side, 0 if self.side is None else int(self.side.shape[1]))
 
     def training_config(self, budget: Budget) -> dict[str, Any]:
         """Everything training depends on: two equal configurations give the same checkpoint."""
@@ -134,7 +171,7 @@ class Setup:
         }
 
 
-def make_setup(learner: str, overrides: dict[str, str], bench: Benchmark, cell: Cell) -> Setup:
+def make_setup(learner: str, overrides: dict[str, str], bench: Benchmark, cell: Cell, side: str | None = None) -> Setup:
     cls = registry.learner(learner)
     hp = resolve_hparams(cls, overrides, learner)
     if cell.mode == "per-instance":
@@ -142,8 +179,32 @@ def make_setup(learner: str, overrides: dict[str, str], bench: Benchmark, cell: 
 
         check_learner(learner, cls)
     if cell.shots == 0 and cls.needs_support:
-        raise FewshotError(f"{learner} needs support images and cannot run with --shots 0; choose a zero-shot learner")
-    return Setup(learner, cls, hp, bench, cell, {k: hp[k] for k in overrides})
+        raise FewshotError(f"{learner} needs support images and cannot run with --shots 0; "
+                           f"choose a zero-shot learner (see `fewshot learners`)")
+    if bench.data.is_features and not cls.reads_sides:
+        raise FewshotError(f"{bench.dataset} holds precomputed image features, not images: choose a zero-shot learner")
+    cell = dataclasses.replace(cell, side=resolve_side(bench, learner, cls, cell, side))
+    table = bench.describe(cell.side) if cell.side else None
+    return Setup(learner, cls, hp, bench, cell, {k: hp[k] for k in overrides}, table)
+
+
+def resolve_side(bench: Benchmark, name: str, cls: type[Learner], cell: Cell, side: str | None) -> str:
+    """Which class descriptions the episodes carry: ``--side``, else attributes for a zero-shot cell or learner."""
+    wants = bool(cls.reads_sides) or cell.shots == 0
+    if not wants:
+        if side is not None:
+            raise FewshotError(f"{name} does not read class descriptions; leave out --side")
+        return ""
+    if not bench.sides:
+        raise FewshotError(f"{bench.dataset} has no class descriptions, so no zero-shot cell: choose a dataset "
+                           f"that has them (see `fewshot datasets`)")
+    side = side or ("attributes" if "attributes" in bench.sides else bench.sides[0])
+    if side not in bench.sides:
+        raise FewshotError(f"--side {side}: {bench.dataset} describes its classes by {', '.join(bench.sides)}")
+    if cls.reads_sides and side not in cls.reads_sides:
+        raise FewshotError(f"{name} reads only {' or '.join(cls.reads_sides)} descriptions, not {side}: "
+                           f"pass --side {cls.reads_sides[0]}")
+    return side
 
 
 def build(setup: Setup, device: torch.device) -> Learner:
@@ -184,12 +245,15 @@ def batches_for(setup: Setup, learner: Learner) -> Callable[[int], Any] | None:
 
 
 def validator(setup: Setup, learner: Learner, device: torch.device) -> Callable[[], float] | None:
+    """Validation accuracy during training, on episodes of the val split; none for learners that
+    ``prepare`` (their heads are fitted after training)."""
     split = setup.bench.split("val")
-    if split is None:
+    if split is None or learner.prepares():
         return None
     cell = setup.cell
-    sampler = EpisodeSampler(setup.bench.data, split, min(cell.ways, len(split)), cell.shots, cell.queries, cell.seed,
-                             role="val", name=f"the {cell.dataset}/{cell.protocol} val split")
+    ways = min(cell.ways, len(split)) if cell.mode != "all-classes" else min(5, len(split))
+    sampler = EpisodeSampler(setup.bench.data, split, ways, cell.shots, cell.queries or DEFAULT_QUERIES, cell.seed,
+                             role="val", name=f"the {cell.dataset}/{cell.protocol} val split", side=setup.side)
     if cell.mode == "per-instance":
         from fewshot.sequences import evaluate_sequences
 
@@ -299,6 +363,67 @@ def _shorter_cached_training(config: dict[str, Any], budget: Budget) -> tuple[Pa
     return best
 
 
+def embedded_split(learner: Learner, setup: Setup, role: str, device: torch.device,
+                   batch: int = 1024) -> tuple[LabelledImages, torch.Tensor]:
+    """Every image of a split embedded by the learner, labelled by class row, and those rows' descriptions."""
+    split = setup.bench.split(role)
+    if split is None:
+        raise FewshotError(f"{setup.cell.dataset}/{setup.cell.protocol} has no {role} split")
+    items, rows = ImagePool(setup.bench.data, split).items()
+    was_training = learner.training
+    learner.eval()
+    with torch.no_grad():
+        features = torch.cat([learner.embed(render(setup.bench.data, items[i:i + batch]).to(device))
+                              for i in range(0, len(items), batch)])
+    learner.train(was_training)
+    return LabelledImages(features, torch.from_numpy(rows.copy()).to(device)), setup.side[split.classes].to(device)
+
+
+def prepare(setup: Setup, learner: Learner, device: torch.device, log: Callable[[str], None] = lambda line: None) -> None:
+    """Fit the learner's ``prepare`` heads on the training split, after choosing the hyperparameters of its
+    ``hparam_grid`` not fixed with ``--hp`` by per-class accuracy on the val classes (Xian et al. 2018),
+    fitting on ``bench.selection_train`` meanwhile. The choice is written into ``setup.hp`` and ``setup.selection``."""
+    if not learner.prepares():
+        return
+    final = embedded_split(learner, setup, "train", device)
+    grid = {k: v for k, v in setup.cls.hparam_grid.items() if k not in setup.overrides}
+    val = setup.bench.split("val")
+    if grid and val is not None and setup.side is not None:
+        role = setup.bench.selection_train
+        fit_on = final if role == "train" else embedded_split(learner, setup, role, device)
+        val_features, _ = embedded_split(learner, setup, "val", device)
+        candidates = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+        scores = []
+        for candidate in candidates:
+            learner.hp.update(candidate)
+            learner.prepare(*fit_on)
+            scores.append(evaluate_all_classes(learner, setup.bench.data, val, setup.side,
+                                               torch.zeros(len(val), dtype=torch.bool), device,
+                                               embedded=val_features.x).mean)
+        best = int(np.argmax(scores))  # the first of equals, in the grid's order
+        learner.hp.update(candidates[best])
+        setup.hp.update(candidates[best])
+        setup.selection = {"chosen": candidates[best], "val_mean": scores[best], "candidates": len(candidates),
+                           "fitted_on": role}
+        log(f"chose {', '.join(f'{k}={v}' for k, v in candidates[best].items())} on the val classes "
+            f"({100 * scores[best]:.2f}% per-class accuracy, best of {len(candidates)})")
+    learner.prepare(*final)
+
+
+def evaluate_setup(setup: Setup, learner: Learner, source: EpisodeSource | None, device: torch.device,
+                   use_cache: bool | None = None, progress: bool = False,
+                   log: Callable[[str], None] = lambda line: None) -> EvalResult:
+    """The cell's test result: the learner's prepared heads first, then its episodes or, for ``--ways all``,
+    every test image among all the split's classes (seen ones being the training split's)."""
+    prepare(setup, learner, device, log)
+    cell = setup.cell
+    if cell.mode != "all-classes":
+        return evaluate(learner, source, cell.episodes, device, use_cache=use_cache, persist=True, progress=progress)
+    split, train = setup.bench.split(cell.split), setup.bench.split("train")
+    seen = torch.from_numpy(np.isin(split.classes.numpy(), train.classes.numpy() if train is not None else []))
+    return evaluate_all_classes(learner, setup.bench.data, split, setup.side, seen, device)
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -344,7 +469,10 @@ def run_record(setup: Setup, trained: Trained, result: EvalResult, device: torch
         "host": platform.node(),
         "extra": json.dumps({"embedding_cache": result.table_source, "report": setup.bench.report,
                              "threads": torch.get_num_threads(), "mode": setup.cell.mode,
-                             "protocol_note": trained.learner.protocol_note, **_presentation_figures(result)}),
+                             "protocol_note": trained.learner.protocol_note, **_presentation_figures(result),
+                             **({"side": setup.cell.side} if setup.cell.side else {}),
+                             **({"scores": result.scores} if result.scores else {}),
+                             **({"selection": setup.selection} if setup.selection else {})}),
     }
 
 

@@ -22,12 +22,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from fewshot.data import atomic_write
+from fewshot.data import ClassImages, Split, atomic_write
 from fewshot.episode import Episode, grouped_labels
 from fewshot.errors import FewshotError, Interrupted
 from fewshot.learner import Learner
 from fewshot.paths import cache_dir
-from fewshot.sampler import EpisodePlan, EpisodeSource, render
+from fewshot.sampler import EpisodePlan, EpisodeSource, ImagePool, render
+from fewshot.zero_shot import class_scores, per_class_accuracy
 
 
 @dataclass(frozen=True)
@@ -66,14 +67,16 @@ class EvalResult:
     cached: bool
     table_source: str = "none"  # where the embedding table came from: "disk", "computed" or "none"
     by_presentation: np.ndarray | None = None  # per-instance protocol: [episodes, instances] accuracies
+    # All-classes evaluation: ``accuracies`` are per class; the score and its interval (S, U, H when generalized).
+    scores: dict[str, float] | None = None
 
     @property
     def mean(self) -> float:
-        return float(self.accuracies.mean())
+        return self.scores["mean"] if self.scores else float(self.accuracies.mean())
 
     @property
     def ci95(self) -> float:
-        return confidence95(self.accuracies)
+        return self.scores["ci95"] if self.scores else confidence95(self.accuracies)
 
     def presentation_summary(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-instance protocol: mean accuracy at each presentation and its 95% interval (over episodes)."""
@@ -137,7 +140,7 @@ def evaluate(learner: Learner, source: EpisodeSource, episodes: int, device: tor
             needed = np.unique(np.concatenate([np.concatenate([p.support_items, p.query_items]) for p in plans]))
             items, table, table_source = embedding_table(learner, source, needed, device, embed_batch, persist)
             for i, plan in enumerate(plans):
-                episode = _embedded_episode(plan, items, table, device)
+                episode = _embedded_episode(plan, source, items, table, device)
                 accuracies[i] = _accuracy(learner.predict_embedded(episode), episode)
                 bar.update()
         else:
@@ -151,7 +154,8 @@ def evaluate(learner: Learner, source: EpisodeSource, episodes: int, device: tor
     return EvalResult(accuracies, time.perf_counter() - start, episodes_digest(plans), use_cache, table_source)
 
 
-def _embedded_episode(plan: EpisodePlan, items: np.ndarray, table: torch.Tensor, device) -> Episode:
+def _embedded_episode(plan: EpisodePlan, source: EpisodeSource, items: np.ndarray, table: torch.Tensor,
+                      device) -> Episode:
     """The episode of ``plan`` with its inputs gathered from an embedding table (rows of sorted ``items``)."""
     ways = len(plan.class_ids)
     gather = lambda ids: table[torch.from_numpy(np.searchsorted(items, ids)).to(device)]  # noqa: E731
@@ -162,9 +166,54 @@ def _embedded_episode(plan: EpisodePlan, items: np.ndarray, table: torch.Tensor,
         query_y=grouped_labels(ways, len(plan.query_items) // ways).to(device),
         class_ids=torch.from_numpy(plan.class_ids),
         seed=plan.seed,
+        side=None if getattr(source, "side", None) is None else source.side[torch.from_numpy(plan.class_ids)].to(device),
         support_items=torch.from_numpy(plan.support_items),
         query_items=torch.from_numpy(plan.query_items),
     )
+
+
+def evaluate_all_classes(learner: Learner, data: ClassImages, split: Split, side: torch.Tensor,
+                         seen: torch.Tensor, device: torch.device | str = "cpu", batch: int = 1024,
+                         embedded: torch.Tensor | None = None) -> EvalResult:
+    """Every image of ``split`` scored against all of its classes at once, known by ``side`` alone.
+
+    The zero-shot protocols of Xian et al. 2018: ``accuracies`` are per class
+    (per-class mean top-1 is the score); with some classes ``seen`` (one flag
+    per class row of the split: generalized zero-shot) the score is the
+    harmonic mean of seen and unseen accuracy (see ``fewshot.zero_shot``).
+    The images go to ``predict`` as the queries of episodes with no support,
+    ``batch`` at a time, each with every class and its description; with
+    ``embedded`` (the split's images already embedded, in ``ImagePool.items``
+    order) they go to ``predict_embedded`` instead.
+    """
+    was_training = learner.training
+    learner.eval()
+    start = time.perf_counter()
+    pool = ImagePool(data, split)
+    items, rows = pool.items()
+    class_ids = torch.from_numpy(pool.classes)
+    descriptions = side[class_ids].to(device)
+    predicted = torch.empty(len(items), dtype=torch.int64)
+    try:
+        with torch.no_grad():
+            for first in range(0, len(items), batch):
+                chosen = slice(first, first + batch)
+                x = (render(data, items[chosen]) if embedded is None else embedded[chosen]).to(device)
+                labels = torch.from_numpy(rows[chosen].copy()).to(device)
+                episode = Episode(x[:0], labels[:0], x, labels, class_ids, side=descriptions,
+                                  query_items=torch.from_numpy(items[chosen]))
+                logits = learner.predict(episode) if embedded is None else learner.predict_embedded(episode)
+                if tuple(logits.shape) != (len(labels), len(class_ids)):
+                    raise RuntimeError(f"predict returned logits of shape {tuple(logits.shape)}, "
+                                       f"expected {(len(labels), len(class_ids))}")
+                predicted[first:first + batch] = logits.argmax(1).cpu()
+    finally:
+        learner.train(was_training)
+    labels = torch.from_numpy(rows.copy())
+    per_class = per_class_accuracy(predicted, labels, torch.arange(len(class_ids)))
+    plan = EpisodePlan(pool.classes, np.empty(0, dtype=np.int64), items, 0)
+    return EvalResult(per_class.double().numpy(), time.perf_counter() - start, episodes_digest([plan]), False,
+                      scores=class_scores(per_class, seen))
 
 
 PERSIST_LIMIT_BYTES = 256 << 20  # feature maps of partly frozen networks are recomputed rather than stored

@@ -10,7 +10,14 @@ A learner is a ``torch.nn.Module`` with its hyperparameters declared beside it
 * ``predict(episode) -> logits [N*Q, N]``: adapt to the support set and score
   the queries. Whatever is built from the support set stays a local value;
 * optionally ``predict_sequences(x, y)`` for Santoro et al.'s per-instance
-  protocol (see ``fewshot.sequences``).
+  protocol (see ``fewshot.sequences``);
+* optionally ``prepare(train, side)``: fit what is computed once from the whole
+  training split with the trained embedding fixed (a closed-form or convex
+  head of a zero-shot learner). The harness calls it before evaluating, with
+  every training image embedded by ``embed`` and labelled by its class row, and
+  those rows' descriptions. Hyperparameters listed in
+  ``hparam_grid`` and not fixed with ``--hp`` are chosen on the validation
+  classes by refitting with ``prepare``, as Xian et al. 2018 do.
 
 A learner whose computation starts with an embedding that does not depend on
 the episode overrides ``embed(x)`` and implements ``predict_embedded(episode)``
@@ -42,6 +49,8 @@ class TaskSpec:
     shots: int
     queries: int
     train_classes: int  # class rows of the training split (a pretrained classifier's width)
+    side: str = ""  # the class descriptions episodes carry ("attributes", "text"), "" for none
+    side_dim: int = 0
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,12 @@ class Learner(nn.Module):
     # Training budget per dataset ("*" for any other): "2000steps" or "10min".
     default_budget: ClassVar[Mapping[str, str]] = {"*": "1000steps"}
     needs_support: ClassVar[bool] = True
+    # Zero-shot learners: whether support images, when an episode has them, are used or ignored.
+    uses_support: ClassVar[bool] = True
+    # Which descriptions the learner can read (zero-shot learners); empty for none.
+    reads_sides: ClassVar[tuple[str, ...]] = ()
+    # Hyperparameters chosen on the validation classes when not fixed with --hp: name -> candidate values.
+    hparam_grid: ClassVar[Mapping[str, tuple]] = {}
     # How the learner meets the benchmark's episodes, where that differs from the usual; the leaderboard's protocol column shows it.
     protocol_note: ClassVar[str] = ""
 
@@ -110,6 +125,13 @@ class Learner(nn.Module):
     @classmethod
     def predicts_sequences(cls) -> bool:
         return cls.predict_sequences is not Learner.predict_sequences
+
+    def prepare(self, train: LabelledImages, side: torch.Tensor) -> None:
+        """Fit what depends on the whole training split (embedded); see the module's docstring."""
+
+    @classmethod
+    def prepares(cls) -> bool:
+        return cls.prepare is not Learner.prepare
 
     # -- checkpoints ----------------------------------------------------------------------
     def training_state(self) -> dict[str, Any]:
@@ -151,6 +173,17 @@ def query_loss_step(optimizer: torch.optim.Optimizer, batch: list[Episode],
         correct += (logits.argmax(1) == episode.query_y).float().mean().item() / len(batch)
     clipped_step(optimizer, max_grad_norm)
     return {"loss": loss_sum, "acc": correct}
+
+
+def classification_step(optimizer: torch.optim.Optimizer, logits_of: Callable[[torch.Tensor], torch.Tensor],
+                        batch: LabelledImages) -> dict[str, float]:
+    """One optimiser step on the cross-entropy of a batch of labelled images (pretraining a classifier)."""
+    optimizer.zero_grad()
+    logits = logits_of(batch.x)
+    loss = F.cross_entropy(logits, batch.y)
+    loss.backward()
+    optimizer.step()
+    return {"loss": loss.item(), "acc": (logits.argmax(1) == batch.y).float().mean().item()}
 
 
 def clipped_step(optimizer: torch.optim.Optimizer, max_grad_norm: float | None) -> None:

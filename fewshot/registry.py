@@ -46,4 +46,13 @@ def learner(name: str) -> Any:
 
 
 def dataset(name: str) -> Any:
-    return get("dataset", name)()
+    """The dataset registered as ``name``; ``family:NAME`` (``xlsa17:AWA2``) is one of a family's imported datasets."""
+    family, sep, variant = name.partition(":")
+    cls = get("dataset", family)
+    if not sep:
+        return cls()
+    if not getattr(cls, "variants", False):
+        raise FewshotError(f"dataset {family!r} has no variants: write --dataset {family}")
+    if not variant:
+        raise FewshotError(f"--dataset {name!r}: name the imported dataset after the colon, as in {family}:AWA2")
+    return cls(variant)

@@ -32,6 +32,8 @@ def render(data: ClassImages, items: torch.Tensor | np.ndarray) -> torch.Tensor:
     numpy's indexing costs a fraction of torch's per-call overhead on these small blocks.
     """
     items = items.numpy() if isinstance(items, torch.Tensor) else np.asarray(items)
+    if data.is_features:  # precomputed features: no pixels, no quarter turns
+        return torch.from_numpy(data.images.numpy()[items // 4])
     images = data.images.numpy()[items // 4]
     turns = items % 4
     if turns.any():

@@ -30,10 +30,25 @@ def harmonic_mean(seen: float, unseen: float) -> float:
     return 0.0 if seen + unseen == 0 else 2 * seen * unseen / (seen + unseen)
 
 
-def generalized_scores(predicted: torch.Tensor, labels: torch.Tensor, seen: torch.Tensor,
-                       unseen: torch.Tensor) -> dict[str, float]:
-    """S, U and H in percent, keyed ``seen``, ``unseen``, ``harmonic`` and ``mean`` (= H, the cell's figure)."""
-    s = 100 * per_class_accuracy(predicted, labels, seen).mean().item()
-    u = 100 * per_class_accuracy(predicted, labels, unseen).mean().item()
+def class_scores(per_class: torch.Tensor, seen: torch.Tensor) -> dict[str, float]:
+    """The score of an all-classes evaluation from its per-class accuracies (fractions) and which classes were seen.
+
+    With no seen class (zero-shot): ``mean`` is the per-class mean and ``ci95``
+    1.96 standard errors over classes. With seen and unseen classes
+    (generalized): ``seen`` (S), ``unseen`` (U), their intervals, and
+    ``harmonic`` = ``mean`` = H, whose interval comes from S's and U's by the
+    delta method (they are means over disjoint classes, hence independent).
+    """
+    from fewshot.harness import confidence95
+
+    accuracy = per_class.double().numpy()
+    seen = seen.bool().numpy()
+    if not seen.any() or seen.all():
+        return {"mean": float(accuracy.mean()), "ci95": confidence95(accuracy)}
+    s, u = float(accuracy[seen].mean()), float(accuracy[~seen].mean())
+    s_ci, u_ci = confidence95(accuracy[seen]), confidence95(accuracy[~seen])
     h = harmonic_mean(s, u)
-    return {"seen": s, "unseen": u, "harmonic": h, "mean": h}
+    total = s + u
+    ds, du = (2 * u * u / total**2, 2 * s * s / total**2) if total > 0 else (0.0, 0.0)
+    h_ci = float(((ds * s_ci) ** 2 + (du * u_ci) ** 2) ** 0.5)
+    return {"seen": s, "unseen": u, "harmonic": h, "mean": h, "seen_ci95": s_ci, "unseen_ci95": u_ci, "ci95": h_ci}

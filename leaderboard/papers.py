@@ -68,3 +68,37 @@ def paper_accuracy(learner: str, dataset: str, protocol: str, ways: int, shots: 
 
 def references_for(dataset: str, protocol: str) -> list[tuple[str, float]]:
     return REFERENCE_ERRORS.get((dataset, protocol), [])
+
+
+# Xian, Lampert, Schiele and Akata 2018, "Zero-Shot Learning: A Comprehensive Evaluation of the Good, the Bad and
+# the Ugly", TPAMI: ResNet-101 features, the proposed split (PS). zsl: per-class mean top-1 on the unseen classes
+# (its ZSL table); gzsl: per-class mean top-1 on unseen (U) and seen (S) test images and their harmonic mean H
+# (its GZSL table).
+XIAN_2018 = "Xian et al. 2018"
+ZERO_SHOT_ACCURACY: dict[tuple[str, str], dict[str, dict[str, float]]] = {
+    ("dap", "CUB"): {"zsl": {"mean": 40.0}, "gzsl": {"unseen": 1.7, "seen": 67.9, "harmonic": 3.3}},
+    ("conse", "CUB"): {"zsl": {"mean": 34.3}, "gzsl": {"unseen": 1.6, "seen": 72.2, "harmonic": 3.1}},
+    ("devise", "CUB"): {"zsl": {"mean": 52.0}, "gzsl": {"unseen": 23.8, "seen": 53.0, "harmonic": 32.8}},
+    ("eszsl", "CUB"): {"zsl": {"mean": 53.9}, "gzsl": {"unseen": 12.6, "seen": 63.8, "harmonic": 21.0}},
+    ("dap", "AWA2"): {"zsl": {"mean": 46.1}, "gzsl": {"unseen": 0.0, "seen": 84.7, "harmonic": 0.0}},
+    ("conse", "AWA2"): {"zsl": {"mean": 44.5}, "gzsl": {"unseen": 0.5, "seen": 90.6, "harmonic": 1.0}},
+    ("devise", "AWA2"): {"zsl": {"mean": 59.7}, "gzsl": {"unseen": 17.1, "seen": 74.7, "harmonic": 27.8}},
+    ("eszsl", "AWA2"): {"zsl": {"mean": 58.6}, "gzsl": {"unseen": 5.9, "seen": 77.8, "harmonic": 11.0}},
+}
+
+
+def zero_shot_paper(learner: str, dataset: str, protocol: str) -> dict[str, float] | None:
+    """Xian et al.'s figures for an imported xlsa17 dataset (``xlsa17:AWA2``), if they report this learner on it."""
+    family, _, name = dataset.partition(":")
+    if family != "xlsa17":
+        return None
+    return ZERO_SHOT_ACCURACY.get((learner, name.upper()), {}).get(protocol)
+
+
+def zero_shot_references(dataset: str, protocol: str, learner: str) -> list[tuple[str, str]]:
+    figures = zero_shot_paper(learner, dataset, protocol)
+    if figures is None:
+        return []
+    if "harmonic" in figures:
+        return [(XIAN_2018, f"S {figures['seen']:g}%, U {figures['unseen']:g}%, H {figures['harmonic']:g}%")]
+    return [(XIAN_2018, f"per-class mean accuracy {figures['mean']:g}%")]

@@ -17,7 +17,8 @@ import pandas as pd
 
 from fewshot.errors import FewshotError
 from fewshot.harness import confidence95
-from fewshot.leaderboard.papers import paper_accuracy, presentation_references, references_for
+from fewshot.leaderboard.papers import (XIAN_2018, paper_accuracy, presentation_references, references_for,
+                                        zero_shot_paper)
 
 CELL = ("dataset", "protocol", "split", "ways", "shots", "queries", "episodes", "seed")
 LEGEND = """# fewshot leaderboard
@@ -39,7 +40,11 @@ def _label(run: dict[str, Any]) -> str:
         defaults = registry.learner(run["learner"]).hparams
     except FewshotError:
         defaults = {}
-    changed = [f"{k}={v}" for k, v in sorted(hp.items()) if k in defaults and defaults[k] != v]
+    chosen = json.loads(run.get("extra") or "{}").get("selection", {}).get("chosen", {})
+    changed = [f"{k}={v}" for k, v in sorted(hp.items()) if k in defaults and defaults[k] != v and k not in chosen]
+    if chosen:
+        changed.append(", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in chosen.items())
+                       + " chosen on val")
     return run["learner"] + (f" ({', '.join(changed)})" if changed else "")
 
 
@@ -58,11 +63,57 @@ def _mode(run: dict[str, Any]) -> str:
     return json.loads(run.get("extra") or "{}").get("mode", "episodic")
 
 
+def _side(run: dict[str, Any]) -> str:
+    return json.loads(run.get("extra") or "{}").get("side", "")
+
+
 def _latest(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     latest: dict[tuple, dict[str, Any]] = {}
     for run in sorted(runs, key=lambda r: r["id"]):
-        latest[(_label(run), run.get("train_budget"), _mode(run), *(run[k] for k in CELL))] = run
+        latest[(_label(run), run.get("train_budget"), _mode(run), _side(run), *(run[k] for k in CELL))] = run
     return list(latest.values())
+
+
+ALL_CLASSES = """
+## Zero-shot, every test class at once (Xian et al. 2018's protocols)
+
+`fewshot eval --ways all --shots 0`: every test image is labelled among all the test split's classes, known by
+their descriptions (the side column) alone. zsl: per-class mean accuracy on the unseen classes, ± 1.96 standard
+errors over classes. gzsl: the label space holds seen and unseen classes; S and U are the per-class mean
+accuracies on the seen and unseen classes' test images, H = 2SU / (S + U) (its interval by the delta method).
+Hyperparameters marked "chosen on val" were chosen on the validation classes.
+
+"""
+
+
+def all_classes_rows(runs: list[dict[str, Any]]) -> pd.DataFrame:
+    """The all-classes zero-shot runs, with Xian et al.'s figures beside imported xlsa17 datasets."""
+    table = []
+    for run in _latest([r for r in runs if _mode(r) == "all-classes"]):
+        scores = {k: 100 * v for k, v in json.loads(run["extra"]).get("scores", {}).items()}
+        row = {"dataset": run["dataset"], "protocol": run["protocol"], "side": _side(run), "classes": run["ways"],
+               "shots": run["shots"], "learner": _label(run)}
+        if "harmonic" in scores:
+            row.update({"per-class accuracy % / S": f"{scores['seen']:.2f} ± {scores['seen_ci95']:.2f}",
+                        "U": f"{scores['unseen']:.2f} ± {scores['unseen_ci95']:.2f}",
+                        "H": f"{scores['harmonic']:.2f} ± {scores['ci95']:.2f}"})
+        else:
+            row.update({"per-class accuracy % / S": f"{100 * run['mean']:.2f} ± {100 * run['ci95']:.2f}",
+                        "U": "", "H": ""})
+        paper = zero_shot_paper(run["learner"], run["dataset"], run["protocol"])
+        if paper is None:
+            row["published"] = ""
+        elif "harmonic" in paper:
+            row["published"] = f"S {paper['seen']:g}, U {paper['unseen']:g}, H {paper['harmonic']:g} ({XIAN_2018})"
+        else:
+            row["published"] = f"{paper['mean']:g} ({XIAN_2018})"
+        row.update({"training": run.get("train_budget") or "none", "run": run["id"], "_sort": -run["mean"]})
+        table.append(row)
+    frame = pd.DataFrame(table)
+    if frame.empty:
+        return frame
+    frame = frame.sort_values(["dataset", "protocol", "side", "_sort"], ignore_index=True)
+    return frame.drop(columns="_sort")
 
 
 def presentation_rows(runs: list[dict[str, Any]]) -> pd.DataFrame:
@@ -102,7 +153,9 @@ def _protocol(run: dict[str, Any]) -> str:
             note = registry.learner(run["learner"]).protocol_note
         except FewshotError:
             note = ""
-    return f"{run['protocol']} ({note})" if note else run["protocol"]
+    side = _side(run)
+    shown = f"{run['protocol']} ({note})" if note else run["protocol"]
+    return f"{shown}, described by {side}" if side else shown
 
 
 def rows(runs: list[dict[str, Any]]) -> pd.DataFrame:
@@ -129,19 +182,20 @@ def rows(runs: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def render(runs: list[dict[str, Any]], fmt: str) -> str:
-    frame, sequences = rows(runs), presentation_rows(runs)
-    if frame.empty and sequences.empty:
+    frame, sequences, everything = rows(runs), presentation_rows(runs), all_classes_rows(runs)
+    if frame.empty and sequences.empty and everything.empty:
         return "no runs recorded yet: `fewshot eval --learner protonet --ways 5 --shots 1` records one\n"
     if fmt == "csv":
-        return frame.to_csv(index=False) + ("\n" + sequences.to_csv(index=False) if not sequences.empty else "")
+        return "\n".join(part.to_csv(index=False) for part in (frame, everything, sequences) if not part.empty)
     shown = frame[["dataset", "protocol_shown", "ways", "shots", "learner", "result", "paper", "episodes", "training",
                    "run"]] if not frame.empty else frame
     shown = shown.rename(columns={"protocol_shown": "protocol", "result": "accuracy % (± 95% interval)",
                                   "paper": "published"})
     if fmt == "md":
         text = LEGEND.format(runs=len(runs)) + (_markdown(shown) + "\n" if not shown.empty else "")
+        text += (ALL_CLASSES + _markdown(everything) + "\n") if not everything.empty else ""
         return text + (PER_INSTANCE + _markdown(sequences) + "\n" if not sequences.empty else "")
-    return _html(frame, shown, sequences)
+    return _html(frame, shown, sequences, everything)
 
 
 def _markdown(frame: pd.DataFrame) -> str:
@@ -151,7 +205,7 @@ def _markdown(frame: pd.DataFrame) -> str:
     return "\n".join([head, rule, *body])
 
 
-def _html(frame: pd.DataFrame, shown: pd.DataFrame, sequences: pd.DataFrame) -> str:
+def _html(frame: pd.DataFrame, shown: pd.DataFrame, sequences: pd.DataFrame, everything: pd.DataFrame) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -174,6 +228,8 @@ def _html(frame: pd.DataFrame, shown: pd.DataFrame, sequences: pd.DataFrame) -> 
                        f'src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">')
     return ("<!doctype html><html><head><meta charset='utf-8'><title>fewshot leaderboard</title></head><body>"
             "<h1>fewshot leaderboard</h1>" + shown.to_html(index=False, escape=True) + "".join(figures)
+            + ("<h2>Zero-shot, every test class at once</h2>" + everything.to_html(index=False, escape=True)
+               if not everything.empty else "")
             + ("<h2>Per-instance protocol (Santoro et al. 2016)</h2>" + sequences.to_html(index=False, escape=True)
                if not sequences.empty else "") + "</body></html>\n")
 

@@ -84,12 +84,21 @@ class Glyphs:
 
     def benchmark(self, protocol: str, root: Path, size: int = 28) -> Benchmark:
         data = load(size)
+        tables: dict[str, torch.Tensor] = {}
+
+        def describe(side: str) -> torch.Tensor:
+            if side not in tables:
+                tables[side] = self.describe(data, side)[1]
+            return tables[side]
+
+        sides = {"sides": tuple(self.descriptions), "describe": describe}
         if protocol in ("zsl", "gzsl"):
             return Benchmark(self.name, protocol, data, self.zero_shot_splits(data, protocol),
-                             notes=f"{protocol}: unseen classes are new combinations of seen attribute values")
+                             notes=f"{protocol}: unseen classes are new combinations of seen attribute values",
+                             zero_shot=True, generalized=protocol == "gzsl", **sides)
         scripts = np.array([c.group for c in data.classes])
         splits = {role: Split.of(np.flatnonzero(np.isin(scripts, names))) for role, names in SPLIT.items()}
-        return Benchmark(self.name, protocol, data, splits, notes="split by script")
+        return Benchmark(self.name, protocol, data, splits, notes="split by script", **sides)
 
     def zero_shot_splits(self, data: ClassImages, protocol: str) -> dict[str, Split]:
         """``zsl``: seen (train), val and unseen (test) classes of ``ZERO_SHOT``'s sizes and seed, each val

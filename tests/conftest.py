@@ -65,3 +65,10 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeou
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "fewshot", *args], capture_output=True, text=True, env=full_env,
                           cwd=cwd, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def glyphs_zsl():
+    from fewshot.experiment import open_benchmark
+
+    return open_benchmark("glyphs", "zsl")

@@ -64,7 +64,18 @@ def bad_inputs(tmp_path, data_root):
          "no checkpoint at"),
         (("--learner", "protonet", "--ways", "5", "--shots", "1", "--results", str(tmp_path / "afile" / "r.sqlite")),
          "cannot write results"),
-        (("--learner", "protonet", "--ways", "five", "--shots", "1"), "'five' is not a valid integer"),
+        (("--learner", "protonet", "--ways", "five", "--shots", "1"), "'five' is neither a whole number nor 'all'"),
+        (("--learner", "eszsl", "--protocol", "zsl", "--shots", "1"), "pass --shots 0"),
+        (("--learner", "eszsl", "--protocol", "gzsl", "--ways", "5"), "pass --ways all"),
+        (("--learner", "eszsl", "--ways", "all", "--shots", "1"), "--ways all scores every test image"),
+        (("--learner", "eszsl", "--protocol", "zsl", "--queries", "5"), "leave out --queries"),
+        (("--learner", "dap", "--protocol", "zsl", "--side", "text"), "dap reads only attributes descriptions"),
+        (("--learner", "eszsl", "--protocol", "zsl", "--side", "colour"), "--side colour: glyphs describes"),
+        (("--learner", "eszsl", "--ways", "5", "--shots", "0", *omniglot), "omniglot has no class descriptions"),
+        (("--learner", "protonet", "--ways", "5", "--shots", "1", "--side", "text"), "does not read class descriptions"),
+        (("--learner", "eszsl", "--dataset", "xlsa17"), "name the imported dataset: --dataset xlsa17:NAME"),
+        (("--learner", "eszsl", "--dataset", "xlsa17:NOPE"), "xlsa17:NOPE is not imported"),
+        (("--learner", "eszsl", "--dataset", "glyphs:X", "--ways", "5", "--shots", "0"), "has no variants"),
         (("--ways", "5", "--shots", "1"), "Missing option '--learner'"),
         (("--learner", "protonet", "--per-instance"), "cannot run --per-instance"),
         (("--learner", "mann", "--per-instance", "--shots", "1"), "leave out --shots"),
@@ -175,12 +186,28 @@ def test_learners_and_datasets_are_listed():
     assert learners.returncode == 0
     assert "protonet  [metric]  Snell et al. 2017" in learners.stdout and "finetune" in learners.stdout
     assert "train_ways=60" in learners.stdout
+    assert "zero-shot: reads attributes; ignores support images" in learners.stdout  # dap
+    assert "chosen on the val classes unless fixed: gamma, lam" in learners.stdout  # eszsl
     datasets = run_cli("datasets")
     assert "glyphs" in datasets.stdout and "omniglot" in datasets.stdout and "lake-runs" in datasets.stdout
     assert "class descriptions (zero-shot): attributes: binary" in datasets.stdout
     assert "class descriptions (zero-shot): none" in datasets.stdout  # omniglot
     missing = run_cli("datasets", "--data-root", "/nonexistent")
     assert "absent: missing under /nonexistent/omniglot" in missing.stdout
+
+
+def test_generalized_zero_shot_reports_seen_unseen_and_their_harmonic_mean(tmp_path):
+    done = run_cli("eval", "--learner", "eszsl", "--protocol", "gzsl", "--budget", "20steps", "--hp", "gamma=1",
+                   "--hp", "lam=1", "--quiet", "--json", "--results", str(tmp_path / "r.sqlite"))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (result["mode"], result["shots"], result["side"]) == ("all-classes", 0, "attributes")
+    s, u = result["seen"], result["unseen"]
+    assert result["mean"] == result["harmonic"] == pytest.approx(2 * s * u / (s + u), abs=1e-3)
+    assert "selected_on_val" not in result  # both hyperparameters were fixed
+    run = ResultsStore(tmp_path / "r.sqlite").run(result["run_id"])
+    assert json.loads(run["extra"])["scores"]["harmonic"] == pytest.approx(result["harmonic"] / 100, abs=1e-6)
+    assert len(run["accuracies"]) == result["ways"]  # one accuracy per class
 
 
 def test_ctrl_c_saves_progress_and_says_how_to_resume(tmp_path, data_root):

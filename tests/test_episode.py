@@ -19,9 +19,16 @@ def test_shape_properties():
     assert _episode(support_x=torch.zeros(0, 1, 4, 4), support_y=torch.zeros(0, dtype=torch.long)).shots == 0
 
 
+def test_an_all_classes_query_set_may_hold_any_number_of_images_per_class():
+    episode = _episode(support_x=torch.zeros(0, 1, 4, 4), support_y=torch.zeros(0, dtype=torch.long),
+                       query_x=torch.zeros(7, 1, 4, 4), query_y=torch.tensor([0, 0, 0, 1, 2, 4, 4]))
+    assert episode.query_y.numel() == 7 and episode.ways == 5
+
+
 @pytest.mark.parametrize("changes", [
     {"support_y": grouped_labels(5, 3)},
     {"query_x": torch.zeros(14, 1, 4, 4)},
+    {"support_x": torch.zeros(9, 1, 4, 4), "support_y": torch.zeros(9, dtype=torch.long)},
     {"class_ids": torch.arange(0)},
     {"side": torch.zeros(4, 3)},
     {"query_y": torch.zeros(15, 1, dtype=torch.long)},

@@ -1,9 +1,11 @@
+import json
 import unicodedata
 
 import pytest
 import torch
 
 from fewshot.tasks import glyphs as glyphs_module
+from fewshot.tasks.glyphs import ZERO_SHOT, Glyphs
 
 
 def test_classes_carry_name_script_and_instances(glyphs):
@@ -87,3 +89,22 @@ def test_gzsl_tests_on_held_out_images_of_seen_classes_and_all_unseen_images():
     assert bool((seen_test[train.classes] == held_out).all())
     assert bool((seen_test[zsl.split("test").classes] == glyphs_module.INSTANCES).all())
     assert set(test.classes.tolist()) == set(train.classes.tolist()) | set(zsl.split("test").classes.tolist())
+
+
+def test_the_zero_shot_split_is_the_one_written_down(glyphs_zsl):
+    from importlib.resources import files
+
+    written = json.loads(files("fewshot.tasks").joinpath("glyphs_zero_shot_split.json").read_text())
+    names = [c.name for c in glyphs_zsl.data.classes]
+    for role in ("val", "test"):
+        assert [names[i] for i in glyphs_zsl.split(role).classes.tolist()] == written[role]
+    listed = set(written["val"]) | set(written["test"]) | set(written["left_out"])
+    assert [names[i] for i in glyphs_zsl.split("train").classes.tolist()] == [n for n in names if n not in listed]
+    assert written["settings"] == ZERO_SHOT
+
+
+def test_zero_shot_benchmarks_describe_their_classes(glyphs_zsl):
+    assert glyphs_zsl.sides == ("attributes", "text") and glyphs_zsl.zero_shot and not glyphs_zsl.generalized
+    columns, attributes = Glyphs().describe(glyphs_zsl.data, "attributes")
+    assert torch.equal(glyphs_zsl.describe("attributes"), attributes)
+    assert glyphs_zsl.describe("text").shape == (len(glyphs_zsl.data.classes), 1024)

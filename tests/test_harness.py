@@ -4,7 +4,10 @@ import torch
 
 from fewshot import experiment
 from fewshot.errors import FewshotError
-from fewshot.harness import Budget, confidence95, evaluate
+from fewshot.data import ClassImages, ClassInfo, Split
+from fewshot.harness import Budget, confidence95, evaluate, evaluate_all_classes
+from fewshot.learner import Learner
+from fewshot.sampler import EpisodeSampler
 
 
 def test_budget_parsing():
@@ -100,3 +103,46 @@ def test_longer_budget_continues_the_cached_shorter_training(omniglot, tmp_path,
     other = _setup(omniglot["lake"], "protonet", train_ways=10, train_queries=3, lr_halve_every=3)
     fresh = experiment.ensure_trained(other, Budget(steps=5), torch.device("cpu"), progress=False)
     assert fresh.outcome.resumed_from == 0, "another configuration never continues this one"
+
+
+class _NearestDescription(Learner):
+    """Scores each query by its dot product with each class's description: the features are descriptions."""
+
+    needs_support = False
+
+    def embed(self, x):
+        return x
+
+    def predict_embedded(self, episode):
+        return episode.query_x @ episode.side.T
+
+
+def _described_features(classes=6, per_class=(3, 1, 4, 2, 5, 2), confused=True):
+    """Features equal to a one-hot description of their class; if ``confused``, class 2's images look like class 3."""
+    labels = torch.cat([torch.full((n,), c) for c, n in enumerate(per_class)])
+    side = torch.eye(classes)
+    features = side[labels].clone()
+    if confused:
+        features[labels == 2] = side[3]
+    return ClassImages(features, labels, tuple(ClassInfo(f"c{c}", "g") for c in range(classes))), side
+
+
+def test_all_classes_scores_every_image_once_and_averages_per_class():
+    data, side = _described_features()
+    learner = _NearestDescription(None, {})
+    result = evaluate_all_classes(learner, data, Split.of([1, 2, 3, 4]), side, torch.zeros(4, dtype=torch.bool),
+                                  batch=3)  # batches cut across classes and class sizes differ
+    assert result.accuracies.tolist() == [1.0, 0.0, 1.0, 1.0]  # per class, in split order
+    assert result.mean == pytest.approx(0.75)  # not 8/12 per image
+    generalized = evaluate_all_classes(learner, data, Split.of([1, 2, 3, 4]), side,
+                                       torch.tensor([True, True, False, False]))
+    assert generalized.scores["seen"] == pytest.approx(0.5) and generalized.scores["unseen"] == pytest.approx(1.0)
+    assert generalized.mean == pytest.approx(2 * 0.5 / 1.5)
+
+
+def test_zero_shot_episodes_from_the_embedding_cache_carry_their_descriptions():
+    data, side = _described_features(per_class=(4,) * 6, confused=False)
+    source = EpisodeSampler(data, Split.of(range(6)), 3, 0, 2, seed=0, side=side)
+    cached = evaluate(_NearestDescription(None, {}), source, 10, use_cache=True)
+    plain = evaluate(_NearestDescription(None, {}), source, 10, use_cache=False)
+    assert np.array_equal(cached.accuracies, plain.accuracies) and cached.mean == 1.0

@@ -62,3 +62,26 @@ def test_paired_comparison():
 
 def test_empty_store_says_how_to_fill_it():
     assert "fewshot eval" in render([], "md")
+
+
+def _zero_shot_run(id, learner="eszsl", dataset="glyphs", protocol="zsl", side="attributes", scores=None, **changes):
+    scores = scores or {"mean": 0.4, "ci95": 0.02}
+    extra = {"mode": "all-classes", "side": side, "scores": scores,
+             "selection": {"chosen": {"gamma": 0.001, "lam": 1.0}}}
+    return _run(id, learner=learner, dataset=dataset, protocol=protocol, ways=400, shots=0, queries=0, episodes=1,
+                mean=scores["mean"], ci95=scores["ci95"], hparams=json.dumps({"gamma": 0.001, "lam": 1.0}),
+                extra=json.dumps(extra), **changes)
+
+
+def test_zero_shot_cells_name_their_side_and_show_seen_unseen_and_harmonic():
+    generalized = {"seen": 0.8, "unseen": 0.2, "harmonic": 0.32, "mean": 0.32, "seen_ci95": 0.01,
+                   "unseen_ci95": 0.02, "ci95": 0.015}
+    runs = [_zero_shot_run(1), _zero_shot_run(2, side="text", scores={"mean": 0.3, "ci95": 0.02}),
+            _zero_shot_run(3, dataset="xlsa17:AWA2", protocol="gzsl", scores=generalized),
+            _run(4, learner="eszsl", protocol="zsl", dataset="glyphs", shots=0,
+                 extra=json.dumps({"side": "text", "mode": "episodic"}))]
+    text = render(runs, "md")
+    assert "| glyphs | zsl | attributes | 400 | 0 | eszsl (gamma=0.001, lam=1 chosen on val) | 40.00 ± 2.00 |" in text
+    assert "| glyphs | zsl | text | 400 | 0 |" in text  # a second side is a second cell, not a rerun
+    assert "| 80.00 ± 1.00 | 20.00 ± 2.00 | 32.00 ± 1.50 | S 77.8, U 5.9, H 11 (Xian et al. 2018) |" in text
+    assert "| glyphs | zsl, described by text | 5 | 0 | eszsl |" in text  # 5-way zero-shot episodes

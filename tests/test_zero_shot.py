@@ -1,7 +1,8 @@
+import numpy as np
 import pytest
 import torch
 
-from fewshot.zero_shot import generalized_scores, harmonic_mean, per_class_accuracy
+from fewshot.zero_shot import class_scores, harmonic_mean, per_class_accuracy
 
 
 def test_accuracy_is_averaged_per_class_not_per_image():
@@ -22,8 +23,15 @@ def test_the_harmonic_mean_rewards_only_balance():
 
 
 def test_generalized_scores_split_seen_and_unseen_classes():
-    labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
-    predicted = torch.tensor([0, 0, 1, 0, 0, 2, 0, 1])  # seen {0, 1}: 1.0, 0.5; unseen {2, 3}: 0.5, 0.0
-    scores = generalized_scores(predicted, labels, torch.tensor([0, 1]), torch.tensor([2, 3]))
-    assert scores["seen"] == pytest.approx(75.0) and scores["unseen"] == pytest.approx(25.0)
-    assert scores["harmonic"] == pytest.approx(37.5) and scores["mean"] == scores["harmonic"]
+    per_class = torch.tensor([1.0, 0.5, 0.5, 0.0])  # seen {0, 1}, unseen {2, 3}
+    scores = class_scores(per_class, torch.tensor([True, True, False, False]))
+    assert scores["seen"] == pytest.approx(0.75) and scores["unseen"] == pytest.approx(0.25)
+    assert scores["harmonic"] == pytest.approx(0.375) and scores["mean"] == scores["harmonic"]
+    # H's interval by the delta method: dH/dS = 2U^2/(S+U)^2, dH/dU = 2S^2/(S+U)^2
+    s_ci, u_ci = 1.96 * np.std([1.0, 0.5], ddof=1) / 2**0.5, 1.96 * np.std([0.5, 0.0], ddof=1) / 2**0.5
+    assert scores["ci95"] == pytest.approx(((0.125 * s_ci) ** 2 + (1.125 * u_ci) ** 2) ** 0.5)
+
+
+def test_without_seen_classes_the_score_is_the_per_class_mean():
+    scores = class_scores(torch.tensor([1.0, 0.0, 0.5]), torch.zeros(3, dtype=torch.bool))
+    assert scores == {"mean": pytest.approx(0.5), "ci95": pytest.approx(1.96 * 0.5 / 3**0.5)}
