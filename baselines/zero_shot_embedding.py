@@ -90,10 +90,11 @@ def unit_rows(side: torch.Tensor) -> torch.Tensor:
 
 def fit_linear(x: torch.Tensor, out_features: int, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                y: torch.Tensor, *, steps: int, lr: float, weight_decay: float, batch: int = 256, bias: bool = True,
-               seed: int = 0) -> nn.Linear:
+               seed: int = 0, outputs: Callable[[nn.Linear, torch.Tensor], torch.Tensor] | None = None) -> nn.Linear:
     """A linear map from features to ``out_features`` trained by ``steps`` Adam steps on ``loss(outputs, labels)``
     over seeded mini-batches, epoch after epoch (the heads of DeViSE, DAP, and ConSE's classifier on given
-    features). Steps rather than epochs, so that a small training split is fitted as well as a large one."""
+    features). Steps rather than epochs, so that a small training split is fitted as well as a large one.
+    ``outputs(layer, x)`` replaces ``layer(x)`` as what ``loss`` reads (DeViSE's scores against every class)."""
     generator = torch.Generator().manual_seed(seed)
     layer = nn.Linear(x.shape[1], out_features, bias=bias).to(x.device)
     bound = 1 / math.sqrt(x.shape[1])
@@ -110,7 +111,7 @@ def fit_linear(x: torch.Tensor, out_features: int, loss: Callable[[torch.Tensor,
                 order = torch.randperm(len(y), generator=generator).to(x.device)
             rows = order[(step % per_epoch) * batch:(step % per_epoch + 1) * batch]
             optimizer.zero_grad()
-            loss(layer(x[rows]), y[rows]).backward()
+            loss(layer(x[rows]) if outputs is None else outputs(layer, x[rows]), y[rows]).backward()
             optimizer.step()
     layer.requires_grad_(False)
     return layer
