@@ -151,8 +151,8 @@ def eval_command(learner, ways, shots, side, queries, episodes, checkpoint, resu
             click.echo(f"error rate {PERCENT - mean:.2f}% ± {ci:.2f} (accuracy {mean:.2f}%); published: {refs}")
         else:
             click.echo(f"accuracy {mean:.2f}% ± {ci:.2f} (95% interval)")
-    click.echo(f"{result.seconds:.1f} s, {result.episodes_per_s:.1f} episodes/s; trained {trained.steps} steps; "
-               f"run {run_id} in {results_file}")
+    rate = f", {result.episodes_per_s:.1f} episodes/s" if cell.mode != "all-classes" else ""
+    click.echo(f"{result.seconds:.1f} s{rate}; trained {trained.steps} steps; run {run_id} in {results_file}")
 
 
 def _cell(experiment, bench, ways, shots, queries, episodes, seed, per_instance, instances):
