@@ -24,10 +24,10 @@ from fewshot import checkpoint, registry
 from fewshot.data import Benchmark, cache_key
 from fewshot.errors import FewshotError
 from fewshot.episode import LabelledImages
-from fewshot.harness import Budget, EvalResult, TrainOutcome, evaluate, evaluate_all_classes, train
+from fewshot.harness import Budget, EvalResult, TrainOutcome, embed_items, evaluate, evaluate_all_classes, train
 from fewshot.learner import EpisodeBatches, ImageBatches, Learner, TaskSpec, resolve_hparams
 from fewshot.paths import cache_dir, data_root
-from fewshot.sampler import EpisodeSampler, EpisodeSource, FixedSampler, ImagePool, render
+from fewshot.sampler import EpisodeSampler, EpisodeSource, FixedSampler, ImagePool
 from fewshot.sampler import ImageBatches as ImageBatchSampler
 
 DEFAULT_QUERIES = 15
@@ -372,9 +372,7 @@ def embedded_split(learner: Learner, setup: Setup, role: str, device: torch.devi
     items, rows = ImagePool(setup.bench.data, split).items()
     was_training = learner.training
     learner.eval()
-    with torch.no_grad():
-        features = torch.cat([learner.embed(render(setup.bench.data, items[i:i + batch]).to(device))
-                              for i in range(0, len(items), batch)])
+    features = embed_items(learner, setup.bench.data, items, device, batch)
     learner.train(was_training)
     return LabelledImages(features, torch.from_numpy(rows.copy()).to(device)), setup.side[split.classes].to(device)
 

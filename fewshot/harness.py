@@ -235,9 +235,7 @@ def embedding_table(learner: Learner, source: EpisodeSource, needed: np.ndarray,
                 pass  # a damaged entry is recomputed and replaced
     else:
         items = needed
-    with torch.no_grad():
-        table = torch.cat([learner.embed(render(source.data, items[i:i + batch]).to(device))
-                           for i in range(0, len(items), batch)])
+    table = embed_items(learner, source.data, items, device, batch)
     if path is not None and table.numel() * table.element_size() <= PERSIST_LIMIT_BYTES:
         buffer = io.BytesIO()
         torch.save({"items": torch.from_numpy(items), "table": table.cpu()}, buffer)
@@ -246,6 +244,13 @@ def embedding_table(learner: Learner, source: EpisodeSource, needed: np.ndarray,
         except OSError:
             pass  # an unwritable cache only costs time
     return items, table, "computed"
+
+
+def embed_items(learner: Learner, data: ClassImages, items: np.ndarray, device, batch: int) -> torch.Tensor:
+    """``learner.embed`` of the images of ``items``, ``batch`` at a time, without gradients."""
+    with torch.no_grad():
+        return torch.cat([learner.embed(render(data, items[i:i + batch]).to(device))
+                          for i in range(0, len(items), batch)])
 
 
 def _embedding_key(learner: Learner, data_key: str, items: np.ndarray) -> str:
