@@ -1,0 +1,122 @@
+"""Handwritten digit domains for domain adaptation: MNIST, USPS and MNIST-M.
+
+Read in place from the data root's ``digits/`` folder (see
+``../shared/data/README.md``), each domain decoded once into the cache as
+uint8 images of 28x28 sorted by digit, with its train and test images:
+
+* ``mnist``: 10,000 real MNIST digits (the first 10,000 of MNIST's training
+  set). The file has no split; 200 digits of each class, chosen by a fixed
+  seed, are the test set (2,000), the other 8,000 train.
+* ``usps``: the complete USPS set in its official split (7,291 train, 2,007
+  test), 16x16 upsampled to 28x28 (bilinear, antialiased).
+* ``mnist-m``: MNIST-M (Ganin and Lempitsky 2015), colour: the first 10,000
+  training images and the whole test set (9,001).
+
+``paired`` joins domains into one dataset whose ``domains`` say which image
+came from where; grey domains are repeated to three channels when a colour
+domain takes part.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fewshot.data import ClassImages, ClassInfo, cached, file_digest
+from fewshot.errors import FewshotError
+
+VERSION = 1
+SIZE = 28
+DOMAINS = ("mnist", "usps", "mnist-m")
+FILES = {
+    "mnist": ("mnist10k.npz", "7d236ec3f8adeb199c2317b96fd00417"),
+    "usps": ("usps.npz", "227240b224e47d27ecc436c9786c0607"),
+    "mnist-m": ("mnist_m.npz", "2bf00d116d7117ae5f6deaebea57fe35"),
+}
+MNIST_TEST_PER_CLASS = 200
+SPLIT_SEED = 0
+DIGITS = tuple(ClassInfo(str(d), "digits") for d in range(10))
+
+
+def domain_file(root: Path, domain: str) -> Path:
+    if domain not in FILES:
+        raise FewshotError(f"unknown digit domain {domain!r}: choose one of {', '.join(DOMAINS)}")
+    path = Path(root) / "digits" / FILES[domain][0]
+    if not path.is_file():
+        raise FewshotError(f"{path} is missing: set FEWSHOT_DATA to a folder that holds digits/{FILES[domain][0]}")
+    return path
+
+
+def load_domain(root: Path, domain: str) -> ClassImages:
+    """One domain's images sorted by digit; ``extras`` hold the indices of its ``train`` and ``test`` images."""
+    path = domain_file(root, domain)
+    digest = file_digest(path)
+    if digest != FILES[domain][1]:
+        raise FewshotError(f"{path} is corrupt or not the expected release (md5 {digest}, expected "
+                           f"{FILES[domain][1]}); restore it from ../shared/data")
+    return cached(f"digits-{domain}", VERSION, SIZE, lambda: _decode(path, domain), md5=digest)
+
+
+def _decode(path: Path, domain: str) -> ClassImages:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if domain == "mnist":
+                parts = {"all": (z["x"], z["y"])}
+            else:
+                parts = {"train": (z["x_train"], z["y_train"]), "test": (z["x_test"], z["y_test"])}
+    except (OSError, ValueError, KeyError) as err:
+        raise FewshotError(f"{path} cannot be read ({err}); restore it from ../shared/data") from None
+    images = np.concatenate([x for x, _ in parts.values()])
+    labels = np.concatenate([y for _, y in parts.values()]).astype(np.int64)
+    if domain == "mnist":
+        is_test = _seeded_test_digits(labels)
+    else:
+        is_test = np.repeat([False, True], [len(parts["train"][1]), len(parts["test"][1])])
+    pixels = torch.from_numpy(images)
+    pixels = pixels.permute(0, 3, 1, 2) if pixels.dim() == 4 else pixels.unsqueeze(1)
+    if pixels.shape[-1] != SIZE:
+        upsampled = F.interpolate(pixels.float(), size=(SIZE, SIZE), mode="bilinear", antialias=True,
+                                  align_corners=False)
+        pixels = upsampled.round().clamp(0, 255).to(torch.uint8)
+    order = np.argsort(labels, kind="stable")
+    test_sorted = is_test[order]
+    return ClassImages(
+        images=pixels[torch.from_numpy(order)].contiguous(),
+        labels=torch.from_numpy(labels[order]),
+        classes=DIGITS,
+        extras={"train": torch.from_numpy(np.flatnonzero(~test_sorted)),
+                "test": torch.from_numpy(np.flatnonzero(test_sorted))},
+    )
+
+
+def _seeded_test_digits(labels: np.ndarray) -> np.ndarray:
+    """MNIST's test set: ``MNIST_TEST_PER_CLASS`` digits of each class, chosen by ``SPLIT_SEED``."""
+    rng = np.random.default_rng(SPLIT_SEED)
+    is_test = np.zeros(len(labels), dtype=bool)
+    for digit in range(10):
+        rows = np.flatnonzero(labels == digit)
+        is_test[rng.choice(rows, MNIST_TEST_PER_CLASS, replace=False)] = True
+    return is_test
+
+
+def paired(parts: dict[str, ClassImages]) -> ClassImages:
+    """Domains joined into one dataset sorted by digit, ``domains`` indexing ``domain_names``; grey images
+    repeated to three channels if any part is in colour. ``extras``: ``{domain}_train`` / ``{domain}_test``."""
+    channels = max(p.images.shape[1] for p in parts.values())
+    images, labels, domains, roles = [], [], [], []
+    for index, (name, part) in enumerate(parts.items()):
+        images.append(part.images.expand(-1, channels, -1, -1))
+        labels.append(part.labels)
+        domains.append(torch.full_like(part.labels, index))
+        role = torch.zeros_like(part.labels)
+        role[part.extras["test"]] = 1
+        roles.append(role)
+    labels_all = torch.cat(labels)
+    order = torch.argsort(labels_all, stable=True)
+    domain_all, role_all = torch.cat(domains)[order], torch.cat(roles)[order]
+    extras = {f"{name}_{role}": torch.nonzero((domain_all == i) & (role_all == r)).squeeze(1)
+              for i, name in enumerate(parts) for r, role in enumerate(("train", "test"))}
+    return ClassImages(torch.cat(images)[order].contiguous(), labels_all[order], DIGITS, domain_all,
+                       tuple(parts), extras)
