@@ -16,7 +16,13 @@ Beyond the paper, ``tune_blocks`` fine-tunes the last k Conv-4 blocks with
 the new classifier (0: frozen backbone, the paper's setting; 4: everything):
 the transfer question of Yosinski et al. 2014, "How transferable are features
 in deep neural networks?". Batch norm keeps its pretraining statistics while
-fine-tuning. The blocks that stay frozen are the episode-independent
+fine-tuning.
+
+The backbone is the benchmark's (``--hp network=auto``): Conv-4, or on the
+digit domains Ganin et al.'s small LeNet (``fewshot.backbones.LeNet``),
+trained as they train it, by SGD with momentum 0.9 at 0.01 (``optimizer=auto``;
+Adam at 1e-3 elsewhere); its classifier (``head``) scores the target images of
+the domain adaptation protocol. The blocks that stay frozen are the episode-independent
 embedding, so each test image passes through them once.
 
 Deviations: the paper pretrains with batches of 16 for a number of epochs
@@ -33,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fewshot.backbones import Conv4
+from fewshot.backbones import NETWORKS, make_backbone
 from fewshot.episode import Episode, LabelledImages
 from fewshot.learner import ImageBatches, Learner, TaskSpec, classification_step
 
@@ -63,9 +69,11 @@ class FineTune(Learner):
     paper = "Chen et al. 2019, A Closer Look at Few-shot Classification (Baseline, Baseline++)"
     hparams = {
         "head": "linear",
-        "lr": 1e-3,
+        "optimizer": "auto",
+        "lr": 0.0,
         "batch_size": 64,
         "hidden": 64,
+        "network": "auto",
         "tune_blocks": 0,
         "ft_epochs": 100,
         "ft_batch": 4,
@@ -74,24 +82,32 @@ class FineTune(Learner):
         "ft_dampening": 0.9,
         "ft_weight_decay": 1e-3,
     }
-    hparam_choices = {"head": ("linear", "cosine"), "tune_blocks": (0, 1, 2, 3, 4)}
+    hparam_choices = {"head": ("linear", "cosine"), "tune_blocks": (0, 1, 2, 3, 4),
+                      "network": ("auto", *NETWORKS), "optimizer": ("auto", "adam", "sgd")}
     eval_hparams = frozenset({"tune_blocks", "ft_epochs", "ft_batch", "ft_lr", "ft_momentum", "ft_dampening",
                               "ft_weight_decay"})
     trains_on = ()
-    default_budget = {"glyphs": "3000steps", "omniglot": "15000steps", "*": "5000steps"}
+    default_budget = {"glyphs": "3000steps", "omniglot": "15000steps", "digits": "3000steps", "*": "5000steps"}
 
     def __init__(self, task: TaskSpec, hp):
         super().__init__(task, hp)
-        self.backbone = Conv4(task.image_shape[0], hp["hidden"])
-        self.features = Conv4.output_dim(task.image_shape, hp["hidden"])
+        network = task.network if hp["network"] == "auto" else hp["network"]
+        self.backbone, self.features = make_backbone(network, task.image_shape, hp["hidden"])
         self.classifier = Classifier(self.features, max(task.train_classes, 1), hp["head"])
-        self.optimizer = torch.optim.Adam(self.parameters(), lr=hp["lr"])
+        self.optimizer = pretraining_optimizer(self.parameters(), network, hp["optimizer"], hp["lr"])
 
     def train_batches(self) -> ImageBatches:
         return ImageBatches(self.hp["batch_size"])
 
     def train_step(self, batch: LabelledImages) -> dict[str, float]:
         return classification_step(self.optimizer, lambda x: self.classifier(self.backbone(x)), batch)
+
+    @property
+    def head(self) -> nn.Module:
+        return self.classifier
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.backbone(x))
 
     @property
     def frozen_blocks(self) -> int:
@@ -120,6 +136,16 @@ class FineTune(Learner):
         fine_tune(network, support, labels, self.hp["ft_epochs"], self.hp["ft_batch"], self.sgd(), generator)
         with torch.no_grad():
             return network(episode.query_x)
+
+
+def pretraining_optimizer(parameters, network: str, kind: str, lr: float) -> torch.optim.Optimizer:
+    """Adam at 1e-3 (Chen et al.), or on the digit LeNet Ganin et al.'s SGD with momentum 0.9 at 0.01 ("auto",
+    and ``lr`` 0: the recipe's rate), whose learning-rate annealing DANN applies."""
+    if kind == "auto":
+        kind = "sgd" if network.startswith("lenet") else "adam"
+    if kind == "sgd":
+        return torch.optim.SGD(parameters, lr=lr or 0.01, momentum=0.9)
+    return torch.optim.Adam(parameters, lr=lr or 1e-3)
 
 
 def _batches(count: int, epochs: int, batch: int, generator: torch.Generator):

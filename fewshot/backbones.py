@@ -49,6 +49,53 @@ class Conv4(nn.Module):
             return Conv4(image_shape[0], hidden, depth).eval()(torch.zeros(1, *image_shape)).shape[1]
 
 
+class LeNet(nn.Module):
+    """Ganin et al. 2016's network for the MNIST digit shifts (LeNet-like): 5x5 convolutions with 32 and
+    48 filters, each followed by ReLU and 2x2 max-pooling, then two fully connected layers of 100 units
+    with ReLU; the classifier (the learner's) on top. ``batch_norm`` adds batch norm after every layer
+    (network ``lenet-bn``), for AdaBN, whose method is to recompute the statistics of such layers.
+
+    Four ``blocks`` like :class:`Conv4`, so partly frozen fine-tuning and the transfer study cut it alike.
+    """
+
+    def __init__(self, in_channels: int = 1, image_size: int = 28, hidden: int = 100, batch_norm: bool = False):
+        super().__init__()
+        side = ((image_size - 4) // 2 - 4) // 2
+        norm2d = (lambda c: nn.BatchNorm2d(c)) if batch_norm else (lambda c: nn.Identity())
+        norm1d = (lambda c: nn.BatchNorm1d(c)) if batch_norm else (lambda c: nn.Identity())
+        self.blocks = nn.Sequential(
+            nn.Sequential(nn.Conv2d(in_channels, 32, 5), norm2d(32), nn.ReLU(), nn.MaxPool2d(2)),
+            nn.Sequential(nn.Conv2d(32, 48, 5), norm2d(48), nn.ReLU(), nn.MaxPool2d(2)),
+            nn.Sequential(nn.Flatten(), nn.Linear(48 * side * side, hidden), norm1d(hidden), nn.ReLU()),
+            nn.Sequential(nn.Linear(hidden, hidden), norm1d(hidden), nn.ReLU()),
+        )
+        self.output_features = hidden
+
+    # Where Ganin et al.'s feature extractor ends (the convolutions): their domain classifier reads it.
+    extractor_end = "blocks.1"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(x)
+
+    def features(self, x: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        for block in self.blocks[start:stop]:
+            x = block(x)
+        return x
+
+
+NETWORKS = ("conv4", "lenet", "lenet-bn")
+
+
+def make_backbone(network: str, image_shape: tuple[int, int, int], hidden: int = 64) -> tuple[nn.Module, int]:
+    """A backbone and its output width: Conv-4 (``hidden`` filters), the digit LeNet, or LeNet with batch norm."""
+    if network in ("lenet", "lenet-bn"):
+        net = LeNet(image_shape[0], image_shape[-1], batch_norm=network == "lenet-bn")
+        return net, net.output_features
+    if network != "conv4":
+        raise ValueError(f"unknown network {network!r}: choose one of {', '.join(NETWORKS)}")
+    return Conv4(image_shape[0], hidden), Conv4.output_dim(image_shape, hidden)
+
+
 class MAMLConv4(nn.Module):
     """Finn et al.'s Omniglot network: four blocks of 3x3 convolution with 64 filters
     and stride 2 (no pooling; ``pool=True`` gives the max-pooled variant), batch norm

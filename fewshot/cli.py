@@ -27,6 +27,12 @@ def _common_cell_options(fn):
         click.option("--data-root", default=None, type=click.Path(file_okay=False),
                      help="Folder holding the raw datasets (default: $FEWSHOT_DATA)."),
         click.option("--quiet", is_flag=True, help="No progress bars."),
+        click.option("--adapt", default="none", show_default=True,
+                     help="Domain adaptation method (see `fewshot learners`); none: source only."),
+        click.option("--source", default=None, help="Source domain of a shift (see `fewshot datasets`)."),
+        click.option("--target", default=None, help="Target domain of a shift: its images come unlabelled."),
+        click.option("--target-labels", type=int, default=0, show_default=True,
+                     help="Labelled target training images given to methods that use them (confusion)."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -87,7 +93,8 @@ def cli() -> None:
 @_per_instance_options
 @_common_cell_options
 def eval_command(learner, ways, shots, side, queries, episodes, checkpoint, results, as_json, no_embedding_cache,
-                 per_instance, instances, dataset, protocol, seed, hp, budget, device, data_root, quiet):
+                 per_instance, instances, dataset, protocol, seed, hp, budget, device, data_root, quiet, adapt, source,
+                 target, target_labels):
     """Evaluate a learner on seeded test episodes and record the run.
 
     With no --checkpoint the learner is first trained with its default budget
@@ -101,28 +108,30 @@ def eval_command(learner, ways, shots, side, queries, episodes, checkpoint, resu
     overrides = parse_hp_options(hp)
     results_file = results_path(results)
     store.check_writable(results_file)
-    target = experiment.resolve_device(device)
+    device_ = experiment.resolve_device(device)
     if budget:
         harness.Budget.parse(budget)  # a malformed budget fails before any work
-    bench = experiment.open_benchmark(dataset, protocol, data_root)
+    bench = experiment.open_benchmark(dataset, protocol, data_root, source=source, target=target,
+                                      target_labels=target_labels)
     cell = _cell(experiment, bench, ways, shots, queries, episodes, seed, per_instance, instances)
-    setup = experiment.make_setup(learner, overrides, bench, cell, side)
+    setup = experiment.make_setup(learner, overrides, bench, cell, side, adapt, target_labels)
     cell = setup.cell
-    source = experiment.test_source(bench, cell, setup.side) if cell.mode != "all-classes" else None
+    episodes_source = experiment.test_source(bench, cell, setup.side) if cell.mode in ("episodic", "per-instance") else None
     if checkpoint:
-        trained = experiment.load_trained(setup, Path(checkpoint), target)
+        trained = experiment.load_trained(setup, Path(checkpoint), device_)
     else:
-        trained = experiment.ensure_trained(setup, experiment.default_budget(setup, budget), target, progress=not quiet,
+        trained = experiment.ensure_trained(setup, experiment.default_budget(setup, budget), device_, progress=not quiet,
                                             log=_note(quiet))
     if per_instance:
         from fewshot.sequences import evaluate_sequences
 
-        result = evaluate_sequences(trained.learner, source, cell.episodes, cell.shots, target, progress=not quiet)
+        result = evaluate_sequences(trained.learner, episodes_source, cell.episodes, cell.shots, device_,
+                                    progress=not quiet)
     else:
-        result = experiment.evaluate_setup(setup, trained.learner, source, target,
+        result = experiment.evaluate_setup(setup, trained.learner, episodes_source, device_,
                                            use_cache=False if no_embedding_cache else None, progress=not quiet,
                                            log=_note(quiet))
-    run_id = store.ResultsStore(results_file).record(experiment.run_record(setup, trained, result, target),
+    run_id = store.ResultsStore(results_file).record(experiment.run_record(setup, trained, result, device_),
                                                       result.accuracies)
     if as_json:
         click.echo(json.dumps({"mean": round(result.mean * PERCENT, 4), "ci95": round(result.ci95 * PERCENT, 4),
@@ -132,6 +141,8 @@ def eval_command(learner, ways, shots, side, queries, episodes, checkpoint, resu
                                "episodes_per_s": round(result.episodes_per_s, 2), "train_steps": trained.steps,
                                "digest": result.digest, "mode": cell.mode,
                                **({"side": cell.side} if cell.side else {}),
+                               **({"source": cell.source, "target": cell.target, "adapt": setup.adapt}
+                                  if cell.source else {}),
                                **_presentation_json(result), **_zero_shot_json(result, setup)}))
         return
     mean, ci = result.mean * PERCENT, result.ci95 * PERCENT
@@ -140,6 +151,8 @@ def eval_command(learner, ways, shots, side, queries, episodes, checkpoint, resu
         click.echo(f"all steps: accuracy {mean:.2f}% ± {ci:.2f} (95% interval)")
     elif cell.mode == "all-classes":
         _print_all_classes(learner, cell, result)
+    elif cell.mode == "images":
+        _print_images(learner, setup, result)
     else:
         described = f", classes described by {cell.side}" if cell.side else ""
         click.echo(f"{learner} on {cell.dataset}/{cell.protocol}: {cell.ways}-way {cell.shots}-shot, "
@@ -191,6 +204,18 @@ def _print_all_classes(learner, cell, result) -> None:
         click.echo(f"published ({who}): {figure}")
 
 
+def _print_images(learner, setup, result) -> None:
+    from fewshot.leaderboard.papers import adaptation_references
+
+    cell = setup.cell
+    images = len(setup.bench.data.labels[setup.bench.split("test").image_mask])
+    click.echo(f"{learner} --adapt {setup.adapt} on {cell.dataset}/{cell.protocol}: {cell.source} -> {cell.target}, "
+               f"{images} {cell.target} test images in {cell.episodes} fixed batches, seed {cell.seed}")
+    click.echo(f"accuracy {result.mean * PERCENT:.2f}% ± {result.ci95 * PERCENT:.2f} (95% binomial interval)")
+    for who, figure in adaptation_references(cell.protocol, cell.source, cell.target, setup.adapt):
+        click.echo(f"published ({who}): {figure}")
+
+
 def _presentation_json(result) -> dict:
     if result.by_presentation is None:
         return {}
@@ -227,16 +252,17 @@ def _print_presentations(learner, cell, result) -> None:
 @_per_instance_options
 @_common_cell_options
 def train_command(learner, ways, shots, side, queries, out, checkpoint_every, per_instance, instances, dataset, protocol,
-                  seed, hp, budget, device, data_root, quiet):
+                  seed, hp, budget, device, data_root, quiet, adapt, source, target, target_labels):
     """Train a learner for a budget; a rerun of the same command resumes an interrupted training."""
     from fewshot import experiment
     from fewshot.learner import parse_hp_options
 
     overrides = parse_hp_options(hp)
-    target = experiment.resolve_device(device)
-    bench = experiment.open_benchmark(dataset, protocol, data_root)
+    device_ = experiment.resolve_device(device)
+    bench = experiment.open_benchmark(dataset, protocol, data_root, source=source, target=target,
+                                      target_labels=target_labels)
     fixed = bench.fixed_cell
-    if not per_instance:
+    if not per_instance and bench.scoring == "episodes":
         ways = ("all" if bench.zero_shot else 5) if ways is None else ways
         shots = (0 if bench.zero_shot else 1) if shots is None else shots
     if per_instance:
@@ -244,8 +270,8 @@ def train_command(learner, ways, shots, side, queries, out, checkpoint_every, pe
     else:
         cell = _cell(experiment, bench, fixed.get("ways", ways), fixed.get("shots", shots), queries,
                      fixed.get("episodes"), seed, per_instance, instances)
-    setup = experiment.make_setup(learner, overrides, bench, cell, side)
-    trained = experiment.ensure_trained(setup, experiment.default_budget(setup, budget), target,
+    setup = experiment.make_setup(learner, overrides, bench, cell, side, adapt, target_labels)
+    trained = experiment.ensure_trained(setup, experiment.default_budget(setup, budget), device_,
                                         out=Path(out) if out else None, progress=not quiet,
                                         checkpoint_every=checkpoint_every, log=_note(quiet))
     if trained.checkpoint is None:
@@ -277,6 +303,23 @@ def learners_command():
         click.echo(f"    default budget: {budgets}; {support}")
         if cls.hparam_grid:
             click.echo(f"    chosen on the val classes unless fixed: {', '.join(cls.hparam_grid)}")
+    _list_adaptations()
+
+
+def _list_adaptations() -> None:
+    from fewshot import registry
+    from fewshot.learner import describe_hparams
+
+    click.echo("")
+    click.echo("domain adaptation methods (--adapt METHOD with --source and --target; --hp METHOD.NAME=VALUE):")
+    for name in registry.names("adaptation"):
+        cls = registry.adaptation(name)
+        click.echo(f"{name}  {cls.paper}")
+        needs = [text for flag, text in ((cls.needs_head, "a learner with a classifier of its training classes"),
+                                         (not cls.changes_training, "no training change: the source-only checkpoint"),
+                                         (cls.uses_target_labels, "uses --target-labels when given"),
+                                         (cls.transductive, "transductive on test episodes")) if flag]
+        click.echo(f"    hyperparameters: {describe_hparams(cls) or 'none'}" + (f"; {'; '.join(needs)}" if needs else ""))
 
 
 @cli.command("datasets")
@@ -326,6 +369,83 @@ def import_command(format, directory, name):
     from fewshot.tasks.xlsa17 import import_xlsa17
 
     click.echo(import_xlsa17(Path(directory), name))
+
+
+def _study_options(fn):
+    options = [
+        click.option("--steps", type=click.IntRange(min=1), default=1000, show_default=True,
+                     help="Training steps per network."),
+        click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True),
+        click.option("--out", type=click.Path(file_okay=False), default=".", show_default=True,
+                     help="Folder for the study's CSV and PNG."),
+        click.option("--data-root", default=None, type=click.Path(file_okay=False),
+                     help="Folder holding the raw datasets."),
+        click.option("--quiet", is_flag=True, help="No progress lines."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+@cli.group("study")
+def study_group():
+    """Which layers transfer: Yosinski et al.'s study, and frozen against fine-tuned features on a digit shift."""
+
+
+@study_group.command("transfer")
+@click.option("--dataset", default="glyphs", show_default=True, help="Dataset whose training classes are split in two.")
+@click.option("--protocol", default=None, help="Protocol of the dataset (default: the dataset's own).")
+@_study_options
+def study_transfer_command(dataset, protocol, steps, seed, out, data_root, quiet):
+    """Yosinski et al. 2014: BnB, BnB+, AnB, AnB+ for every cut of the backbone (CSV and PNG)."""
+    from fewshot import experiment, studies
+
+    bench = experiment.open_benchmark(dataset, protocol, data_root)
+    if bench.split("train") is None or bench.data.is_features:
+        raise FewshotError(f"{dataset}/{bench.protocol} has no training classes of images to split in two")
+    out = _study_folder(out)
+    rows = studies.transfer_study(bench, steps, seed, log=_note(quiet))
+    name = f"transfer-{dataset}"
+    studies.write_csv(out / f"{name}.csv", rows)
+    studies.plot_transfer(out / f"{name}.png", rows, f"{dataset}: halves A and B of the training classes, "
+                                                      f"{steps} steps per network")
+    click.echo(f"wrote {out / name}.csv and .png")
+
+
+@study_group.command("freeze")
+@click.option("--dataset", default="digits", show_default=True, help="A dataset with domains.")
+@click.option("--source", default="mnist", show_default=True)
+@click.option("--target", default="usps", show_default=True)
+@click.option("--labelled", default="10,100,1000", show_default=True, help="Numbers of labelled target images.")
+@_study_options
+def study_freeze_command(dataset, source, target, labelled, steps, seed, out, data_root, quiet):
+    """Frozen source features, fine-tuning and training from scratch against the number of labelled target images."""
+    from fewshot import experiment, studies
+
+    try:
+        counts = tuple(int(v) for v in labelled.split(","))
+    except ValueError:
+        raise FewshotError(f"--labelled {labelled!r}: write whole numbers separated by commas, like 10,100,1000") from None
+    if not counts or min(counts) < 1:
+        raise FewshotError(f"--labelled {labelled!r}: every number must be at least 1")
+    bench = experiment.open_benchmark(dataset, "uda", data_root, source=source, target=target)  # digits' protocol
+    out = _study_folder(out)
+    rows = studies.freeze_study(bench, steps, counts, seed, log=_note(quiet))
+    name = f"freeze-{source}-{target}"
+    studies.write_csv(out / f"{name}.csv", rows)
+    studies.plot_freeze(out / f"{name}.png", rows, f"{source} -> {target}: {steps} steps per network")
+    click.echo(f"wrote {out / name}.csv and .png")
+
+
+def _study_folder(out: str) -> Path:
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise FewshotError(f"--out {out}: not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise FewshotError(f"--out {out}: cannot create it ({err})") from None
+    return folder
 
 
 @cli.command("leaderboard")

@@ -136,6 +136,10 @@ class Split:
         """Every class in all four quarter turns, each turn a class of its own."""
         return Split.of(self.classes.repeat_interleave(4), torch.arange(4).repeat(len(self)), self.image_mask)
 
+    def restricted(self, mask: torch.Tensor) -> "Split":
+        """The same classes, with only the images of ``mask`` (and of any mask the split already has)."""
+        return Split(self.classes, self.rotations, mask if self.image_mask is None else self.image_mask & mask)
+
     def union(self, other: "Split") -> "Split":
         if (self.image_mask is None) != (other.image_mask is None):
             raise ValueError("cannot join a split restricted to some images with one that is not")
@@ -187,9 +191,27 @@ class Benchmark:
     zero_shot: bool = False
     generalized: bool = False
     selection_train: str = "train"
+    network: str = "conv4"  # the backbone the protocol's papers use, for learners that take it from the benchmark
+    # Domain adaptation: the source and target domains, and the split "target" of unlabelled target
+    # training images (and "target_labelled" of the few labelled ones of --target-labels, if any).
+    source: str = ""
+    target: str = ""
+    # "episodes" (few-shot cells), or "images": every test image classified among the training classes
+    # by the learner's own classifier, in fixed seeded batches (domain adaptation).
+    scoring: str = "episodes"
+    default_queries: int = 15  # fewer where a domain holds few images of a class (glyph font families)
 
     def split(self, role: str) -> Split | None:
         return self.splits.get(role)
+
+
+def shifted_splits(splits: Mapping[str, Split], domains: torch.Tensor, source: int, target: int) -> dict[str, Split]:
+    """Few-shot splits across a domain shift: training and validation classes in the source domain, test
+    classes in the target domain, and ``target``: the training classes' target-domain images (used unlabelled)."""
+    in_source, in_target = domains == source, domains == target
+    shifted = {role: split.restricted(in_target if role == "test" else in_source) for role, split in splits.items()}
+    shifted["target"] = splits["train"].restricted(in_target)
+    return shifted
 
 
 def atomic_write(path: Path, write: Callable[[Any], None]) -> None:

@@ -24,7 +24,8 @@ from fewshot import checkpoint, registry
 from fewshot.data import Benchmark, cache_key
 from fewshot.errors import FewshotError
 from fewshot.episode import LabelledImages
-from fewshot.harness import Budget, EvalResult, TrainOutcome, embed_items, evaluate, evaluate_all_classes, train
+from fewshot.harness import (Budget, EvalResult, TrainOutcome, embed_items, evaluate, evaluate_all_classes,
+                             evaluate_images, train)
 from fewshot.learner import EpisodeBatches, ImageBatches, Learner, TaskSpec, resolve_hparams
 from fewshot.paths import cache_dir, data_root
 from fewshot.sampler import EpisodeSampler, EpisodeSource, FixedSampler, ImagePool
@@ -51,18 +52,38 @@ class Cell:
     # "all-classes": every test image against every class of the split at once (zero-shot protocols)
     mode: str = "episodic"
     side: str = ""  # the class descriptions episodes carry (zero-shot), "" for none
+    # Domain shifts: the source and target domains (and "images" mode: every target test image, in batches).
+    source: str = ""
+    target: str = ""
 
 
-def open_benchmark(dataset: str, protocol: str | None, root: str | Path | None = None, size: int = 28) -> Benchmark:
-    source = registry.dataset(dataset)
-    protocol = protocol or source.default_protocol
-    if protocol not in source.protocols:
-        raise FewshotError(f"unknown {dataset} protocol {protocol!r}: choose one of {', '.join(source.protocols)}")
-    return source.benchmark(protocol, data_root(root), size)
+def open_benchmark(dataset: str, protocol: str | None, root: str | Path | None = None, size: int = 28,
+                   source: str | None = None, target: str | None = None, target_labels: int = 0) -> Benchmark:
+    """The dataset's benchmark under ``protocol``; ``source``/``target`` name the domains of a shift."""
+    found = registry.dataset(dataset)
+    protocol = protocol or found.default_protocol
+    if protocol not in found.protocols:
+        raise FewshotError(f"unknown {dataset} protocol {protocol!r}: choose one of {', '.join(found.protocols)}")
+    domains = getattr(found, "domains", ())
+    if not domains:
+        if source or target or target_labels:
+            named = "--source/--target" if source or target else "--target-labels"
+            raise FewshotError(f"{dataset} has no domains, so {named} mean nothing: domain shifts are in "
+                               f"{', '.join(_datasets_with_domains()) or 'no installed dataset'}")
+        return found.benchmark(protocol, data_root(root), size)
+    if target_labels < 0:
+        raise FewshotError(f"--target-labels must be zero or positive, got {target_labels}")
+    return found.benchmark(protocol, data_root(root), size, source=source, target=target, target_labels=target_labels)
+
+
+def _datasets_with_domains() -> list[str]:
+    return [name for name in registry.names("dataset") if getattr(registry.get("dataset", name), "domains", ())]
 
 
 def resolve_cell(bench: Benchmark, ways: int | str | None, shots: int | None, queries: int | None,
                  episodes: int | None, seed: int) -> Cell:
+    if bench.scoring == "images":
+        return _images_cell(bench, ways, shots, queries, episodes, seed)
     if bench.zero_shot:
         if shots not in (None, 0):
             raise FewshotError(f"{bench.dataset}/{bench.protocol} knows its test classes by their descriptions "
@@ -82,7 +103,7 @@ def resolve_cell(bench: Benchmark, ways: int | str | None, shots: int | None, qu
             raise FewshotError(f"{bench.dataset}/{bench.protocol} fixes --{name} {fixed} (its episodes are {pinned}); "
                                f"leave --{name} out or pass {fixed}")
         given[name] = fixed
-    given["queries"] = DEFAULT_QUERIES if given["queries"] is None else given["queries"]
+    given["queries"] = bench.default_queries if given["queries"] is None else given["queries"]
     given["episodes"] = DEFAULT_EPISODES if given["episodes"] is None else given["episodes"]
     for name in ("ways", "shots"):
         if given[name] is None:
@@ -93,7 +114,7 @@ def resolve_cell(bench: Benchmark, ways: int | str | None, shots: int | None, qu
             raise FewshotError(f"--{name} must be at least {least}, got {value}")
     if seed < 0:
         raise FewshotError(f"--seed must be zero or positive, got {seed}")
-    return Cell(bench.dataset, bench.protocol, seed=seed, **given)
+    return Cell(bench.dataset, bench.protocol, seed=seed, source=bench.source, target=bench.target, **given)
 
 
 def _all_classes_cell(bench: Benchmark, shots: int | None, queries: int | None, episodes: int | None,
@@ -110,6 +131,21 @@ def _all_classes_cell(bench: Benchmark, shots: int | None, queries: int | None, 
     if seed < 0:
         raise FewshotError(f"--seed must be zero or positive, got {seed}")
     return Cell(bench.dataset, bench.protocol, len(split), 0, 0, 1, seed, mode="all-classes")
+
+
+def _images_cell(bench: Benchmark, ways, shots, queries, episodes, seed: int) -> Cell:
+    """A domain adaptation cell: every target test image, classified among all the classes."""
+    from fewshot.harness import IMAGE_BATCH
+
+    for name, value in (("ways", ways), ("shots", shots), ("queries", queries), ("episodes", episodes)):
+        if value is not None:
+            raise FewshotError(f"{bench.dataset}/{bench.protocol} classifies every {bench.target} test image among "
+                               f"all {len(bench.split('train'))} classes; leave out --{name}")
+    if seed < 0:
+        raise FewshotError(f"--seed must be zero or positive, got {seed}")
+    images = int(bench.split("test").image_mask.sum())
+    return Cell(bench.dataset, bench.protocol, len(bench.split("train")), 0, 0, -(-images // IMAGE_BATCH), seed,
+                mode="images", source=bench.source, target=bench.target)
 
 
 def resolve_sequence_cell(bench: Benchmark, ways: int | None, instances: int, episodes: int | None, seed: int) -> Cell:
@@ -148,13 +184,24 @@ class Setup:
     overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
     side: torch.Tensor | None = None  # [dataset classes, D]: the descriptions named by cell.side
     selection: dict[str, Any] = dataclasses.field(default_factory=dict)  # hyperparameters chosen on val, and why
+    adapt: str = "none"  # the domain adaptation method (--adapt) and its hyperparameters
+    adapt_hp: dict[str, Any] = dataclasses.field(default_factory=dict)
+    target_labels: int = 0
+
+    @property
+    def adapt_cls(self) -> type | None:
+        return None if self.adapt == "none" else registry.adaptation(self.adapt)
+
+    @property
+    def adapts_training(self) -> bool:
+        return self.adapt_cls is not None and self.adapt_cls.changes_training
 
     @property
     def task(self) -> TaskSpec:
         train_split = self.bench.split("train")
         return TaskSpec(self.cell.dataset, self.cell.protocol, tuple(self.bench.data.image_shape), self.cell.ways,
                         self.cell.shots, self.cell.queries, len(train_split) if train_split is not None else 0,
-                        self.cell.side, 0 if self.side is None else int(self.side.shape[1]))
+                        self.cell.side, 0 if self.side is None else int(self.side.shape[1]), self.bench.network)
 
     def training_config(self, budget: Budget) -> dict[str, Any]:
         """Everything training depends on: two equal configurations give the same checkpoint."""
@@ -168,29 +215,73 @@ class Setup:
             "budget": str(budget),
             "image_shape": list(self.bench.data.image_shape),
             "fewshot": fewshot.__version__,
+            **({"domains": [self.cell.source, self.cell.target]} if self.cell.source else {}),
+            **({"adapt": self.adapt, "adapt_hparams": self.adapt_hp, "target_labels": self.target_labels}
+               if self.adapts_training else {}),
         }
 
 
-def make_setup(learner: str, overrides: dict[str, str], bench: Benchmark, cell: Cell, side: str | None = None) -> Setup:
+def make_setup(learner: str, overrides: dict[str, str], bench: Benchmark, cell: Cell, side: str | None = None,
+               adapt: str = "none", target_labels: int = 0) -> Setup:
     cls = registry.learner(learner)
+    learner_overrides = {k: v for k, v in overrides.items() if "." not in k}
+    adapt_hp = resolve_adaptation(adapt, {k: v for k, v in overrides.items() if "." in k}, bench, cls, learner,
+                                  target_labels)
+    overrides = learner_overrides
     hp = resolve_hparams(cls, overrides, learner)
+    if bench.scoring == "images" and not cls.classifies():
+        raise FewshotError(f"{learner} has no classifier over the training classes, which "
+                           f"{bench.dataset}/{bench.protocol} scores target images with: choose finetune")
     if cell.mode == "per-instance":
         from fewshot.sequences import check_learner
 
         check_learner(learner, cls)
-    if cell.shots == 0 and cls.needs_support:
+    if cell.shots == 0 and cls.needs_support and cell.mode != "images":
         raise FewshotError(f"{learner} needs support images and cannot run with --shots 0; "
                            f"choose a zero-shot learner (see `fewshot learners`)")
     if bench.data.is_features and not cls.reads_sides:
         raise FewshotError(f"{bench.dataset} holds precomputed image features, not images: choose a zero-shot learner")
     cell = dataclasses.replace(cell, side=resolve_side(bench, learner, cls, cell, side))
     table = bench.describe(cell.side) if cell.side else None
-    return Setup(learner, cls, hp, bench, cell, {k: hp[k] for k in overrides}, table)
+    return Setup(learner, cls, hp, bench, cell, {k: hp[k] for k in overrides}, table, adapt=adapt, adapt_hp=adapt_hp,
+                 target_labels=target_labels)
+
+
+def resolve_adaptation(adapt: str, overrides: dict[str, str], bench: Benchmark, cls: type[Learner], learner: str,
+                       target_labels: int) -> dict[str, Any]:
+    """The adaptation method's hyperparameters (``--hp METHOD.NAME=VALUE``), after checking it fits the cell."""
+    for key in overrides:
+        if key.split(".", 1)[0] != adapt:
+            method = key.split(".", 1)[0]
+            raise FewshotError(f"--hp {key}: {method!r} is not the adaptation of this run (--adapt {adapt}); "
+                               f"name the learner's hyperparameters without a prefix")
+    if adapt == "none":
+        if target_labels:
+            raise FewshotError("--target-labels gives labelled target images to an adaptation method: add --adapt")
+        return {}
+    method = registry.adaptation(adapt)
+    if not bench.target:
+        raise FewshotError(f"--adapt {adapt} needs a domain shift: pass --source and --target of a dataset with "
+                           f"domains ({', '.join(_datasets_with_domains())})")
+    if bench.protocol == "target-only":
+        raise FewshotError(f"{bench.dataset}/target-only trains on labelled target images; there is no shift to "
+                           f"adapt to: leave out --adapt")
+    if target_labels and not method.uses_target_labels:
+        users = [n for n in registry.names("adaptation") if registry.adaptation(n).uses_target_labels]
+        raise FewshotError(f"{adapt} does not use labelled target images: leave out --target-labels or choose "
+                           f"{', '.join(users)}")
+    if target_labels and not cls.classifies():
+        raise FewshotError(f"--target-labels needs a learner with a classifier over its training classes "
+                           f"(finetune), not {learner}")
+    if method.needs_head and not cls.classifies():
+        raise FewshotError(f"{adapt} reads the classifier's outputs, and {learner} has no classifier over its "
+                           f"training classes: choose finetune, or another method")
+    return resolve_hparams(method, {k.split(".", 1)[1]: v for k, v in overrides.items()}, adapt)
 
 
 def resolve_side(bench: Benchmark, name: str, cls: type[Learner], cell: Cell, side: str | None) -> str:
     """Which class descriptions the episodes carry: ``--side``, else attributes for a zero-shot cell or learner."""
-    wants = bool(cls.reads_sides) or cell.shots == 0
+    wants = bool(cls.reads_sides) or (cell.shots == 0 and cell.mode != "images")
     if not wants:
         if side is not None:
             raise FewshotError(f"{name} does not read class descriptions; leave out --side")
@@ -207,7 +298,9 @@ def resolve_side(bench: Benchmark, name: str, cls: type[Learner], cell: Cell, si
     return side
 
 
-def build(setup: Setup, device: torch.device) -> Learner:
+def build(setup: Setup, device: torch.device, budget: Budget | None = None) -> Learner:
+    """The learner of the setup, freshly initialised; wrapped in its adaptation method if ``--adapt`` is on
+    (whose schedules run over ``budget``'s steps)."""
     torch.manual_seed(setup.cell.seed)  # parameter initialisation is part of the run's seed
     try:
         learner = setup.cls(setup.task, setup.hp)
@@ -215,7 +308,55 @@ def build(setup: Setup, device: torch.device) -> Learner:
         raise
     except (ValueError, TypeError) as err:
         raise FewshotError(f"{setup.name} cannot be built with {setup.hp}: {err}") from None
+    if setup.adapt_cls is not None:
+        learner = _adapted(setup, learner, budget, device)
     return learner.to(device)
+
+
+def _adapted(setup: Setup, learner: Learner, budget: Budget | None, device: torch.device) -> Learner:
+    from fewshot.adapted import Adapted, adaptable
+
+    if not adaptable(learner):
+        raise FewshotError(f"{setup.name} has no backbone module for --adapt {setup.adapt} to adapt (its network is "
+                           f"adapted inside its own inner loop); choose a learner with one, such as finetune, "
+                           f"protonet or matchingnet")
+    if setup.adapts_training and (budget is None or budget.steps is None):
+        raise FewshotError(f"--adapt {setup.adapt} schedules its training over a number of steps: give --budget "
+                           f"in steps (such as 3000steps)")
+    head = getattr(learner, "head", None)
+    classes = learner.task.train_classes
+    widths = feature_widths(learner.backbone, setup.task.image_shape)
+    adaptation = setup.adapt_cls(widths[0], classes if head is not None else 0, setup.adapt_hp,
+                                 budget.steps if budget is not None and budget.steps else 0, extracted=widths[1])
+    target = setup.bench.split("target")
+    pool = ImageBatchSampler(setup.bench.data, target, ADAPTATION_BATCH, setup.cell.seed, role="target")
+
+    def target_images():  # every unlabelled target training image once, in batches, for AdaBN's statistics
+        for step in range(-(-len(pool.items) // ADAPTATION_BATCH)):
+            yield pool[step].x.to(device)
+
+    try:
+        return Adapted(learner, setup.adapt, adaptation, ADAPTATION_BATCH, setup.target_labels, target_images)
+    except ValueError as err:
+        raise FewshotError(f"--adapt {setup.adapt} cannot adapt {setup.name}: {err}") from None
+
+
+ADAPTATION_BATCH = 64  # unlabelled target images per training step
+
+
+def feature_widths(backbone: torch.nn.Module, image_shape: tuple[int, ...]) -> tuple[int, int]:
+    """The widths of the backbone's output and of its marked feature extractor's (0 if it marks none)."""
+    seen = []
+    extractor = getattr(backbone, "extractor_end", None)
+    hook = backbone.get_submodule(extractor).register_forward_hook(
+        lambda module, args, out: seen.append(out.flatten(1).shape[1])) if extractor else None
+    was_training = backbone.training
+    with torch.no_grad():
+        out = backbone.eval()(torch.zeros(2, *image_shape))
+    backbone.train(was_training)
+    if hook is not None:
+        hook.remove()
+    return int(out.shape[1]), (seen[0] if seen else 0)
 
 
 def default_budget(setup: Setup, budget: str | None) -> Budget:
@@ -232,6 +373,23 @@ def batches_for(setup: Setup, learner: Learner) -> Callable[[int], Any] | None:
     spec = learner.train_batches()
     if spec is None:
         return None
+    from fewshot.adapted import AdaptationBatch, AdaptationBatches
+
+    if isinstance(spec, AdaptationBatches):
+        source_at = _source_batches(setup, spec.source)
+        data, seed = setup.bench.data, setup.cell.seed
+        # Target images go to training without their labels: only ``.x`` of the target batches is kept.
+        target = ImageBatchSampler(data, setup.bench.split("target"), spec.target_batch, seed, role="target")
+        labelled = None
+        if spec.labelled:
+            labelled = ImageBatchSampler(data, setup.bench.split("target_labelled"), min(spec.labelled, spec.target_batch),
+                                         seed, role="target-labelled")
+        return lambda step: AdaptationBatch(source_at(step), target[step].x,
+                                            labelled[step] if labelled is not None else None)
+    return _source_batches(setup, spec)
+
+
+def _source_batches(setup: Setup, spec: Any) -> Callable[[int], Any]:
     split = setup.bench.split("train")
     if split is None:
         raise FewshotError(f"{setup.cell.dataset}/{setup.cell.protocol} has no training split")
@@ -282,7 +440,11 @@ def load_trained(setup: Setup, path: Path, device: torch.device) -> Trained:
         if name not in setup.cls.eval_hparams and name in trained_hp and trained_hp[name] != value:
             raise FewshotError(f"--hp {name}={value} changes training, but {path} was trained with {name}={trained_hp[name]}")
     setup.hp = {**setup.hp, **{k: v for k, v in trained_hp.items() if k in setup.hp}, **setup.overrides}
-    learner = build(setup, device)
+    config = payload.get("config", {})
+    if setup.adapts_training and (config.get("adapt"), config.get("domains")) != (setup.adapt, [setup.cell.source, setup.cell.target]):
+        raise FewshotError(f"checkpoint {path} was trained with --adapt {config.get('adapt', 'none')} on "
+                           f"{config.get('domains')}, not --adapt {setup.adapt} on {[setup.cell.source, setup.cell.target]}")
+    learner = build(setup, device, Budget.parse(config["budget"]) if config.get("budget") else None)
     checkpoint.restore(learner, payload, path)
     return Trained(learner, path, payload.get("config", {}).get("budget"), int(payload["step"]), float(payload["elapsed"]))
 
@@ -293,7 +455,7 @@ def ensure_trained(setup: Setup, budget: Budget, device: torch.device, out: Path
     config = setup.training_config(budget)
     path = Path(out) if out is not None else cached_checkpoint(config)
     partial = path.with_name(path.name + ".partial")
-    learner = build(setup, device)
+    learner = build(setup, device, budget)
     batch_at = batches_for(setup, learner)
     if batch_at is None:
         return Trained(learner, None, None, 0, 0.0)
@@ -318,7 +480,7 @@ def ensure_trained(setup: Setup, budget: Budget, device: torch.device, out: Path
                                f"move it away or choose another --out")
         checkpoint.restore(learner, payload, partial)
         resume, where = payload, f"resuming at step {payload['step']}"
-    elif out is None and (shorter := _shorter_cached_training(config, budget)) is not None:
+    elif out is None and not setup.adapts_training and (shorter := _shorter_cached_training(config, budget)) is not None:
         shorter_path, payload = shorter
         checkpoint.restore(learner, payload, shorter_path)
         resume, where = payload, f"continuing the {payload['config']['budget']} checkpoint {shorter_path.name}"
@@ -414,7 +576,11 @@ def evaluate_setup(setup: Setup, learner: Learner, source: EpisodeSource | None,
     """The cell's test result: the learner's prepared heads first, then its episodes or, for ``--ways all``,
     every test image among all the split's classes (seen ones being the training split's)."""
     prepare(setup, learner, device, log)
+    learner.before_evaluation()
     cell = setup.cell
+    if cell.mode == "images":
+        return evaluate_images(learner, setup.bench.data, setup.bench.split(cell.split), cell.episodes, cell.seed,
+                               device)
     if cell.mode != "all-classes":
         return evaluate(learner, source, cell.episodes, device, use_cache=use_cache, persist=True, progress=progress)
     split, train = setup.bench.split(cell.split), setup.bench.split("train")
@@ -469,6 +635,9 @@ def run_record(setup: Setup, trained: Trained, result: EvalResult, device: torch
                              "threads": torch.get_num_threads(), "mode": setup.cell.mode,
                              "protocol_note": trained.learner.protocol_note, **_presentation_figures(result),
                              **({"side": setup.cell.side} if setup.cell.side else {}),
+                             **({"source": setup.cell.source, "target": setup.cell.target} if setup.cell.source else {}),
+                             **({"adapt": setup.adapt, "adapt_hparams": setup.adapt_hp} if setup.adapt != "none" else {}),
+                             **({"target_labels": setup.target_labels} if setup.target_labels else {}),
                              **({"scores": result.scores} if result.scores else {}),
                              **({"selection": setup.selection} if setup.selection else {})}),
     }

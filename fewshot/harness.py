@@ -216,6 +216,42 @@ def evaluate_all_classes(learner: Learner, data: ClassImages, split: Split, side
                       scores=class_scores(per_class, seen))
 
 
+IMAGE_BATCH = 100  # test images per recorded batch in the domain adaptation protocol
+
+
+def evaluate_images(learner: Learner, data: ClassImages, split: Split, batches: int, seed: int,
+                    device: torch.device | str = "cpu", batch: int = IMAGE_BATCH) -> EvalResult:
+    """Every image of ``split`` classified among the training classes by ``learner.classify``.
+
+    The unsupervised domain adaptation protocol: the images go in ``batches``
+    fixed batches of ``batch`` (the last may be smaller), in an order fixed by
+    ``seed``, and each batch's accuracy is recorded, so two runs are compared
+    pair by pair on the same images. The score is the accuracy over all images,
+    with the binomial 95% interval.
+    """
+    was_training = learner.training
+    learner.eval()
+    start = time.perf_counter()
+    items, rows = ImagePool(data, split).items()
+    order = np.random.default_rng([seed, 0x1A6E]).permutation(len(items))
+    items, rows = items[order], rows[order]
+    correct = np.zeros(len(items), dtype=bool)
+    try:
+        with torch.no_grad():
+            for first in range(0, len(items), batch):
+                logits = learner.classify(render(data, items[first:first + batch]).to(device))
+                correct[first:first + batch] = (logits.argmax(1).cpu().numpy() == rows[first:first + batch])
+    finally:
+        learner.train(was_training)
+    accuracies = np.array([correct[i:i + batch].mean() for i in range(0, len(items), batch)])
+    if len(accuracies) != batches:
+        raise RuntimeError(f"expected {batches} batches of test images, made {len(accuracies)}")
+    p = float(correct.mean())
+    plan = EpisodePlan(np.unique(rows), np.empty(0, dtype=np.int64), items, seed)
+    return EvalResult(accuracies, time.perf_counter() - start, episodes_digest([plan]), False,
+                      scores={"mean": p, "ci95": 1.96 * math.sqrt(p * (1 - p) / len(items))})
+
+
 PERSIST_LIMIT_BYTES = 256 << 20  # feature maps of partly frozen networks are recomputed rather than stored
 
 

@@ -51,6 +51,7 @@ class TaskSpec:
     train_classes: int  # class rows of the training split (a pretrained classifier's width)
     side: str = ""  # the class descriptions episodes carry ("attributes", "text"), "" for none
     side_dim: int = 0
+    network: str = "conv4"  # the benchmark's backbone for learners that take it from there ("lenet" for digits)
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,18 @@ class Learner(nn.Module):
     @classmethod
     def predicts_sequences(cls) -> bool:
         return cls.predict_sequences is not Learner.predict_sequences
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits over the training split's classes (learners that train a classifier of them): the
+        unsupervised domain adaptation protocol scores target images this way."""
+        raise FewshotError(f"{type(self).__name__} has no classifier over its training classes")
+
+    @classmethod
+    def classifies(cls) -> bool:
+        return cls.classify is not Learner.classify
+
+    def before_evaluation(self) -> None:
+        """Called once before the test evaluation, after training (AdaBN recomputes statistics here)."""
 
     def prepare(self, train: LabelledImages, side: torch.Tensor) -> None:
         """Fit what depends on the whole training split (embedded); see the module's docstring."""

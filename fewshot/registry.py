@@ -2,7 +2,7 @@
 
 Built-ins register in the project's ``pyproject.toml`` under the same
 entry-point groups a third-party package uses (``fewshot.learners``,
-``fewshot.datasets``), so a plug-in is found exactly like a built-in.
+``fewshot.datasets``, ``fewshot.adaptations``), so a plug-in is found exactly like a built-in.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 from fewshot.errors import FewshotError
 
-GROUPS = {"learner": "fewshot.learners", "dataset": "fewshot.datasets"}
+GROUPS = {"learner": "fewshot.learners", "dataset": "fewshot.datasets", "adaptation": "fewshot.adaptations"}
 
 
 @lru_cache(maxsize=None)
@@ -43,6 +43,10 @@ def get(kind: str, name: str) -> Any:
 
 def learner(name: str) -> Any:
     return get("learner", name)
+
+
+def adaptation(name: str) -> Any:
+    return get("adaptation", name)
 
 
 def dataset(name: str) -> Any:

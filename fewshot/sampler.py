@@ -22,7 +22,7 @@ from fewshot.data import ClassImages, FixedEpisodes, Split
 from fewshot.episode import Episode, LabelledImages, grouped_labels
 from fewshot.errors import FewshotError
 
-ROLE_STREAMS = {"test": 0, "val": 1, "train": 2}
+ROLE_STREAMS = {"test": 0, "val": 1, "train": 2, "target": 3, "target-labelled": 4}
 
 
 def render(data: ClassImages, items: torch.Tensor | np.ndarray) -> torch.Tensor:

@@ -102,3 +102,28 @@ def zero_shot_references(dataset: str, protocol: str, learner: str) -> list[tupl
     if "harmonic" in figures:
         return [(XIAN_2018, f"S {figures['seen']:g}%, U {figures['unseen']:g}%, H {figures['harmonic']:g}%")]
     return [(XIAN_2018, f"per-class mean accuracy {figures['mean']:g}%")]
+
+
+# Unsupervised domain adaptation on digit shifts: target test accuracy in percent. Ganin et al. 2016
+# (JMLR, "Domain-Adversarial Training of Neural Networks", Table 2) trained on all 60,000 MNIST digits and the
+# full MNIST-M training set; our MNIST has 8,000 training digits. Tzeng et al. 2017 ("Adversarial Discriminative
+# Domain Adaptation", Table 2) sample 2,000 MNIST and 1,800 USPS training images, as our MNIST <-> USPS shifts do.
+GANIN_2016 = "Ganin et al. 2016, Table 2; their MNIST source is 60,000 digits, ours 8,000"
+TZENG_2017 = "Tzeng et al. 2017, Table 2"
+ADAPTATION_ACCURACY: dict[tuple[str, str, str], dict[str, tuple[float, str]]] = {
+    ("mnist", "mnist-m", "uda"): {"none": (52.25, GANIN_2016), "dann": (76.66, GANIN_2016)},
+    ("mnist", "mnist-m", "target-only"): {"none": (95.96, GANIN_2016)},
+    ("mnist", "usps", "uda"): {"none": (75.2, TZENG_2017), "dann": (77.1, TZENG_2017),
+                               "confusion": (79.1, TZENG_2017)},
+    ("usps", "mnist", "uda"): {"none": (57.1, TZENG_2017), "dann": (73.0, TZENG_2017),
+                               "confusion": (66.5, TZENG_2017)},
+}
+
+
+def adaptation_paper(protocol: str, source: str, target: str, adapt: str) -> tuple[float, str] | None:
+    return ADAPTATION_ACCURACY.get((source, target, protocol), {}).get(adapt)
+
+
+def adaptation_references(protocol: str, source: str, target: str, adapt: str) -> list[tuple[str, str]]:
+    found = adaptation_paper(protocol, source, target, adapt)
+    return [] if found is None else [(found[1], f"accuracy {found[0]:g}%")]

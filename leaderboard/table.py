@@ -17,7 +17,7 @@ import pandas as pd
 
 from fewshot.errors import FewshotError
 from fewshot.harness import confidence95
-from fewshot.leaderboard.papers import (XIAN_2018, paper_accuracy, presentation_references, references_for,
+from fewshot.leaderboard.papers import (XIAN_2018, adaptation_paper, paper_accuracy, presentation_references, references_for,
                                         zero_shot_paper)
 
 CELL = ("dataset", "protocol", "split", "ways", "shots", "queries", "episodes", "seed")
@@ -45,7 +45,14 @@ def _label(run: dict[str, Any]) -> str:
     if chosen:
         changed.append(", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in chosen.items())
                        + " chosen on val")
-    return run["learner"] + (f" ({', '.join(changed)})" if changed else "")
+    adapt = json.loads(run.get("extra") or "{}").get("adapt")
+    shown = run["learner"] + (f" + {adapt}" if adapt else "")
+    return shown + (f" ({', '.join(changed)})" if changed else "")
+
+
+def _shift(run: dict[str, Any]) -> str:
+    extra = json.loads(run.get("extra") or "{}")
+    return f"{extra['source']} → {extra['target']}" if extra.get("source") else ""
 
 
 PER_INSTANCE = """
@@ -70,7 +77,7 @@ def _side(run: dict[str, Any]) -> str:
 def _latest(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     latest: dict[tuple, dict[str, Any]] = {}
     for run in sorted(runs, key=lambda r: r["id"]):
-        latest[(_label(run), run.get("train_budget"), _mode(run), _side(run), *(run[k] for k in CELL))] = run
+        latest[(_label(run), run.get("train_budget"), _mode(run), _side(run), _shift(run), *(run[k] for k in CELL))] = run
     return list(latest.values())
 
 
@@ -116,6 +123,53 @@ def all_classes_rows(runs: list[dict[str, Any]]) -> pd.DataFrame:
     return frame.drop(columns="_sort")
 
 
+ADAPTATION = """
+## Unsupervised domain adaptation (`--protocol uda`)
+
+`fewshot eval --learner finetune --dataset digits --source S --target T --adapt METHOD`: trained on labelled
+source images and unlabelled target training images, scored on every target test image (in fixed seeded batches
+of 100, so `fewshot compare` pairs two runs image batch by image batch). One row per shift and method: the mean
+over the seeds shown, ± the 95% interval of that mean over seeds (Student's t), then each seed's accuracy;
+"target-only" is the ceiling, the same network trained on the labelled target training images. Network: Ganin et
+al.'s LeNet (network lenet-bn: the same with batch norm, which AdaBN needs).
+
+"""
+
+
+def adaptation_rows(runs: list[dict[str, Any]]) -> pd.DataFrame:
+    """The image-scored domain adaptation runs, one row per shift and method over seeds, with the papers' figures."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for run in _latest([r for r in runs if _mode(r) == "images"]):
+        extra = json.loads(run["extra"])
+        method = "target-only" if run["protocol"] == "target-only" else extra.get("adapt", "none")
+        key = (run["dataset"], extra.get("source"), extra.get("target"), run["protocol"], _label(run), method,
+               run.get("train_budget"))
+        groups.setdefault(key, []).append(run)
+    table = []
+    for (dataset, source, target, protocol, label, method, budget), group in groups.items():
+        group = sorted(group, key=lambda r: r["seed"])
+        values = np.array([100 * r["mean"] for r in group])
+        half = _t95(len(values)) * values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
+        paper = None if "(" in label else \
+            adaptation_paper(protocol, source, target, "none" if method == "target-only" else method)  # papers' settings only
+        table.append({"dataset": dataset, "shift": f"{source} → {target}",
+                      "method": "target-only (ceiling)" if method == "target-only" else method,
+                      "learner": label, "accuracy % (mean over seeds ± 95%)":
+                          f"{values.mean():.2f} ± {half:.2f}" if len(values) > 1 else f"{values.mean():.2f}",
+                      "seeds": ", ".join(f"{v:.2f}" for v in values),
+                      "published": f"{paper[0]:g} ({paper[1]})" if paper else "",
+                      "training": budget or "none", "runs": ", ".join(str(r["id"]) for r in group),
+                      "_sort": (source, target, method != "none", method == "target-only", -values.mean())})
+    table.sort(key=lambda row: row.pop("_sort"))
+    return pd.DataFrame(table)
+
+
+def _t95(n: int) -> float:
+    """The two-sided 95% quantile of Student's t with n - 1 degrees of freedom (n samples)."""
+    table = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306, 10: 2.262}
+    return table.get(n, 1.96 if n > 30 else 2.2)
+
+
 def presentation_rows(runs: list[dict[str, Any]]) -> pd.DataFrame:
     """The per-instance runs: accuracy at the k-th presentation, beside the paper's figures for the same shape."""
     table, cells = [], []
@@ -153,8 +207,9 @@ def _protocol(run: dict[str, Any]) -> str:
             note = registry.learner(run["learner"]).protocol_note
         except FewshotError:
             note = ""
-    side = _side(run)
+    side, shift = _side(run), _shift(run)
     shown = f"{run['protocol']} ({note})" if note else run["protocol"]
+    shown = f"{shown}, {shift}" if shift else shown
     return f"{shown}, described by {side}" if side else shown
 
 
@@ -163,8 +218,10 @@ def rows(runs: list[dict[str, Any]]) -> pd.DataFrame:
     for run in _latest([r for r in runs if _mode(r) == "episodic"]):
         report = json.loads(run.get("extra") or "{}").get("report", "accuracy")
         mean, ci = 100 * run["mean"], 100 * run["ci95"]
-        paper = paper_accuracy(run["learner"], run["dataset"], run["protocol"], run["ways"], run["shots"])
-        refs = references_for(run["dataset"], run["protocol"])
+        shifted = bool(_shift(run))  # a domain shift is not the paper's cell
+        paper = None if shifted else paper_accuracy(run["learner"], run["dataset"], run["protocol"], run["ways"],
+                                                    run["shots"])
+        refs = [] if shifted else references_for(run["dataset"], run["protocol"])
         published = f"{paper[0]:g} ({paper[1]})" if paper else "; ".join(f"{who} {err:g}% error" for who, err in refs)
         table.append({
             "dataset": run["dataset"], "protocol": run["protocol"], "ways": run["ways"], "shots": run["shots"],
@@ -183,10 +240,11 @@ def rows(runs: list[dict[str, Any]]) -> pd.DataFrame:
 
 def render(runs: list[dict[str, Any]], fmt: str) -> str:
     frame, sequences, everything = rows(runs), presentation_rows(runs), all_classes_rows(runs)
-    if frame.empty and sequences.empty and everything.empty:
+    adapted = adaptation_rows(runs)
+    if frame.empty and sequences.empty and everything.empty and adapted.empty:
         return "no runs recorded yet: `fewshot eval --learner protonet --ways 5 --shots 1` records one\n"
     if fmt == "csv":
-        return "\n".join(part.to_csv(index=False) for part in (frame, everything, sequences) if not part.empty)
+        return "\n".join(part.to_csv(index=False) for part in (frame, everything, adapted, sequences) if not part.empty)
     shown = frame[["dataset", "protocol_shown", "ways", "shots", "learner", "result", "paper", "episodes", "training",
                    "run"]] if not frame.empty else frame
     shown = shown.rename(columns={"protocol_shown": "protocol", "result": "accuracy % (± 95% interval)",
@@ -194,6 +252,7 @@ def render(runs: list[dict[str, Any]], fmt: str) -> str:
     if fmt == "md":
         text = LEGEND.format(runs=len(runs)) + (_markdown(shown) + "\n" if not shown.empty else "")
         text += (ALL_CLASSES + _markdown(everything) + "\n") if not everything.empty else ""
+        text += (ADAPTATION + _markdown(adapted) + "\n") if not adapted.empty else ""
         return text + (PER_INSTANCE + _markdown(sequences) + "\n" if not sequences.empty else "")
     return _html(frame, shown, sequences, everything)
 

@@ -15,6 +15,18 @@ uint8 images of 28x28 sorted by digit, with its train and test images:
 ``paired`` joins domains into one dataset whose ``domains`` say which image
 came from where; grey domains are repeated to three channels when a colour
 domain takes part.
+
+Protocols (``--source`` / ``--target``, default MNIST -> MNIST-M):
+
+* ``uda``: unsupervised domain adaptation. Labelled source training images,
+  unlabelled target training images (split ``target``), scored on every target
+  test image. A shift between MNIST and USPS uses Tzeng et al. 2017's sizes:
+  2,000 MNIST and 1,800 USPS training images, sampled once by a fixed seed;
+  other shifts use every training image of both domains.
+* ``target-only``: the ceiling: the same network trained on the shift's target
+  training images with their labels, scored on the same target test images.
+
+Both use Ganin et al.'s small digit network (``fewshot.backbones.LeNet``).
 """
 from __future__ import annotations
 
@@ -24,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fewshot.data import ClassImages, ClassInfo, cached, file_digest
+from fewshot.data import Benchmark, ClassImages, ClassInfo, Split, cached, file_digest
 from fewshot.errors import FewshotError
 
 VERSION = 1
@@ -120,3 +132,73 @@ def paired(parts: dict[str, ClassImages]) -> ClassImages:
               for i, name in enumerate(parts) for r, role in enumerate(("train", "test"))}
     return ClassImages(torch.cat(images)[order].contiguous(), labels_all[order], DIGITS, domain_all,
                        tuple(parts), extras)
+
+
+# Tzeng et al. 2017 (ADDA) sample 2,000 MNIST and 1,800 USPS training images for the MNIST <-> USPS shifts.
+SAMPLED = {"mnist": 2000, "usps": 1800}
+SAMPLE_SEED = 0
+
+
+class Digits:
+    name = "digits"
+    summary = "handwritten digits in three domains (MNIST 10k, USPS, MNIST-M) for domain adaptation"
+    protocols = ("uda", "target-only")
+    default_protocol = "uda"
+    domains = DOMAINS
+    default_shift = ("mnist", "mnist-m")
+
+    def status(self, root: Path) -> tuple[bool, str]:
+        missing = [FILES[d][0] for d in DOMAINS if not (Path(root) / "digits" / FILES[d][0]).is_file()]
+        if missing:
+            return False, f"missing {', '.join(missing)} under {Path(root) / 'digits'}"
+        return True, f"{Path(root) / 'digits'}: {', '.join(FILES[d][0] for d in DOMAINS)}"
+
+    def benchmark(self, protocol: str, root: Path, size: int = 28, source: str | None = None,
+                  target: str | None = None, target_labels: int = 0) -> Benchmark:
+        source, target = source or self.default_shift[0], target or self.default_shift[1]
+        for role, domain in (("source", source), ("target", target)):
+            if domain not in DOMAINS:
+                raise FewshotError(f"--{role} {domain}: digits has the domains {', '.join(DOMAINS)}")
+        if source == target:
+            raise FewshotError(f"--source and --target are both {source}: a domain shift needs two different domains")
+        if size != SIZE:
+            raise FewshotError(f"digits are {SIZE}x{SIZE}")
+        data = paired({source: load_domain(root, source), target: load_domain(root, target)})
+        sampled = {source, target} == {"mnist", "usps"}
+        pools = {d: _training_pool(data, d, SAMPLED[d] if sampled else None) for d in (source, target)}
+        every = np.arange(10)
+
+        def images(rows: np.ndarray) -> Split:
+            mask = torch.zeros(len(data.labels), dtype=torch.bool)
+            mask[torch.as_tensor(rows)] = True
+            return Split.of(every, image_mask=mask)
+
+        splits = {"train": images(pools[source] if protocol == "uda" else pools[target]),
+                  "test": images(data.extras[f"{target}_test"].numpy()),
+                  "target": images(pools[target])}
+        if target_labels:
+            splits["target_labelled"] = images(labelled_subset(data.labels.numpy(), pools[target], target_labels))
+        sizes = f"{len(pools[source])} {source} / {len(pools[target])} {target} training images"
+        note = (f"{protocol}: {source} -> {target}, {sizes}{' (sampled as in Tzeng et al. 2017)' if sampled else ''}; "
+                f"scored on {len(data.extras[f'{target}_test'])} {target} test images")
+        return Benchmark(self.name, protocol, data, splits, notes=note, network="lenet", source=source,
+                         target=target, scoring="images")
+
+
+def _training_pool(data: ClassImages, domain: str, count: int | None) -> np.ndarray:
+    """The domain's training images (indices into ``data``), or ``count`` of them sampled by ``SAMPLE_SEED``."""
+    rows = data.extras[f"{domain}_train"].numpy()
+    if count is None:
+        return rows
+    return np.sort(np.random.default_rng(SAMPLE_SEED).choice(rows, count, replace=False))
+
+
+def labelled_subset(labels: np.ndarray, pool: np.ndarray, count: int) -> np.ndarray:
+    """``count`` images of ``pool`` whose labels a method may use (``--target-labels``): a seeded draw that
+    takes the classes in turn, so every class gets ``count // 10`` or one more."""
+    rng = np.random.default_rng(SAMPLE_SEED + 1)
+    by_class = [rng.permutation(pool[labels[pool] == digit]) for digit in range(10)]
+    if count > len(pool):
+        raise FewshotError(f"--target-labels {count}: the target domain has {len(pool)} training images")
+    chosen = [by_class[i % 10][i // 10] for i in range(count)]
+    return np.sort(np.array(chosen))

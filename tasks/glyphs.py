@@ -37,7 +37,8 @@ import torch
 import torch.nn.functional as F
 from matplotlib.ft2font import FT2Font, LoadFlags
 
-from fewshot.data import Benchmark, ClassImages, ClassInfo, Split, cached, file_digest
+from fewshot.data import Benchmark, ClassImages, ClassInfo, Split, cached, file_digest, shifted_splits
+from fewshot.errors import FewshotError
 from fewshot.descriptions import hashed_text_embedding, zero_shot_split
 from fewshot.tasks.glyph_names import attribute_matrix, name_attributes
 
@@ -82,7 +83,10 @@ class Glyphs:
             return tuple(f"bucket{j}" for j in range(embedding.shape[1])), embedding
         raise ValueError(f"glyphs has no {side!r} descriptions: choose one of {', '.join(self.descriptions)}")
 
-    def benchmark(self, protocol: str, root: Path, size: int = 28) -> Benchmark:
+    domains = FAMILIES
+
+    def benchmark(self, protocol: str, root: Path, size: int = 28, source: str | None = None,
+                  target: str | None = None, target_labels: int = 0) -> Benchmark:
         data = load(size)
         tables: dict[str, torch.Tensor] = {}
 
@@ -92,13 +96,36 @@ class Glyphs:
             return tables[side]
 
         sides = {"sides": tuple(self.descriptions), "describe": describe}
+        if protocol != "scripts" and (source or target or target_labels):
+            raise FewshotError(f"font-family shifts are episodes of the scripts protocol; leave out --protocol {protocol}")
         if protocol in ("zsl", "gzsl"):
             return Benchmark(self.name, protocol, data, self.zero_shot_splits(data, protocol),
                              notes=f"{protocol}: unseen classes are new combinations of seen attribute values",
                              zero_shot=True, generalized=protocol == "gzsl", **sides)
         scripts = np.array([c.group for c in data.classes])
         splits = {role: Split.of(np.flatnonzero(np.isin(scripts, names))) for role, names in SPLIT.items()}
-        return Benchmark(self.name, protocol, data, splits, notes="split by script", **sides)
+        if source is None and target is None:
+            if target_labels:
+                raise FewshotError("--target-labels needs a domain shift: add --source and --target")
+            return Benchmark(self.name, protocol, data, splits, notes="split by script", **sides)
+        return self.shifted(data, protocol, splits, source, target, target_labels)
+
+    def shifted(self, data: ClassImages, protocol: str, splits: dict[str, Split], source: str | None,
+                target: str | None, target_labels: int) -> Benchmark:
+        """Few-shot across font families: episodes of the training scripts in ``source`` letters, test episodes of
+        the test scripts in ``target`` letters, and the training scripts' ``target`` letters unlabelled."""
+        if source is None or target is None:
+            raise FewshotError("a font-family shift needs both --source and --target (sans, serif or mono)")
+        for role, family in (("source", source), ("target", target)):
+            if family not in FAMILIES:
+                raise FewshotError(f"--{role} {family}: glyphs has the font families {', '.join(FAMILIES)}")
+        if source == target:
+            raise FewshotError(f"--source and --target are both {source}: a domain shift needs two different families")
+        if target_labels:
+            raise FewshotError("--target-labels applies to the digits' uda protocol; few-shot shifts use none")
+        shifted = shifted_splits(splits, data.domains, FAMILIES.index(source), FAMILIES.index(target))
+        return Benchmark(self.name, protocol, data, shifted, source=source, target=target, default_queries=5,
+                         notes=f"split by script; {source} letters in training, {target} letters in test episodes")
 
     def zero_shot_splits(self, data: ClassImages, protocol: str) -> dict[str, Split]:
         """``zsl``: seen (train), val and unseen (test) classes of ``ZERO_SHOT``'s sizes and seed, each val

@@ -67,7 +67,12 @@ class Omniglot:
         extras = [n for n, p in (("vinyals", folder / "vinyals" / "trainval.txt"), ("lake-runs", folder / RUNS_FILE)) if not p.exists()]
         return True, f"{layout} in {folder}" + (f" (missing the files of: {', '.join(extras)})" if extras else "")
 
-    def benchmark(self, protocol: str, root: Path, size: int = 28) -> Benchmark:
+    domains = ("omniglot", "mnist")
+
+    def benchmark(self, protocol: str, root: Path, size: int = 28, source: str | None = None,
+                  target: str | None = None, target_labels: int = 0) -> Benchmark:
+        if source is not None or target is not None or target_labels:
+            return self.to_digits(protocol, root, size, source, target, target_labels)
         folder = Path(root) / "omniglot"
         data = load(folder, size)
         table = {(c.group, c.meta["character"]): i for i, c in enumerate(data.classes)}
@@ -89,6 +94,38 @@ class Omniglot:
                              fixed_cell={"ways": 20, "shots": 1, "queries": 1, "episodes": 20}, report="error",
                              notes="Lake et al.'s 20 within-alphabet runs")
         raise FewshotError(f"unknown omniglot protocol {protocol!r}: choose one of {', '.join(self.protocols)}")
+
+
+    def to_digits(self, protocol: str, root: Path, size: int, source: str | None, target: str | None,
+                  target_labels: int) -> Benchmark:
+        """Omniglot as the source of few-shot episodes on MNIST digits: training and validation episodes from
+        Omniglot's split, test episodes from the ten digits' test images, MNIST's training digits unlabelled."""
+        if (source or "omniglot", target) != ("omniglot", "mnist"):
+            raise FewshotError(f"omniglot's shift is --source omniglot --target mnist, not {source} -> {target}")
+        if protocol not in ("vinyals", "lake"):
+            raise FewshotError(f"the omniglot -> mnist shift trains on the vinyals or lake protocol, not {protocol}")
+        if target_labels:
+            raise FewshotError("--target-labels applies to the digits' uda protocol; few-shot shifts use none")
+        from fewshot.tasks.digits import load_domain
+
+        base = self.benchmark(protocol, root, size)
+        digits = load_domain(Path(root), "mnist")
+        offset = len(base.data.classes)
+        data = ClassImages(torch.cat([base.data.images, digits.images]),
+                           torch.cat([base.data.labels, digits.labels + offset]),
+                           base.data.classes + tuple(ClassInfo(c.name, "MNIST", {"digit": int(c.name)})
+                                                     for c in digits.classes),
+                           domains=torch.cat([torch.zeros_like(base.data.labels), torch.ones_like(digits.labels)]),
+                           domain_names=self.domains, key=f"{base.data.key}+{digits.key}")
+        in_mnist = torch.zeros(len(data.labels), dtype=torch.bool)
+        test_rows = torch.zeros_like(in_mnist)
+        test_rows[digits.extras["test"] + len(base.data.labels)] = True
+        in_mnist[len(base.data.labels):] = True
+        mnist = Split.of(torch.arange(offset, offset + 10))
+        splits = {**{role: base.splits[role] for role in ("train", "val") if role in base.splits},
+                  "test": mnist.restricted(test_rows), "target": mnist.restricted(in_mnist & ~test_rows)}
+        return Benchmark(self.name, protocol, data, splits, source="omniglot", target="mnist",
+                         notes=f"{base.notes}; test episodes of MNIST digits (10 classes, 2,000 test images)")
 
 
 def _layout(folder: Path) -> str | None:

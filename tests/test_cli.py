@@ -36,6 +36,8 @@ def bad_inputs(tmp_path, data_root):
         raw = (data_root / "omniglot" / name).read_bytes()
         (broken / name).write_bytes(raw[: len(raw) // 3] if name.endswith("evaluation.npz") else raw)
     omniglot = ("--dataset", "omniglot", "--protocol", "lake")
+    digits = ("--learner", "finetune", "--dataset", "digits")
+    fonts = ("--source", "sans", "--target", "serif")
     return [
         (("--learner", "nope", "--ways", "5", "--shots", "1"), "unknown learner 'nope': known learners are"),
         (("--learner", "protonet", "--ways", "5", "--shots", "1", "--dataset", "nope"), "unknown dataset 'nope'"),
@@ -84,6 +86,35 @@ def bad_inputs(tmp_path, data_root):
         (("--learner", "mann", "--per-instance", "--instances", "30", *omniglot), "is too many"),
         (("--learner", "mann", "--per-instance", "--dataset", "omniglot", "--protocol", "lake-runs"),
          "needs a protocol with a class split"),
+        # domain adaptation
+        ((*digits, "--adapt", "nope"), "unknown adaptation 'nope': known adaptations are adabn, autodial"),
+        ((*digits, "--source", "svhn"), "--source svhn: digits has the domains mnist, usps, mnist-m"),
+        ((*digits, "--target", "mnist"), "--source and --target are both mnist"),
+        (("--learner", "maml", "--dataset", "digits", "--adapt", "dann"), "maml has no classifier over the training"),
+        (("--learner", "maml", "--ways", "5", "--shots", "1", "--adapt", "dann"), "--adapt dann needs a domain shift"),
+        (("--learner", "maml", "--ways", "5", "--shots", "1", "--adapt", "dann", *fonts),
+         "maml has no backbone module for --adapt dann to adapt"),
+        (("--learner", "protonet", "--ways", "5", "--shots", "1", "--adapt", "jan", *fonts),
+         "jan reads the classifier's outputs, and protonet has no classifier"),
+        (("--learner", "protonet", "--ways", "5", "--shots", "1", "--source", "sans", "--target", "sans"),
+         "--source and --target are both sans"),
+        (("--learner", "protonet", "--ways", "5", "--shots", "1", "--source", "sans"), "needs both --source and --target"),
+        (("--learner", "protonet", "--ways", "5", "--shots", "1", "--source", "bold", "--target", "serif"),
+         "--source bold: glyphs has the font families sans, serif, mono"),
+        (("--learner", "protonet", "--ways", "5", "--shots", "1", *omniglot, "--target", "usps"),
+         "omniglot's shift is --source omniglot --target mnist"),
+        (("--learner", "protonet", "--ways", "5", "--shots", "1", "--dataset", "xlsa17:X", "--source", "a"),
+         "has no domains, so --source/--target mean nothing"),
+        ((*digits, "--adapt", "dann", "--target-labels", "10"), "dann does not use labelled target images"),
+        ((*digits, "--target-labels", "10"), "--target-labels gives labelled target images to an adaptation method"),
+        ((*digits, "--target-labels", "-1"), "--target-labels must be zero or positive"),
+        ((*digits, "--adapt", "dann", "--budget", "2min"), "give --budget in steps"),
+        ((*digits, "--adapt", "dann", "--hp", "dann.weight=x"), "--hp weight=x: expected a number"),
+        ((*digits, "--adapt", "dann", "--hp", "coral.weight=1"), "'coral' is not the adaptation of this run"),
+        ((*digits, "--adapt", "dann", "--hp", "dann.nope=1"), "unknown hyperparameter 'nope' for dann"),
+        ((*digits, "--ways", "5"), "leave out --ways"),
+        ((*digits, "--protocol", "target-only", "--adapt", "dann"), "there is no shift to adapt to"),
+        (("--learner", "protonet", "--dataset", "digits"), "protonet has no classifier over the training classes"),
     ]
 
 
@@ -188,12 +219,17 @@ def test_learners_and_datasets_are_listed():
     assert "train_ways=60" in learners.stdout
     assert "zero-shot: reads attributes; ignores support images" in learners.stdout  # dap
     assert "chosen on the val classes unless fixed: gamma, lam" in learners.stdout  # eszsl
+    methods = learners.stdout.split("domain adaptation methods")[1]
+    for name in ("dann", "ddc", "dan", "jan", "coral", "confusion", "adabn", "autodial"):
+        assert f"\n{name}  " in methods, name
+    assert "weight=1.0, gamma=10.0" in methods and "no training change: the source-only checkpoint" in methods
     datasets = run_cli("datasets")
     assert "glyphs" in datasets.stdout and "omniglot" in datasets.stdout and "lake-runs" in datasets.stdout
     assert "class descriptions (zero-shot): attributes: binary" in datasets.stdout
     assert "class descriptions (zero-shot): none" in datasets.stdout  # omniglot
     missing = run_cli("datasets", "--data-root", "/nonexistent")
     assert "absent: missing under /nonexistent/omniglot" in missing.stdout
+    assert "absent: missing mnist10k.npz, usps.npz, mnist_m.npz" in missing.stdout
 
 
 def test_generalized_zero_shot_reports_seen_unseen_and_their_harmonic_mean(tmp_path):

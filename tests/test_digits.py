@@ -47,3 +47,47 @@ def test_a_corrupt_or_missing_file_is_refused(tmp_path, data_root):
         load_domain(tmp_path, "mnist")
     with pytest.raises(FewshotError, match="unknown digit domain 'svhn'"):
         load_domain(tmp_path, "svhn")
+
+
+def _domain_of(bench, role):
+    mask = bench.split(role).image_mask
+    return set(bench.data.domains[mask].tolist()), int(mask.sum())
+
+
+def test_uda_trains_on_source_images_adapts_to_target_training_images_and_tests_on_target_test_images(data_root):
+    from fewshot.experiment import open_benchmark
+
+    bench = open_benchmark("digits", "uda", data_root, source="mnist", target="mnist-m")
+    assert bench.data.domain_names == ("mnist", "mnist-m") and bench.network == "lenet"
+    assert _domain_of(bench, "train") == ({0}, 8000)
+    assert _domain_of(bench, "target") == ({1}, 10000)
+    assert _domain_of(bench, "test") == ({1}, 9001)
+    test, target = bench.split("test").image_mask, bench.split("target").image_mask
+    assert not bool((test & target).any())
+    ceiling = open_benchmark("digits", "target-only", data_root, source="mnist", target="mnist-m")
+    assert _domain_of(ceiling, "train") == ({1}, 10000) and torch.equal(ceiling.split("test").image_mask, test)
+
+
+def test_mnist_usps_shifts_sample_tzeng_et_al_s_2000_and_1800_training_images_once(data_root):
+    from fewshot.experiment import open_benchmark
+
+    forward = open_benchmark("digits", "uda", data_root, source="mnist", target="usps")
+    backward = open_benchmark("digits", "uda", data_root, source="usps", target="mnist")
+    assert _domain_of(forward, "train") == ({0}, 2000) and _domain_of(forward, "target") == ({1}, 1800)
+    assert _domain_of(forward, "test") == ({1}, 2007)
+    assert _domain_of(backward, "train") == ({0}, 1800) and _domain_of(backward, "target") == ({1}, 2000)
+    assert _domain_of(backward, "test") == ({1}, 2000)
+    again = open_benchmark("digits", "uda", data_root, source="mnist", target="usps")
+    assert torch.equal(again.split("train").image_mask, forward.split("train").image_mask)
+
+
+def test_labelled_target_images_are_a_balanced_seeded_subset_of_the_target_pool(data_root):
+    from fewshot.experiment import open_benchmark
+
+    bench = open_benchmark("digits", "uda", data_root, source="mnist", target="usps", target_labels=25)
+    labelled = bench.split("target_labelled").image_mask
+    assert int(labelled.sum()) == 25 and not bool((labelled & ~bench.split("target").image_mask).any())
+    counts = torch.bincount(bench.data.labels[labelled], minlength=10)
+    assert counts.max() - counts.min() <= 1
+    with pytest.raises(FewshotError, match="--target-labels 5000: the target domain has 1800"):
+        open_benchmark("digits", "uda", data_root, source="mnist", target="usps", target_labels=5000)

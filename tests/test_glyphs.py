@@ -108,3 +108,17 @@ def test_zero_shot_benchmarks_describe_their_classes(glyphs_zsl):
     columns, attributes = Glyphs().describe(glyphs_zsl.data, "attributes")
     assert torch.equal(glyphs_zsl.describe("attributes"), attributes)
     assert glyphs_zsl.describe("text").shape == (len(glyphs_zsl.data.classes), 1024)
+
+
+def test_a_font_family_shift_trains_on_source_letters_and_tests_on_target_letters_of_new_scripts(glyphs):
+    from fewshot.experiment import open_benchmark
+
+    shifted = open_benchmark("glyphs", None, source="sans", target="serif")
+    sans, serif = glyphs.data.domain_names.index("sans"), glyphs.data.domain_names.index("serif")
+    domains = shifted.data.domains
+    for role, family in (("train", sans), ("val", sans), ("test", serif), ("target", serif)):
+        mask = shifted.split(role).image_mask
+        assert bool(mask.any()) and set(domains[mask].tolist()) == {family}, role
+    assert torch.equal(shifted.split("target").classes, glyphs.split("train").classes)
+    assert torch.equal(shifted.split("test").classes, glyphs.split("test").classes)
+    assert shifted.default_queries == 5 and (shifted.source, shifted.target) == ("sans", "serif")

@@ -85,3 +85,23 @@ def test_zero_shot_cells_name_their_side_and_show_seen_unseen_and_harmonic():
     assert "| glyphs | zsl | text | 400 | 0 |" in text  # a second side is a second cell, not a rerun
     assert "| 80.00 ± 1.00 | 20.00 ± 2.00 | 32.00 ± 1.50 | S 77.8, U 5.9, H 11 (Xian et al. 2018) |" in text
     assert "| glyphs | zsl, described by text | 5 | 0 | eszsl |" in text  # 5-way zero-shot episodes
+
+
+def test_domain_adaptation_runs_are_summarised_over_seeds_beside_the_papers_figures():
+    from fewshot.leaderboard.table import adaptation_rows
+
+    def run(i, seed, mean, adapt=None, protocol="uda", network="auto"):
+        extra = {"mode": "images", "source": "mnist", "target": "mnist-m", **({"adapt": adapt} if adapt else {})}
+        return {"id": i, "learner": "finetune", "hparams": json.dumps({"network": network}), "dataset": "digits",
+                "protocol": protocol, "split": "test", "ways": 10, "shots": 0, "queries": 0, "episodes": 91,
+                "seed": seed, "mean": mean, "ci95": 0.01, "train_budget": "3000steps", "extra": json.dumps(extra)}
+
+    runs = [run(1, 0, 0.50), run(2, 1, 0.54), run(3, 2, 0.52), run(4, 0, 0.60, "dann"),
+            run(5, 0, 0.92, protocol="target-only"), run(6, 0, 0.20, network="lenet-bn")]
+    frame = adaptation_rows(runs)
+    source_only = frame[frame["runs"] == "1, 2, 3"].iloc[0]
+    assert source_only["accuracy % (mean over seeds ± 95%)"] == f"52.00 ± {4.303 * 2.0 / 3 ** 0.5:.2f}"  # t(2) x sd / sqrt(3)
+    assert source_only["seeds"] == "50.00, 54.00, 52.00" and source_only["published"].startswith("52.25")
+    assert frame[frame["method"] == "dann"].iloc[0]["published"].startswith("76.66")
+    assert frame[frame["method"] == "target-only (ceiling)"].iloc[0]["published"].startswith("95.96")
+    assert frame[frame["runs"] == "6"].iloc[0]["published"] == ""  # not the paper's network

@@ -110,3 +110,18 @@ def test_protocol_without_its_files_says_which(data_root, tmp_path):
         open_benchmark("omniglot", "vinyals", tmp_path)
     with pytest.raises(FewshotError, match="unknown omniglot protocol"):
         open_benchmark("omniglot", "nope", tmp_path)
+
+
+def test_omniglot_as_source_of_episodes_on_mnist_digits(data_root, omniglot):
+    from fewshot.experiment import open_benchmark
+
+    shifted = open_benchmark("omniglot", "vinyals", data_root, target="mnist")
+    base = omniglot["vinyals"]
+    offset = len(base.data.classes)
+    assert torch.equal(shifted.split("train").classes, base.split("train").classes)
+    test, target = shifted.split("test"), shifted.split("target")
+    assert test.classes.tolist() == list(range(offset, offset + 10)) == target.classes.tolist()
+    assert int(test.image_mask.sum()) == 2000 and int(target.image_mask.sum()) == 8000
+    assert not bool((test.image_mask & target.image_mask).any())
+    assert set(shifted.data.domains[test.image_mask].tolist()) == {1}
+    assert shifted.data.image_shape == base.data.image_shape

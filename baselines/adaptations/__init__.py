@@ -1,0 +1,1 @@
+"""Domain adaptation methods (``--adapt METHOD``), one per file, registered under ``fewshot.adaptations``."""
