@@ -14,6 +14,7 @@ exactly like a built-in.
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, ClassVar, Iterator, Mapping
 
@@ -78,15 +79,7 @@ class Adaptation(nn.Module):
 
     def normalise_episode(self, backbone: nn.Module, images: torch.Tensor):
         """A context in which ``backbone`` is normalised for one test episode of ``images`` (transductive methods)."""
-        return _nothing()
-
-
-class _nothing:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
+        return nullcontext()
 
 
 # -- shared mathematics ----------------------------------------------------------------------------

@@ -208,7 +208,7 @@ def _print_images(learner, setup, result) -> None:
     from fewshot.leaderboard.papers import adaptation_references
 
     cell = setup.cell
-    images = len(setup.bench.data.labels[setup.bench.split("test").image_mask])
+    images = int(setup.bench.split("test").image_mask.sum())
     click.echo(f"{learner} --adapt {setup.adapt} on {cell.dataset}/{cell.protocol}: {cell.source} -> {cell.target}, "
                f"{images} {cell.target} test images in {cell.episodes} fixed batches, seed {cell.seed}")
     click.echo(f"accuracy {result.mean * PERCENT:.2f}% ± {result.ci95 * PERCENT:.2f} (95% binomial interval)")

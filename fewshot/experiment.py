@@ -224,10 +224,9 @@ class Setup:
 def make_setup(learner: str, overrides: dict[str, str], bench: Benchmark, cell: Cell, side: str | None = None,
                adapt: str = "none", target_labels: int = 0) -> Setup:
     cls = registry.learner(learner)
-    learner_overrides = {k: v for k, v in overrides.items() if "." not in k}
     adapt_hp = resolve_adaptation(adapt, {k: v for k, v in overrides.items() if "." in k}, bench, cls, learner,
                                   target_labels)
-    overrides = learner_overrides
+    overrides = {k: v for k, v in overrides.items() if "." not in k}  # the learner's own: METHOD.NAME are the method's
     hp = resolve_hparams(cls, overrides, learner)
     if bench.scoring == "images" and not cls.classifies():
         raise FewshotError(f"{learner} has no classifier over the training classes, which "
