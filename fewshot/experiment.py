@@ -589,13 +589,18 @@ def evaluate_setup(setup: Setup, learner: Learner, source: EpisodeSource | None,
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise FewshotError("--device cuda: no CUDA device is visible to torch; use --device cpu or auto")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError:
         raise FewshotError(f"--device {name!r}: choose auto, cpu or cuda") from None
+    if device.type == "cuda":
+        # cuDNN's autotuner and its non-deterministic kernels would make a seed's numbers vary from run to run
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    return device
 
 
 def code_commit() -> str | None:

@@ -131,7 +131,8 @@ source images and unlabelled target training images, scored on every target test
 of 100, so `fewshot compare` pairs two runs image batch by image batch). One row per shift and method: the mean
 over the seeds shown, ± the 95% interval of that mean over seeds (Student's t), then each seed's accuracy;
 "target-only" is the ceiling, the same network trained on the labelled target training images. Network: Ganin et
-al.'s LeNet (network lenet-bn: the same with batch norm, which AdaBN needs).
+al.'s LeNet (network lenet-bn: the same with batch norm, which AdaBN needs). A seed's figure depends on the
+device that trained it (and, on a CPU, on the number of threads), so the device is shown.
 
 """
 
@@ -158,7 +159,9 @@ def adaptation_rows(runs: list[dict[str, Any]]) -> pd.DataFrame:
                           f"{values.mean():.2f} ± {half:.2f}" if len(values) > 1 else f"{values.mean():.2f}",
                       "seeds": ", ".join(f"{v:.2f}" for v in values),
                       "published": f"{paper[0]:g} ({paper[1]})" if paper else "",
-                      "training": budget or "none", "runs": ", ".join(str(r["id"]) for r in group),
+                      "training": budget or "none",
+                      "device": ", ".join(sorted({r.get("device") or "?" for r in group})),
+                      "runs": ", ".join(str(r["id"]) for r in group),
                       "_sort": (source, target, method != "none", method == "target-only", -values.mean())})
     table.sort(key=lambda row: row.pop("_sort"))
     return pd.DataFrame(table)

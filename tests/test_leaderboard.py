@@ -94,7 +94,8 @@ def test_domain_adaptation_runs_are_summarised_over_seeds_beside_the_papers_figu
         extra = {"mode": "images", "source": "mnist", "target": "mnist-m", **({"adapt": adapt} if adapt else {})}
         return {"id": i, "learner": "finetune", "hparams": json.dumps({"network": network}), "dataset": "digits",
                 "protocol": protocol, "split": "test", "ways": 10, "shots": 0, "queries": 0, "episodes": 91,
-                "seed": seed, "mean": mean, "ci95": 0.01, "train_budget": "3000steps", "extra": json.dumps(extra)}
+                "seed": seed, "mean": mean, "ci95": 0.01, "train_budget": "3000steps", "extra": json.dumps(extra),
+                "device": "cpu" if seed else "NVIDIA H100"}
 
     runs = [run(1, 0, 0.50), run(2, 1, 0.54), run(3, 2, 0.52), run(4, 0, 0.60, "dann"),
             run(5, 0, 0.92, protocol="target-only"), run(6, 0, 0.20, network="lenet-bn")]
@@ -105,3 +106,4 @@ def test_domain_adaptation_runs_are_summarised_over_seeds_beside_the_papers_figu
     assert frame[frame["method"] == "dann"].iloc[0]["published"].startswith("76.66")
     assert frame[frame["method"] == "target-only (ceiling)"].iloc[0]["published"].startswith("95.96")
     assert frame[frame["runs"] == "6"].iloc[0]["published"] == ""  # not the paper's network
+    assert source_only["device"] == "NVIDIA H100, cpu"  # a seed's figure depends on the device: both are shown

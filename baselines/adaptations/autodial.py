@@ -20,6 +20,13 @@ distribution, weighted by ``entropy_weight``.
 Deviations: ``a`` starts at 1 and is trained by the learner's optimiser
 (a copy of its kind and settings); learners without a classifier of their training classes train
 without the entropy term.
+
+Measured (LeNet with inserted layers, 3,000 steps, three seeds): the best
+method of the suite on MNIST -> USPS (86.1%) and USPS -> MNIST (85.9%), but
+below source-only on MNIST -> MNIST-M (41.7% against 51.4%). There the
+entropy term hurts: without it (``--hp autodial.entropy_weight=0``) seed 0
+reaches 47.9%, AdaBN's level, and raising it from 0 by Ganin et al.'s
+schedule did not help (42-46% over training).
 """
 from __future__ import annotations
 

@@ -19,9 +19,18 @@ Deviations: the hyperparameters are ours (weight 1, soft label weight 0.1,
 temperature 2); soft labels come from the model being trained rather than
 from a separately pretrained source network; and the confusion weight rises
 from 0 by Ganin et al.'s schedule, because training starts from a random
-network rather than a pretrained one: at full weight from the first step the
-features collapsed to one point, which no domain classifier can tell apart
-(MNIST -> MNIST-M: 11.3%, chance, after 3,000 steps).
+network rather than a pretrained one.
+
+Measured (LeNet, 3,000 steps, three seeds): MNIST -> USPS 78.5% and
+USPS -> MNIST 70.9%, beside the 79.1% and 66.5% Tzeng et al. 2017 quote for it.
+On MNIST -> MNIST-M it fails: 11.3%, chance, while the source batches stay
+above 90% correct. Because the colour backgrounds make the domains trivially
+separable, the domain classifier is confident, and the confusion gradient,
+unlike gradient reversal's, is largest exactly then: it drives the target
+features onto the wrong classes. Weights 0.01 and 0.03 left the accuracy at
+source-only level (48-51% at 2,400 steps), 0.1 gave 31%, and reading the
+convolutional features as DANN does gave 12.8%, so the default stays the
+paper's form.
 """
 from __future__ import annotations
 
