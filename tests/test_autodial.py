@@ -89,3 +89,22 @@ def test_a_learner_with_alignment_layers_moves_between_devices_and_trains(data_r
     stats = [learner.train_step(batch_at(step)) for step in range(3)]
     assert all(s["adapt_loss"] > 0 for s in stats)  # the target entropy term
     assert len(learner.adaptation.layers) == 4 and learner.optimizer is not None
+
+
+def test_the_hand_written_backward_of_equal_halves_matches_autograd_to_second_order():
+    from fewshot.baselines.adaptations.autodial import _AlignHalves, aligned_halves
+
+    torch.manual_seed(0)
+    norm, layer = _layer(0.8)
+    halves = torch.randn(2, 3, 4, 2, 2, dtype=torch.float64)
+    halves[1] = halves[1] * 2 + 1
+    layer = layer.double()
+    params = (layer.alpha, layer.weight, layer.bias)
+
+    def fused(h, a, w, b):
+        return _AlignHalves.apply(h, layer, a, w, b)
+
+    inputs = (halves.requires_grad_(), *params)
+    assert torch.allclose(fused(*inputs), aligned_halves(*inputs, layer.eps))
+    assert torch.autograd.gradcheck(fused, inputs)
+    assert torch.autograd.gradgradcheck(fused, inputs)
