@@ -407,7 +407,7 @@ def study_transfer_command(dataset, protocol, steps, seed, out, data_root, quiet
     rows = studies.transfer_study(bench, steps, seed, log=_note(quiet))
     name = f"transfer-{dataset}"
     studies.write_csv(out / f"{name}.csv", rows)
-    studies.plot_transfer(out / f"{name}.png", rows, f"{dataset}: halves A and B of the training classes, "
+    studies.plot_transfer(out / f"{name}.png", rows, f"{dataset}: halves A and B of the training classes\n"
                                                       f"{steps} steps per network")
     click.echo(f"wrote {out / name}.csv and .png")
 

@@ -183,6 +183,7 @@ def plot_transfer(path: Path, rows: list[dict], title: str) -> None:
     for variant, (colour, marker, line) in styles.items():
         points = sorted((r["n"], 100 * r["accuracy"]) for r in rows if r["variant"] == variant)
         ax.plot(*zip(*points), color=colour, marker=marker, ls=line, label=variant)
+    ax.set_xticks(sorted({r["n"] for r in rows}))
     ax.set_xlabel("layer n at which the network is chopped and retrained")
     ax.set_ylabel("accuracy on B's held-out images (%)")
     ax.set_title(title)
