@@ -100,7 +100,7 @@ class FineTune(Learner):
         return ImageBatches(self.hp["batch_size"])
 
     def train_step(self, batch: LabelledImages) -> dict[str, float]:
-        return classification_step(self.optimizer, lambda x: self.classifier(self.backbone(x)), batch)
+        return classification_step(self.optimizer, self.classify, batch)
 
     @property
     def head(self) -> nn.Module:

@@ -235,12 +235,8 @@ def evaluate_images(learner: Learner, data: ClassImages, split: Split, batches: 
     items, rows = ImagePool(data, split).items()
     order = np.random.default_rng([seed, 0x1A6E]).permutation(len(items))
     items, rows = items[order], rows[order]
-    correct = np.zeros(len(items), dtype=bool)
     try:
-        with torch.no_grad():
-            for first in range(0, len(items), batch):
-                logits = learner.classify(render(data, items[first:first + batch]).to(device))
-                correct[first:first + batch] = (logits.argmax(1).cpu().numpy() == rows[first:first + batch])
+        correct = predicted_classes(learner.classify, data, items, batch, device) == rows
     finally:
         learner.train(was_training)
     accuracies = np.array([correct[i:i + batch].mean() for i in range(0, len(items), batch)])
@@ -250,6 +246,14 @@ def evaluate_images(learner: Learner, data: ClassImages, split: Split, batches: 
     plan = EpisodePlan(np.unique(rows), np.empty(0, dtype=np.int64), items, seed)
     return EvalResult(accuracies, time.perf_counter() - start, episodes_digest([plan]), False,
                       scores={"mean": p, "ci95": 1.96 * math.sqrt(p * (1 - p) / len(items))})
+
+
+@torch.no_grad()
+def predicted_classes(classify: Callable[[torch.Tensor], torch.Tensor], data: ClassImages, items: np.ndarray,
+                      batch: int, device: torch.device | str = "cpu") -> np.ndarray:
+    """The class ``classify`` (images to logits) gives each image of ``items``, in batches of ``batch``."""
+    return np.concatenate([classify(render(data, items[first:first + batch]).to(device)).argmax(1).cpu().numpy()
+                           for first in range(0, len(items), batch)])
 
 
 PERSIST_LIMIT_BYTES = 256 << 20  # feature maps of partly frozen networks are recomputed rather than stored

@@ -27,14 +27,15 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from fewshot.backbones import make_backbone
 from fewshot.baselines.finetune import pretraining_optimizer
 from fewshot.data import Benchmark, ClassImages, Split, atomic_write
 from fewshot.errors import FewshotError
-from fewshot.sampler import ImageBatches, ImagePool, render
+from fewshot.harness import predicted_classes
+from fewshot.learner import classification_step
+from fewshot.sampler import ImageBatches, ImagePool
 
 
 @dataclass
@@ -65,10 +66,7 @@ def train_network(net: Network, data: ClassImages, split: Split, steps: int, see
     for block in net.backbone.blocks[:frozen_blocks]:
         block.eval()  # frozen blocks keep their batch-norm statistics as well as their weights
     for step in range(steps):
-        images = batches[step]
-        optimizer.zero_grad()
-        F.cross_entropy(net(images.x), images.y).backward()
-        optimizer.step()
+        classification_step(optimizer, net, batches[step])
     net.backbone.eval()
     return net
 
@@ -77,9 +75,7 @@ def train_network(net: Network, data: ClassImages, split: Split, steps: int, see
 def accuracy(net: Network, data: ClassImages, split: Split, batch: int = 500) -> float:
     items, rows = ImagePool(data, split).items()
     net.backbone.eval()
-    correct = sum(int((net(render(data, items[i:i + batch])).argmax(1).numpy() == rows[i:i + batch]).sum())
-                  for i in range(0, len(items), batch))
-    return correct / len(items)
+    return float((predicted_classes(net, data, items, batch) == rows).mean())
 
 
 def held_out_masks(data: ClassImages, classes: np.ndarray, held_out: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
