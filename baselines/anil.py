@@ -11,10 +11,10 @@ are ``maml``'s (the paper keeps MAML's hyperparameters); see
 """
 from __future__ import annotations
 
-from fewshot.backbones import head_with
+from fewshot.core.backbones import head_with
 from fewshot.baselines.maml import MAML
-from fewshot.episode import Episode
-from fewshot.inner_loop import Params, adapt
+from fewshot.core.episode import Episode
+from fewshot.baselines.inner_loop import Params, adapt
 
 
 class ANIL(MAML):

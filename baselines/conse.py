@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from fewshot.baselines.zero_shot_embedding import ZeroShotLearner, fit_linear, hparams_with_embedding, unit_rows
-from fewshot.episode import LabelledImages
+from fewshot.core.episode import LabelledImages
 
 
 def convex_combination(probabilities: torch.Tensor, side: torch.Tensor, top: int) -> torch.Tensor:

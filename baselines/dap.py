@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from fewshot.baselines.zero_shot_embedding import ZeroShotLearner, fit_linear, hparams_with_embedding
-from fewshot.episode import LabelledImages
+from fewshot.core.episode import LabelledImages
 
 EPS = 1e-4  # probabilities are kept in [EPS, 1 - EPS], so one confident attribute cannot veto a class
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 
 from fewshot.baselines.zero_shot_embedding import ZeroShotLearner, fit_linear, hparams_with_embedding, unit_rows
-from fewshot.episode import LabelledImages
+from fewshot.core.episode import LabelledImages
 
 
 def hinge_rank_loss(scores: torch.Tensor, labels: torch.Tensor, margin: float, rank: str = "sum") -> torch.Tensor:

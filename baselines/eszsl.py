@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 
 from fewshot.baselines.zero_shot_embedding import ZeroShotLearner, hparams_with_embedding, unit_rows
-from fewshot.episode import LabelledImages
+from fewshot.core.episode import LabelledImages
 
 GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
 

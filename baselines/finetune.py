@@ -19,7 +19,7 @@ in deep neural networks?". Batch norm keeps its pretraining statistics while
 fine-tuning.
 
 The backbone is the benchmark's (``--hp network=auto``): Conv-4, or on the
-digit domains Ganin et al.'s small LeNet (``fewshot.backbones.LeNet``),
+digit domains Ganin et al.'s small LeNet (``fewshot.core.backbones.LeNet``),
 trained as they train it, by SGD with momentum 0.9 at 0.01 (``optimizer=auto``;
 Adam at 1e-3 elsewhere); its classifier (``head``) scores the target images of
 the domain adaptation protocol. The blocks that stay frozen are the episode-independent
@@ -39,9 +39,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fewshot.backbones import NETWORKS, make_backbone
-from fewshot.episode import Episode, LabelledImages
-from fewshot.learner import ImageBatches, Learner, TaskSpec, classification_step
+from fewshot.core.backbones import NETWORKS, make_backbone
+from fewshot.core.episode import Episode, LabelledImages
+from fewshot.core.learner import ImageBatches, Learner, TaskSpec, classification_step
 
 
 def cosine_scale(classes: int) -> float:

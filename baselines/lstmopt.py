@@ -41,14 +41,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fewshot.episode import Episode
-from fewshot.learned_optimizer import (CoordinatewiseLSTMCell, LearnedOptimizerLearner, detach_state, gradient_at,
+from fewshot.core.episode import Episode
+from fewshot.baselines.learned_optimizer import (CoordinatewiseLSTMCell, LearnedOptimizerLearner, detach_state, gradient_at,
                                        preprocess)
-from fewshot.learner import TaskSpec, clipped_step
+from fewshot.core.learner import TaskSpec, clipped_step
 
 
 class CoordinatewiseLSTM(nn.Module):
-    """The paper's optimiser as an update rule (``fewshot.learned_optimizer``)."""
+    """The paper's optimiser as an update rule (``fewshot.baselines.learned_optimizer``)."""
 
     def __init__(self, hidden: int = 20, layers: int = 2, output_scale: float = 0.1):
         super().__init__()

@@ -9,7 +9,7 @@ default; ``first_order=true`` drops the second derivatives). At test time the
 network adapts to the support set and classifies the queries.
 
 The paper's Omniglot setting is the default: its network (Conv-4 with stride-2
-convolutions, ``fewshot.backbones.MAMLConv4``); 5-way: one inner step of 0.4,
+convolutions, ``fewshot.core.backbones.MAMLConv4``); 5-way: one inner step of 0.4,
 meta-batch 32, three steps at test time; 20-way: five steps of 0.1, meta-batch
 16, five steps at test time; Adam at 1e-3; during meta-training each task has
 one query per class besides its support set, as in the paper's code. Batch norm
@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import torch
 
-from fewshot.backbones import MAMLConv4
-from fewshot.episode import Episode
-from fewshot.inner_loop import Params, StepSizes, adapt, detached_parameters, meta_parameters
-from fewshot.learner import EpisodeBatches, Learner, TaskSpec, paper_defaults, query_loss_step
+from fewshot.core.backbones import MAMLConv4
+from fewshot.core.episode import Episode
+from fewshot.baselines.inner_loop import Params, StepSizes, adapt, detached_parameters, meta_parameters
+from fewshot.core.learner import EpisodeBatches, Learner, TaskSpec, paper_defaults, query_loss_step
 
 # The paper's Omniglot settings per number of ways: inner step size, inner steps, test steps, meta-batch.
 PAPER_SETTINGS = {5: {"inner_lr": 0.4, "inner_steps": 1, "test_steps": 3, "meta_batch": 32},

@@ -32,7 +32,7 @@ batch). Training uses episodes of the same shape (the cell's ways and shots,
 step's prediction, support steps (Santoro's online task) and query steps alike.
 
 Per-instance protocol (``fewshot eval --per-instance``, see
-``fewshot.sequences``): the paper's own test, N classes x K instances as one
+``fewshot.protocols.per_instance``): the paper's own test, N classes x K instances as one
 sequence scored by presentation; its training uses sequences of the same
 shape with the loss on every step, as in the paper.
 
@@ -63,8 +63,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fewshot.episode import Episode
-from fewshot.learner import EpisodeBatches, Learner, TaskSpec
+from fewshot.core.episode import Episode
+from fewshot.core.learner import EpisodeBatches, Learner, TaskSpec
 
 
 @dataclass

@@ -34,9 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fewshot.backbones import Conv4
-from fewshot.episode import Episode
-from fewshot.learner import EpisodeBatches, Learner, TaskSpec, query_loss_step
+from fewshot.core.backbones import Conv4
+from fewshot.core.episode import Episode
+from fewshot.core.learner import EpisodeBatches, Learner, TaskSpec, query_loss_step
 
 
 class FullContext(nn.Module):

@@ -36,9 +36,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fewshot.episode import Episode
-from fewshot.learned_optimizer import CoordinatewiseLSTMCell, LearnedOptimizerLearner, preprocess
-from fewshot.learner import TaskSpec, query_loss_step
+from fewshot.core.episode import Episode
+from fewshot.baselines.learned_optimizer import CoordinatewiseLSTMCell, LearnedOptimizerLearner, preprocess
+from fewshot.core.learner import TaskSpec, query_loss_step
 
 
 class MetaLSTMCell(nn.Module):
@@ -65,7 +65,7 @@ class MetaLSTMCell(nn.Module):
 
 
 class MetaLearnerLSTM(nn.Module):
-    """The two-layer coordinatewise meta-learner as an update rule (``fewshot.learned_optimizer``)."""
+    """The two-layer coordinatewise meta-learner as an update rule (``fewshot.baselines.learned_optimizer``)."""
 
     def __init__(self, hidden: int = 20):
         super().__init__()

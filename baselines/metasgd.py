@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from fewshot.baselines.maml import MAML
-from fewshot.inner_loop import StepSizes
-from fewshot.learner import TaskSpec
+from fewshot.baselines.inner_loop import StepSizes
+from fewshot.core.learner import TaskSpec
 
 
 class MetaSGD(MAML):

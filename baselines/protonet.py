@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import torch
 
-from fewshot.backbones import Conv4
-from fewshot.episode import Episode
-from fewshot.learner import EpisodeBatches, Learner, TaskSpec, query_loss_step
+from fewshot.core.backbones import Conv4
+from fewshot.core.episode import Episode
+from fewshot.core.learner import EpisodeBatches, Learner, TaskSpec, query_loss_step
 
 
 def prototype_logits(support: torch.Tensor, query: torch.Tensor, ways: int) -> torch.Tensor:

@@ -9,7 +9,7 @@ query loss. At test time the network is trained on the support set the same
 way and classifies the queries.
 
 The paper's Omniglot setting (its code's ``run_omniglot.py`` flags) is the
-default: MAML's strided Conv-4 (``fewshot.backbones.MAMLConv4``); training
+default: MAML's strided Conv-4 (``fewshot.core.backbones.MAMLConv4``); training
 tasks of 10 images per class, inner Adam with beta1 = 0, 5 steps of batches
 of 10 (5-way) or 10 steps of 20 (20-way) at 1e-3 (5e-4 for 20-way),
 meta-batch 5; at test time 50 steps on batches of 5 (5-way) or 10 (20-way).
@@ -33,10 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch.func import vmap
 
-from fewshot.backbones import MAMLConv4
-from fewshot.episode import Episode
-from fewshot.inner_loop import Params, detached_parameters
-from fewshot.learner import EpisodeBatches, Learner, TaskSpec, paper_defaults
+from fewshot.core.backbones import MAMLConv4
+from fewshot.core.episode import Episode
+from fewshot.baselines.inner_loop import Params, detached_parameters
+from fewshot.core.learner import EpisodeBatches, Learner, TaskSpec, paper_defaults
 
 # The paper's Omniglot flags per number of ways: inner batch, inner steps, inner lr, test batch.
 PAPER_SETTINGS = {5: {"inner_batch": 10, "inner_steps": 5, "inner_lr": 1e-3, "test_batch": 5},

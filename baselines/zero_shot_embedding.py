@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fewshot.backbones import Conv4
-from fewshot.episode import Episode, LabelledImages
-from fewshot.errors import FewshotError
-from fewshot.learner import ImageBatches, Learner, TaskSpec, classification_step
+from fewshot.core.backbones import Conv4
+from fewshot.core.episode import Episode, LabelledImages
+from fewshot.core.errors import FewshotError
+from fewshot.core.learner import ImageBatches, Learner, TaskSpec, classification_step
 
 EMBEDDING_HPARAMS = {"lr": 1e-3, "batch_size": 64, "hidden": 64}
 
@@ -72,7 +72,7 @@ class ZeroShotLearner(Learner):
             raise FewshotError(f"{type(self).__name__} needs episodes that carry class descriptions (side)")
         if self.standardize is None:
             raise FewshotError(f"{type(self).__name__} was not prepared: its head is fitted by `prepare` before "
-                               f"evaluation (fewshot.experiment.evaluate_setup does it)")
+                               f"evaluation (fewshot.run.experiment.evaluate_setup does it)")
         mean, std = self.standardize
         with torch.no_grad():
             return self.scores((episode.query_x - mean) / std, episode.side)

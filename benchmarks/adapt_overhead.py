@@ -19,11 +19,12 @@ import time
 
 import torch
 
-from fewshot import experiment, registry
-from fewshot.adaptation import Adaptation
-from fewshot.adapted import Adapted
-from fewshot.harness import Budget
-from fewshot.runtime import tune_allocator
+from fewshot.run import experiment
+from fewshot.core import registry
+from fewshot.core.adaptation import Adaptation
+from fewshot.run.adapted import Adapted
+from fewshot.run.harness import Budget
+from fewshot.run.runtime import tune_allocator
 
 
 def build(setup, variant):

@@ -10,8 +10,8 @@ import time
 import torch
 from torch import nn
 
-from fewshot.backbones import conv_block
-from fewshot.runtime import tune_allocator
+from fewshot.core.backbones import conv_block
+from fewshot.run.runtime import tune_allocator
 
 
 def seconds_per_step(images: int, channels_last: bool, steps: int) -> float:

@@ -24,9 +24,9 @@ import tempfile
 import numpy as np
 import torch
 
-from fewshot import experiment
-from fewshot.harness import evaluate
-from fewshot.runtime import tune_allocator
+from fewshot.run import experiment
+from fewshot.run.harness import evaluate
+from fewshot.run.runtime import tune_allocator
 
 
 def main() -> None:

@@ -22,10 +22,10 @@ from torch.func import functional_call
 
 from fewshot.baselines.lstmopt import LSTMOptimizer
 from fewshot.baselines.metalstm import MetaLSTM
-from fewshot.episode import random_episode
-from fewshot.learned_optimizer import CoordinatewiseLSTMCell, optimise
-from fewshot.learner import TaskSpec
-from fewshot.runtime import tune_allocator
+from fewshot.core.episode import random_episode
+from fewshot.baselines.learned_optimizer import CoordinatewiseLSTMCell, optimise
+from fewshot.core.learner import TaskSpec
+from fewshot.run.runtime import tune_allocator
 
 
 

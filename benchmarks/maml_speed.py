@@ -27,9 +27,9 @@ from pathlib import Path
 import torch
 
 from fewshot.baselines.maml import MAML
-from fewshot.episode import Episode, grouped_labels
-from fewshot.learner import TaskSpec
-from fewshot.runtime import tune_allocator
+from fewshot.core.episode import Episode, grouped_labels
+from fewshot.core.learner import TaskSpec
+from fewshot.run.runtime import tune_allocator
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "bench" / "maml_reference.py"
 FLAGS = ("ways", "shots", "queries", "meta_batch", "steps", "size", "iterations")

@@ -13,9 +13,9 @@ import time
 import torch
 
 from fewshot.baselines.mann import MANN
-from fewshot.episode import random_episode
-from fewshot.learner import TaskSpec
-from fewshot.runtime import tune_allocator
+from fewshot.core.episode import random_episode
+from fewshot.core.learner import TaskSpec
+from fewshot.run.runtime import tune_allocator
 
 
 

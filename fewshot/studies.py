@@ -29,13 +29,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from fewshot.backbones import make_backbone
+from fewshot.core.backbones import make_backbone
 from fewshot.baselines.finetune import pretraining_optimizer
-from fewshot.data import Benchmark, ClassImages, Split, atomic_write
-from fewshot.errors import FewshotError
-from fewshot.harness import predicted_classes
-from fewshot.learner import classification_step
-from fewshot.sampler import ImageBatches, ImagePool
+from fewshot.core.data import Benchmark, ClassImages, Split, atomic_write
+from fewshot.core.errors import FewshotError
+from fewshot.run.harness import predicted_classes
+from fewshot.core.learner import classification_step
+from fewshot.core.sampler import ImageBatches, ImagePool
 
 
 @dataclass

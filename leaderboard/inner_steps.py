@@ -22,10 +22,10 @@ import click
 import numpy as np
 import torch
 
-from fewshot import experiment
-from fewshot.harness import confidence95
-from fewshot.learned_optimizer import LearnedOptimizerLearner, UpdateRule, hand_written_rule
-from fewshot.sampler import EpisodeSampler, EpisodeSource
+from fewshot.run import experiment
+from fewshot.run.harness import confidence95
+from fewshot.baselines.learned_optimizer import LearnedOptimizerLearner, UpdateRule, hand_written_rule
+from fewshot.core.sampler import EpisodeSampler, EpisodeSource
 
 LEARNERS = ("metalstm", "lstmopt")
 LEARNING_RATES = (0.01, 0.03, 0.1, 0.3, 1.0)

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fewshot.errors import FewshotError
-from fewshot.harness import confidence95
+from fewshot.core.errors import FewshotError
+from fewshot.run.harness import confidence95
 from fewshot.leaderboard.papers import (XIAN_2018, adaptation_paper, paper_accuracy, presentation_references, references_for,
                                         zero_shot_paper)
 
@@ -35,7 +35,7 @@ def _label(run: dict[str, Any]) -> str:
     """The learner's name with the hyperparameters it ran with that differ from its defaults."""
     hp = json.loads(run["hparams"]) if isinstance(run["hparams"], str) else run["hparams"]
     try:
-        from fewshot import registry
+        from fewshot.core import registry
 
         defaults = registry.learner(run["learner"]).hparams
     except FewshotError:
@@ -205,7 +205,7 @@ def _protocol(run: dict[str, Any]) -> str:
     note = json.loads(run.get("extra") or "{}").get("protocol_note")
     if note is None:  # recorded before runs kept their note: the learner's current one
         try:
-            from fewshot import registry
+            from fewshot.core import registry
 
             note = registry.learner(run["learner"]).protocol_note
         except FewshotError:

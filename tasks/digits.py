@@ -26,7 +26,7 @@ Protocols (``--source`` / ``--target``, default MNIST -> MNIST-M):
 * ``target-only``: the ceiling: the same network trained on the shift's target
   training images with their labels, scored on the same target test images.
 
-Both use Ganin et al.'s small digit network (``fewshot.backbones.LeNet``).
+Both use Ganin et al.'s small digit network (``fewshot.core.backbones.LeNet``).
 """
 from __future__ import annotations
 
@@ -36,8 +36,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fewshot.data import Benchmark, ClassImages, ClassInfo, Split, cached, file_digest
-from fewshot.errors import FewshotError
+from fewshot.core.data import Benchmark, ClassImages, ClassInfo, Split, cached, file_digest
+from fewshot.core.errors import FewshotError
 
 VERSION = 1
 SIZE = 28

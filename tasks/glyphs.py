@@ -37,9 +37,9 @@ import torch
 import torch.nn.functional as F
 from matplotlib.ft2font import FT2Font, LoadFlags
 
-from fewshot.data import Benchmark, ClassImages, ClassInfo, Split, cached, file_digest, shifted_splits
-from fewshot.errors import FewshotError
-from fewshot.descriptions import hashed_text_embedding, zero_shot_split
+from fewshot.core.data import Benchmark, ClassImages, ClassInfo, Split, cached, file_digest, shifted_splits
+from fewshot.core.errors import FewshotError
+from fewshot.tasks.descriptions import hashed_text_embedding, zero_shot_split
 from fewshot.tasks.glyph_names import attribute_matrix, name_attributes
 
 VERSION = 1

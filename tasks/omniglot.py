@@ -40,8 +40,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fewshot.data import Benchmark, ClassImages, ClassInfo, FixedEpisodes, Split, cached, file_digest, resize_strokes
-from fewshot.errors import FewshotError
+from fewshot.core.data import Benchmark, ClassImages, ClassInfo, FixedEpisodes, Split, cached, file_digest, resize_strokes
+from fewshot.core.errors import FewshotError
 
 VERSION = 1
 SETS = ("background", "evaluation")

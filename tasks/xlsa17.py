@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fewshot.data import Benchmark, ClassImages, ClassInfo, Split
-from fewshot.errors import FewshotError
-from fewshot.paths import cache_dir
+from fewshot.core.data import Benchmark, ClassImages, ClassInfo, Split
+from fewshot.core.errors import FewshotError
+from fewshot.core.paths import cache_dir
 
 FEATURE_FILE, SPLIT_FILE = "res101.mat", "att_splits.mat"
 LOCATIONS = ("trainval_loc", "test_seen_loc", "test_unseen_loc", "train_loc", "val_loc")

@@ -1,8 +1,8 @@
 """Short real trainings shared by the learner tests."""
 import torch
 
-from fewshot import experiment
-from fewshot.harness import Budget, evaluate
+from fewshot.run import experiment
+from fewshot.run.harness import Budget, evaluate
 
 
 def short_training(bench, learner, steps, episodes=100, compare=True, ways=5, **hp):
@@ -17,7 +17,7 @@ def short_training(bench, learner, steps, episodes=100, compare=True, ways=5, **
 
 def random_episode(seed=0, ways=3, shots=1, queries=2):
     """An episode of random 28x28 images with grouped labels: enough to run a learner's steps."""
-    from fewshot.episode import random_episode as engine_random_episode
+    from fewshot.core.episode import random_episode as engine_random_episode
 
     return engine_random_episode(ways, shots, queries, seed)
 

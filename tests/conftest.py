@@ -48,14 +48,14 @@ def data_root() -> Path:
 
 @pytest.fixture(scope="session")
 def omniglot(data_root):
-    from fewshot.experiment import open_benchmark
+    from fewshot.run.experiment import open_benchmark
 
     return {p: open_benchmark("omniglot", p, data_root) for p in ("vinyals", "lake", "lake-runs")}
 
 
 @pytest.fixture(scope="session")
 def glyphs():
-    from fewshot.experiment import open_benchmark
+    from fewshot.run.experiment import open_benchmark
 
     return open_benchmark("glyphs", None)
 
@@ -69,6 +69,6 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeou
 
 @pytest.fixture(scope="session")
 def glyphs_zsl():
-    from fewshot.experiment import open_benchmark
+    from fewshot.run.experiment import open_benchmark
 
     return open_benchmark("glyphs", "zsl")

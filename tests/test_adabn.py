@@ -2,7 +2,7 @@ import copy
 
 import torch
 
-from fewshot.backbones import LeNet
+from fewshot.core.backbones import LeNet
 from fewshot.baselines.adaptations.adabn import AdaBN, batch_norms
 
 

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from fewshot.adaptation import (coral, gaussian_kernel_mean, ganin_lambda, joint_mmd, kernel_family, mmd,
+from fewshot.core.adaptation import (coral, gaussian_kernel_mean, ganin_lambda, joint_mmd, kernel_family, mmd,
                                 reverse_gradient)
 
 

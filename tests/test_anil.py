@@ -2,9 +2,9 @@ import torch
 
 from baselines_helpers import short_training
 from fewshot.baselines.anil import ANIL
-from fewshot.episode import Episode, grouped_labels
-from fewshot.inner_loop import meta_parameters
-from fewshot.learner import TaskSpec
+from fewshot.core.episode import Episode, grouped_labels
+from fewshot.baselines.inner_loop import meta_parameters
+from fewshot.core.learner import TaskSpec
 
 
 def test_the_inner_loop_changes_the_head_only():

@@ -50,7 +50,7 @@ def test_the_mixing_weight_is_learned_within_its_range_and_the_layers_replace_ba
 
 
 def test_a_network_without_batch_norm_gets_an_alignment_layer_after_every_convolution_and_linear_layer():
-    from fewshot.backbones import LeNet
+    from fewshot.core.backbones import LeNet
 
     net = LeNet(3)
     method = AutoDIAL(100, 10, AutoDIAL.hparams, 10)
@@ -78,8 +78,8 @@ def test_equal_halves_and_unequal_parts_both_normalise_by_the_mixed_statistics()
 
 
 def test_a_learner_with_alignment_layers_moves_between_devices_and_trains(data_root):
-    from fewshot import experiment
-    from fewshot.harness import Budget
+    from fewshot.run import experiment
+    from fewshot.run.harness import Budget
 
     bench = experiment.open_benchmark("digits", "uda", data_root, source="mnist", target="usps")
     cell = experiment.resolve_cell(bench, None, None, None, None, 0)

@@ -5,8 +5,8 @@ import random
 import pytest
 import torch
 
-from fewshot import checkpoint
-from fewshot.errors import FewshotError
+from fewshot.run import checkpoint
+from fewshot.core.errors import FewshotError
 
 
 def _good(path):

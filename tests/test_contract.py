@@ -2,8 +2,9 @@
 import pytest
 import torch
 
-from fewshot import experiment, registry
-from fewshot.harness import Budget, evaluate
+from fewshot.run import experiment
+from fewshot.core import registry
+from fewshot.run.harness import Budget, evaluate
 
 
 @pytest.mark.parametrize("name", registry.names("learner"))

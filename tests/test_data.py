@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from fewshot.data import ClassImages, ClassInfo, Split, cached
+from fewshot.core.data import ClassImages, ClassInfo, Split, cached
 
 
 def _tiny():

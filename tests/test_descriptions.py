@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from fewshot.descriptions import hashed_text_embedding, text_features, zero_shot_split
+from fewshot.tasks.descriptions import hashed_text_embedding, text_features, zero_shot_split
 
 
 def test_text_features_are_words_and_bounded_character_trigrams():

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from fewshot.errors import FewshotError
+from fewshot.core.errors import FewshotError
 from fewshot.tasks.digits import load_domain, paired
 
 MNIST_COUNTS = [1001, 1127, 991, 1032, 980, 863, 1014, 1070, 944, 978]
@@ -55,7 +55,7 @@ def _domain_of(bench, role):
 
 
 def test_uda_trains_on_source_images_adapts_to_target_training_images_and_tests_on_target_test_images(data_root):
-    from fewshot.experiment import open_benchmark
+    from fewshot.run.experiment import open_benchmark
 
     bench = open_benchmark("digits", "uda", data_root, source="mnist", target="mnist-m")
     assert bench.data.domain_names == ("mnist", "mnist-m") and bench.network == "lenet"
@@ -69,7 +69,7 @@ def test_uda_trains_on_source_images_adapts_to_target_training_images_and_tests_
 
 
 def test_mnist_usps_shifts_sample_tzeng_et_al_s_2000_and_1800_training_images_once(data_root):
-    from fewshot.experiment import open_benchmark
+    from fewshot.run.experiment import open_benchmark
 
     forward = open_benchmark("digits", "uda", data_root, source="mnist", target="usps")
     backward = open_benchmark("digits", "uda", data_root, source="usps", target="mnist")
@@ -82,7 +82,7 @@ def test_mnist_usps_shifts_sample_tzeng_et_al_s_2000_and_1800_training_images_on
 
 
 def test_labelled_target_images_are_a_balanced_seeded_subset_of_the_target_pool(data_root):
-    from fewshot.experiment import open_benchmark
+    from fewshot.run.experiment import open_benchmark
 
     bench = open_benchmark("digits", "uda", data_root, source="mnist", target="usps", target_labels=25)
     labelled = bench.split("target_labelled").image_mask

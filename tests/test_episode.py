@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from fewshot.episode import Episode, grouped_labels, random_episode
+from fewshot.core.episode import Episode, grouped_labels, random_episode
 
 
 def _episode(**changes):

@@ -6,9 +6,9 @@ import threading
 
 import pytest
 
-from fewshot import fetch
+from fewshot.run import fetch
 from fewshot.cli import main
-from fewshot.data import file_digest
+from fewshot.core.data import file_digest
 
 SERVED = ["images_background_small1.zip", "all_runs.zip", "vinyals/val.txt"]
 

@@ -3,9 +3,9 @@ import torch.nn.functional as F
 
 from baselines_helpers import short_training
 from fewshot.baselines.fomaml import FOMAML
-from fewshot.episode import Episode, grouped_labels
-from fewshot.inner_loop import adapt, detached_parameters
-from fewshot.learner import TaskSpec
+from fewshot.core.episode import Episode, grouped_labels
+from fewshot.baselines.inner_loop import adapt, detached_parameters
+from fewshot.core.learner import TaskSpec
 
 
 def test_meta_gradient_is_the_query_gradient_at_the_adapted_parameters():

@@ -111,7 +111,7 @@ def test_zero_shot_benchmarks_describe_their_classes(glyphs_zsl):
 
 
 def test_a_font_family_shift_trains_on_source_letters_and_tests_on_target_letters_of_new_scripts(glyphs):
-    from fewshot.experiment import open_benchmark
+    from fewshot.run.experiment import open_benchmark
 
     shifted = open_benchmark("glyphs", None, source="sans", target="serif")
     sans, serif = glyphs.data.domain_names.index("sans"), glyphs.data.domain_names.index("serif")

@@ -7,9 +7,9 @@ from torch import nn
 from torch.func import functional_call
 
 from fewshot.baselines.maml import MAML
-from fewshot.episode import Episode, grouped_labels
-from fewshot.inner_loop import adapt, detached_parameters, meta_parameters
-from fewshot.learner import TaskSpec
+from fewshot.core.episode import Episode, grouped_labels
+from fewshot.baselines.inner_loop import adapt, detached_parameters, meta_parameters
+from fewshot.core.learner import TaskSpec
 
 
 def _episodes(count, ways, shots, queries, size=28):

@@ -4,8 +4,8 @@ import torch
 from baselines_helpers import random_episode
 from fewshot.baselines.metalstm import MetaLSTM
 from fewshot.leaderboard.inner_steps import LEARNING_RATES, accuracy_by_step, best_learning_rate
-from fewshot.learned_optimizer import SGD
-from fewshot.learner import TaskSpec
+from fewshot.baselines.learned_optimizer import SGD
+from fewshot.core.learner import TaskSpec
 
 
 def _learner():

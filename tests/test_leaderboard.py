@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from fewshot.errors import FewshotError
+from fewshot.core.errors import FewshotError
 from fewshot.leaderboard.papers import paper_accuracy, references_for
 from fewshot.leaderboard.table import compare, presentation_rows, render, rows
 

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from fewshot.learned_optimizer import (Adam, CoordinatewiseLSTMCell, FlatLayout, SGD, detach_state, gradient_at,
+from fewshot.baselines.learned_optimizer import (Adam, CoordinatewiseLSTMCell, FlatLayout, SGD, detach_state, gradient_at,
                                        optimise, preprocess)
 
 

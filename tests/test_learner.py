@@ -1,7 +1,7 @@
 import pytest
 
-from fewshot.errors import FewshotError
-from fewshot.learner import Learner, parse_hp_options, resolve_hparams
+from fewshot.core.errors import FewshotError
+from fewshot.core.learner import Learner, parse_hp_options, resolve_hparams
 
 
 class Toy(Learner):

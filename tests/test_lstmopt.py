@@ -5,8 +5,8 @@ import torch
 
 from baselines_helpers import random_episode, short_training
 from fewshot.baselines.lstmopt import LSTMOptimizer
-from fewshot.inner_loop import adapt, detached_parameters
-from fewshot.learner import TaskSpec
+from fewshot.baselines.inner_loop import adapt, detached_parameters
+from fewshot.core.learner import TaskSpec
 
 
 def _learner(**hp):

@@ -5,8 +5,8 @@ import torch
 
 from baselines_helpers import short_training
 from fewshot.baselines.maml import MAML, PAPER_SETTINGS
-from fewshot.episode import Episode, grouped_labels
-from fewshot.learner import TaskSpec, paper_defaults
+from fewshot.core.episode import Episode, grouped_labels
+from fewshot.core.learner import TaskSpec, paper_defaults
 
 
 def _task(ways=5):

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from baselines_helpers import short_training
 from conftest import run_cli
 from fewshot.baselines.mann import MANN, MemoryState, least_used_weights, lrua_step
-from fewshot.learner import TaskSpec
+from fewshot.core.learner import TaskSpec
 
 
 def _state(memory, usage, read_weights, heads):

@@ -4,7 +4,7 @@ import torch
 
 from baselines_helpers import short_training
 from fewshot.baselines.matchingnet import FullContext, MatchingNet
-from fewshot.learner import TaskSpec
+from fewshot.core.learner import TaskSpec
 
 
 def _learner(**hp):

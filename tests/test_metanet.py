@@ -5,8 +5,8 @@ import torch.nn.functional as F
 
 from baselines_helpers import short_training
 from fewshot.baselines.metanet import MetaNet, SequenceWeightGenerator, preprocess_gradients
-from fewshot.episode import Episode, grouped_labels
-from fewshot.learner import TaskSpec
+from fewshot.core.episode import Episode, grouped_labels
+from fewshot.core.learner import TaskSpec
 
 
 def _learner():

@@ -3,8 +3,8 @@ import torch
 
 from baselines_helpers import short_training
 from fewshot.baselines.metasgd import MetaSGD
-from fewshot.episode import Episode, grouped_labels
-from fewshot.learner import TaskSpec
+from fewshot.core.episode import Episode, grouped_labels
+from fewshot.core.learner import TaskSpec
 
 
 def _learner(**hp):

@@ -7,10 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
-from fewshot.data import resize_strokes
-from fewshot.errors import FewshotError
-from fewshot.experiment import open_benchmark
-from fewshot.sampler import FixedSampler
+from fewshot.core.data import resize_strokes
+from fewshot.core.errors import FewshotError
+from fewshot.run.experiment import open_benchmark
+from fewshot.core.sampler import FixedSampler
 from fewshot.tasks import omniglot as omniglot_module
 
 
@@ -113,7 +113,7 @@ def test_protocol_without_its_files_says_which(data_root, tmp_path):
 
 
 def test_omniglot_as_source_of_episodes_on_mnist_digits(data_root, omniglot):
-    from fewshot.experiment import open_benchmark
+    from fewshot.run.experiment import open_benchmark
 
     shifted = open_benchmark("omniglot", "vinyals", data_root, target="mnist")
     base = omniglot["vinyals"]

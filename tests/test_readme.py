@@ -5,8 +5,8 @@ from pathlib import Path
 
 import torch
 
-from fewshot import experiment
-from fewshot.harness import evaluate
+from fewshot.run import experiment
+from fewshot.run.harness import evaluate
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from fewshot import registry
-from fewshot.errors import FewshotError
+from fewshot.core import registry
+from fewshot.core.errors import FewshotError
 
 PLUGIN = Path(__file__).parent / "plugin"
 

@@ -5,9 +5,9 @@ import sys
 import pytest
 import torch
 
-from fewshot.data import Split
-from fewshot.errors import FewshotError
-from fewshot.sampler import EpisodeSampler, ImageBatches, render
+from fewshot.core.data import Split
+from fewshot.core.errors import FewshotError
+from fewshot.core.sampler import EpisodeSampler, ImageBatches, render
 
 
 def _sampler(bench, role="test", ways=5, shots=1, queries=15, seed=0):
@@ -47,7 +47,7 @@ def test_different_seeds_differ(omniglot):
 
 def test_same_episodes_in_another_process(omniglot, data_root):
     code = (
-        "import json; from fewshot.experiment import open_benchmark; from fewshot.sampler import EpisodeSampler\n"
+        "import json; from fewshot.run.experiment import open_benchmark; from fewshot.core.sampler import EpisodeSampler\n"
         f"b = open_benchmark('omniglot', 'vinyals', {str(data_root)!r})\n"
         "s = EpisodeSampler(b.data, b.split('test'), 5, 1, 15, 0)\n"
         "print(json.dumps([s[i].query_items.tolist() for i in (0, 5, 599)]))"

@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 import torch
 
-from fewshot.data import ClassImages, ClassInfo, Split
-from fewshot.errors import FewshotError
-from fewshot.learner import Learner, TaskSpec
-from fewshot.sampler import EpisodeSampler
-from fewshot.sequences import accuracy_by_presentation, check_learner, evaluate_sequences, presentations, sequence_order
+from fewshot.core.data import ClassImages, ClassInfo, Split
+from fewshot.core.errors import FewshotError
+from fewshot.core.learner import Learner, TaskSpec
+from fewshot.core.sampler import EpisodeSampler
+from fewshot.protocols.per_instance import accuracy_by_presentation, check_learner, evaluate_sequences, presentations, sequence_order
 
 
 def test_presentations_count_each_class_up_to_the_step():

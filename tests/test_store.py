@@ -6,8 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from fewshot.errors import FewshotError
-from fewshot.store import RUN_FIELDS, ResultsStore, check_writable
+from fewshot.core.errors import FewshotError
+from fewshot.records.store import RUN_FIELDS, ResultsStore, check_writable
 
 
 def _run(**changes):
@@ -46,7 +46,7 @@ def test_a_failed_run_leaves_nothing(tmp_path):
 def test_two_processes_writing_at_once_lose_nothing(tmp_path):
     path = tmp_path / "shared.sqlite"
     code = (
-        "import sys; sys.path.insert(0, {tests!r}); from test_store import _run; from fewshot.store import ResultsStore\n"
+        "import sys; sys.path.insert(0, {tests!r}); from test_store import _run; from fewshot.records.store import ResultsStore\n"
         "s = ResultsStore({path!r})\n"
         "for i in range(40): s.record(_run(learner=sys.argv[1], seed=i), [i / 40] * 50)\n"
     ).format(tests=os.path.dirname(__file__), path=str(path))

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from conftest import run_cli
-from fewshot.data import Split
+from fewshot.core.data import Split
 from fewshot.studies import held_out_masks, new_network, train_network
 
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 from scipy.io import savemat
 
-from fewshot import experiment
-from fewshot.errors import FewshotError
+from fewshot.run import experiment
+from fewshot.core.errors import FewshotError
 from fewshot.tasks.xlsa17 import import_xlsa17, imported_path
 
 

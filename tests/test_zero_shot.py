@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from fewshot.zero_shot import class_scores, harmonic_mean, per_class_accuracy
+from fewshot.protocols.zero_shot import class_scores, harmonic_mean, per_class_accuracy
 
 
 def test_accuracy_is_averaged_per_class_not_per_image():

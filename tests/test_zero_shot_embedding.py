@@ -4,9 +4,9 @@ import torch.nn.functional as F
 
 from fewshot.baselines.eszsl import ESZSL
 from fewshot.baselines.zero_shot_embedding import fit_linear
-from fewshot.episode import Episode, LabelledImages
-from fewshot.errors import FewshotError
-from fewshot.learner import TaskSpec
+from fewshot.core.episode import Episode, LabelledImages
+from fewshot.core.errors import FewshotError
+from fewshot.core.learner import TaskSpec
 
 
 def test_a_fitted_head_is_fixed_by_its_seed_and_learns_a_small_split_as_well_as_a_large_one():

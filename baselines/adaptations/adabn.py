@@ -20,7 +20,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from fewshot.adaptation import Adaptation
+from fewshot.core.adaptation import Adaptation
 
 
 def batch_norms(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:

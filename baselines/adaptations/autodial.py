@@ -33,7 +33,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fewshot.adaptation import Adaptation, Features, entropy
+from fewshot.core.adaptation import Adaptation, Features, entropy
 
 
 class AlignmentLayer(nn.Module):

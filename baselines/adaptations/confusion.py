@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from fewshot.adaptation import Adaptation, DomainClassifier, Features, domain_labels, ganin_lambda
+from fewshot.core.adaptation import Adaptation, DomainClassifier, Features, domain_labels, ganin_lambda
 
 
 class DomainConfusion(Adaptation):

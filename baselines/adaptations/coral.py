@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from fewshot.adaptation import Adaptation, Features, coral
+from fewshot.core.adaptation import Adaptation, Features, coral
 
 
 class DeepCORAL(Adaptation):

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from fewshot.adaptation import Adaptation, Features, ganin_lambda, kernel_family, mmd
+from fewshot.core.adaptation import Adaptation, Features, ganin_lambda, kernel_family, mmd
 
 
 class DAN(Adaptation):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from fewshot.adaptation import Adaptation, Features
+from fewshot.core.adaptation import Adaptation, Features
 
 
 class DDC(Adaptation):

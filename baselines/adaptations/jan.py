@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from fewshot.adaptation import Adaptation, Features, ganin_lambda, joint_mmd, kernel_family
+from fewshot.core.adaptation import Adaptation, Features, ganin_lambda, joint_mmd, kernel_family
 
 
 class JAN(Adaptation):

@@ -7,7 +7,7 @@ entry-point group exactly like the built-in learners.
 import torch
 import torch.nn.functional as F
 
-from fewshot.learner import Learner
+from fewshot.core.learner import Learner
 
 
 class PixelNearestNeighbour(Learner):

@@ -18,9 +18,9 @@ from typing import Iterator, Protocol
 import numpy as np
 import torch
 
-from fewshot.data import ClassImages, FixedEpisodes, Split
-from fewshot.episode import Episode, LabelledImages, grouped_labels
-from fewshot.errors import FewshotError
+from fewshot.core.data import ClassImages, FixedEpisodes, Split
+from fewshot.core.episode import Episode, LabelledImages, grouped_labels
+from fewshot.core.errors import FewshotError
 
 ROLE_STREAMS = {"test": 0, "val": 1, "train": 2, "target": 3, "target-labelled": 4}
 

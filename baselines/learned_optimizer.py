@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fewshot.backbones import MAMLConv4
-from fewshot.episode import Episode
-from fewshot.inner_loop import Params
-from fewshot.learner import EpisodeBatches, Learner, TaskSpec
+from fewshot.core.backbones import MAMLConv4
+from fewshot.core.episode import Episode
+from fewshot.baselines.inner_loop import Params
+from fewshot.core.learner import EpisodeBatches, Learner, TaskSpec
 
 LossAt = Callable[[torch.Tensor], torch.Tensor]
 

@@ -22,13 +22,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from fewshot.data import ClassImages, Split, atomic_write
-from fewshot.episode import Episode, grouped_labels
-from fewshot.errors import FewshotError, Interrupted
-from fewshot.learner import Learner
-from fewshot.paths import cache_dir
-from fewshot.sampler import EpisodePlan, EpisodeSource, ImagePool, render
-from fewshot.zero_shot import class_scores, per_class_accuracy
+from fewshot.core.data import ClassImages, Split, atomic_write
+from fewshot.core.episode import Episode, grouped_labels
+from fewshot.core.errors import FewshotError, Interrupted
+from fewshot.core.learner import Learner
+from fewshot.core.paths import cache_dir
+from fewshot.core.sampler import EpisodePlan, EpisodeSource, ImagePool, render
+from fewshot.protocols.zero_shot import class_scores, per_class_accuracy
 
 
 @dataclass(frozen=True)
@@ -180,7 +180,7 @@ def evaluate_all_classes(learner: Learner, data: ClassImages, split: Split, side
     The zero-shot protocols of Xian et al. 2018: ``accuracies`` are per class
     (per-class mean top-1 is the score); with some classes ``seen`` (one flag
     per class row of the split: generalized zero-shot) the score is the
-    harmonic mean of seen and unseen accuracy (see ``fewshot.zero_shot``).
+    harmonic mean of seen and unseen accuracy (see ``fewshot.protocols.zero_shot``).
     The images go to ``predict`` as the queries of episodes with no support,
     ``batch`` at a time, each with every class and its description; with
     ``embedded`` (the split's images already embedded, in ``ImagePool.items``

@@ -15,7 +15,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from fewshot.errors import FewshotError
+from fewshot.core.errors import FewshotError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (

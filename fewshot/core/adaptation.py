@@ -4,7 +4,7 @@ An adaptation is a modifier of a learner's training, never a copy of a
 learner (``--adapt METHOD``). It sees the backbone features of a labelled
 source batch and an unlabelled target batch, passed through the backbone
 together, and returns a loss added to the learner's own
-(``fewshot.adapted`` does the wiring); or it changes the backbone's
+(``fewshot.run.adapted`` does the wiring); or it changes the backbone's
 normalisation (AdaBN, AutoDIAL). It never branches on the learner.
 
 A method declares, like a learner, its ``paper`` and ``hparams`` (defaults,

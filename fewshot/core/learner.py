@@ -10,7 +10,7 @@ A learner is a ``torch.nn.Module`` with its hyperparameters declared beside it
 * ``predict(episode) -> logits [N*Q, N]``: adapt to the support set and score
   the queries. Whatever is built from the support set stays a local value;
 * optionally ``predict_sequences(x, y)`` for Santoro et al.'s per-instance
-  protocol (see ``fewshot.sequences``);
+  protocol (see ``fewshot.protocols.per_instance``);
 * optionally ``prepare(train, side)``: fit what is computed once from the whole
   training split with the trained embedding fixed (a closed-form or convex
   head of a zero-shot learner). The harness calls it before evaluating, with
@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fewshot.episode import Episode, LabelledImages
-from fewshot.errors import FewshotError
+from fewshot.core.episode import Episode, LabelledImages
+from fewshot.core.errors import FewshotError
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ class Learner(nn.Module):
         return cls.embed is not Learner.embed
 
     def predict_sequences(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Per-instance protocol (``fewshot.sequences``): logits [B, T, N] for labelled sequences
+        """Per-instance protocol (``fewshot.protocols.per_instance``): logits [B, T, N] for labelled sequences
         ``x`` [B, T, ...], ``y`` [B, T]; the prediction at step t may use only the labels of steps before t."""
         raise FewshotError(f"{type(self).__name__} does not predict labelled sequences")
 

@@ -24,10 +24,10 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
-from fewshot.adaptation import Adaptation, Features
-from fewshot.episode import Episode, LabelledImages
-from fewshot.errors import FewshotError
-from fewshot.learner import EpisodeBatches, ImageBatches, Learner
+from fewshot.core.adaptation import Adaptation, Features
+from fewshot.core.episode import Episode, LabelledImages
+from fewshot.core.errors import FewshotError
+from fewshot.core.learner import EpisodeBatches, ImageBatches, Learner
 
 
 @dataclass(frozen=True)

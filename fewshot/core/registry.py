@@ -10,7 +10,7 @@ from functools import lru_cache
 from importlib.metadata import entry_points
 from typing import Any
 
-from fewshot.errors import FewshotError
+from fewshot.core.errors import FewshotError
 
 GROUPS = {"learner": "fewshot.learners", "dataset": "fewshot.datasets", "adaptation": "fewshot.adaptations"}
 

@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from fewshot.errors import FewshotError
-from fewshot.harness import EvalResult, episodes_digest
-from fewshot.learner import Learner
-from fewshot.sampler import EpisodePlan, EpisodeSource
+from fewshot.core.errors import FewshotError
+from fewshot.run.harness import EvalResult, episodes_digest
+from fewshot.core.learner import Learner
+from fewshot.core.sampler import EpisodePlan, EpisodeSource
 
 SANTORO_PRESENTATIONS = (1, 2, 3, 4, 5, 10)
 

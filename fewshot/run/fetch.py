@@ -14,8 +14,8 @@ import urllib.request
 from pathlib import Path
 from typing import Iterator
 
-from fewshot.data import file_digest
-from fewshot.errors import FewshotError
+from fewshot.core.data import file_digest
+from fewshot.core.errors import FewshotError
 
 OMNIGLOT_RELEASE = "https://github.com/brendenlake/omniglot/raw/master/python/"
 SNELL_SPLITS = "https://raw.githubusercontent.com/jakesnell/prototypical-networks/master/data/omniglot/splits/vinyals/"
@@ -41,7 +41,7 @@ MANIFESTS: dict[str, list[tuple[str, str, str]]] = {
 def fetch(dataset: str, root: Path, mirror: str | None = None, timeout: float = 60.0) -> Iterator[str]:
     """Download ``dataset``'s files into ``root/dataset``; yields one line per file."""
     if dataset not in MANIFESTS:
-        from fewshot import registry
+        from fewshot.core import registry
 
         if dataset in registry.names("dataset"):
             raise FewshotError(f"{dataset} has nothing to download (see `fewshot datasets`)")

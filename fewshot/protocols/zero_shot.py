@@ -39,7 +39,7 @@ def class_scores(per_class: torch.Tensor, seen: torch.Tensor) -> dict[str, float
     ``harmonic`` = ``mean`` = H, whose interval comes from S's and U's by the
     delta method (they are means over disjoint classes, hence independent).
     """
-    from fewshot.harness import confidence95
+    from fewshot.run.harness import confidence95
 
     accuracy = per_class.double().numpy()
     seen = seen.bool().numpy()

@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from fewshot.data import atomic_write
-from fewshot.errors import FewshotError
+from fewshot.core.data import atomic_write
+from fewshot.core.errors import FewshotError
 
 FORMAT = "fewshot-checkpoint/1"
 

@@ -21,8 +21,8 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-from fewshot.errors import FewshotError
-from fewshot.paths import cache_dir
+from fewshot.core.errors import FewshotError
+from fewshot.core.paths import cache_dir
 
 ROLES = ("train", "val", "test")
 

@@ -20,16 +20,17 @@ import numpy as np
 import torch
 
 import fewshot
-from fewshot import checkpoint, registry
-from fewshot.data import Benchmark, cache_key
-from fewshot.errors import FewshotError
-from fewshot.episode import LabelledImages
-from fewshot.harness import (Budget, EvalResult, TrainOutcome, embed_items, evaluate, evaluate_all_classes,
+from fewshot.run import checkpoint
+from fewshot.core import registry
+from fewshot.core.data import Benchmark, cache_key
+from fewshot.core.errors import FewshotError
+from fewshot.core.episode import LabelledImages
+from fewshot.run.harness import (Budget, EvalResult, TrainOutcome, embed_items, evaluate, evaluate_all_classes,
                              evaluate_images, train)
-from fewshot.learner import EpisodeBatches, ImageBatches, Learner, TaskSpec, resolve_hparams
-from fewshot.paths import cache_dir, data_root
-from fewshot.sampler import EpisodeSampler, EpisodeSource, FixedSampler, ImagePool
-from fewshot.sampler import ImageBatches as ImageBatchSampler
+from fewshot.core.learner import EpisodeBatches, ImageBatches, Learner, TaskSpec, resolve_hparams
+from fewshot.core.paths import cache_dir, data_root
+from fewshot.core.sampler import EpisodeSampler, EpisodeSource, FixedSampler, ImagePool
+from fewshot.core.sampler import ImageBatches as ImageBatchSampler
 
 DEFAULT_QUERIES = 15
 DEFAULT_EPISODES = 600
@@ -135,7 +136,7 @@ def _all_classes_cell(bench: Benchmark, shots: int | None, queries: int | None, 
 
 def _images_cell(bench: Benchmark, ways, shots, queries, episodes, seed: int) -> Cell:
     """A domain adaptation cell: every target test image, classified among all the classes."""
-    from fewshot.harness import IMAGE_BATCH
+    from fewshot.run.harness import IMAGE_BATCH
 
     for name, value in (("ways", ways), ("shots", shots), ("queries", queries), ("episodes", episodes)):
         if value is not None:
@@ -232,7 +233,7 @@ def make_setup(learner: str, overrides: dict[str, str], bench: Benchmark, cell: 
         raise FewshotError(f"{learner} has no classifier over the training classes, which "
                            f"{bench.dataset}/{bench.protocol} scores target images with: choose finetune")
     if cell.mode == "per-instance":
-        from fewshot.sequences import check_learner
+        from fewshot.protocols.per_instance import check_learner
 
         check_learner(learner, cls)
     if cell.shots == 0 and cls.needs_support and cell.mode != "images":
@@ -313,7 +314,7 @@ def build(setup: Setup, device: torch.device, budget: Budget | None = None) -> L
 
 
 def _adapted(setup: Setup, learner: Learner, budget: Budget | None, device: torch.device) -> Learner:
-    from fewshot.adapted import Adapted, adaptable
+    from fewshot.run.adapted import Adapted, adaptable
 
     if not adaptable(learner):
         raise FewshotError(f"{setup.name} has no backbone module for --adapt {setup.adapt} to adapt (its network is "
@@ -372,7 +373,7 @@ def batches_for(setup: Setup, learner: Learner) -> Callable[[int], Any] | None:
     spec = learner.train_batches()
     if spec is None:
         return None
-    from fewshot.adapted import AdaptationBatch, AdaptationBatches
+    from fewshot.run.adapted import AdaptationBatch, AdaptationBatches
 
     if isinstance(spec, AdaptationBatches):
         source_at = _source_batches(setup, spec.source)
@@ -412,7 +413,7 @@ def validator(setup: Setup, learner: Learner, device: torch.device) -> Callable[
     sampler = EpisodeSampler(setup.bench.data, split, ways, cell.shots, cell.queries or DEFAULT_QUERIES, cell.seed,
                              role="val", name=f"the {cell.dataset}/{cell.protocol} val split", side=setup.side)
     if cell.mode == "per-instance":
-        from fewshot.sequences import evaluate_sequences
+        from fewshot.protocols.per_instance import evaluate_sequences
 
         return lambda: evaluate_sequences(learner, sampler, VALIDATION_EPISODES, cell.shots, device).mean
     return lambda: evaluate(learner, sampler, VALIDATION_EPISODES, device).mean

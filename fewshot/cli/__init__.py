@@ -1,0 +1,44 @@
+"""The ``fewshot`` command line: one module per command group.
+
+Every error a user can cause ends in one line on stderr saying what is wrong
+and how to fix it, exit status 2, and nothing written.
+"""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from fewshot.cli import board, catalog, data, evaluate, study  # noqa: F401  (each registers its commands)
+from fewshot.cli.app import cli
+from fewshot.core.errors import FewshotError, Interrupted
+
+__all__ = ["cli", "main"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    from fewshot.run.runtime import tune_allocator
+
+    tune_allocator()
+    try:
+        code = cli.main(args=argv, prog_name="fewshot", standalone_mode=False)
+    except Interrupted as err:
+        click.echo(f"{err}", err=True)
+        sys.exit(130)
+    except FewshotError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    except click.exceptions.UsageError as err:
+        command = err.ctx.command_path if err.ctx is not None else "fewshot"
+        click.echo(f"error: {err.format_message()} (see `{command} --help`)", err=True)
+        sys.exit(2)
+    except click.exceptions.ClickException as err:
+        click.echo(f"error: {err.format_message()}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

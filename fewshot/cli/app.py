@@ -1,0 +1,66 @@
+"""The ``fewshot`` command group and the options its commands share."""
+from __future__ import annotations
+
+import click
+
+PERCENT = 100.0
+
+
+def cell_options(fn):
+    options = [
+        click.option("--dataset", default="glyphs", show_default=True, help="Dataset (see `fewshot datasets`)."),
+        click.option("--protocol", default=None, help="Protocol of the dataset (default: the dataset's own)."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed of episodes and training."),
+        click.option("--hp", multiple=True, metavar="NAME=VALUE", help="Override a hyperparameter (repeatable)."),
+        click.option("--budget", default=None, help="Training budget: 500steps or 10min (default: the learner's)."),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda."),
+        click.option("--data-root", default=None, type=click.Path(file_okay=False),
+                     help="Folder holding the raw datasets (default: $FEWSHOT_DATA)."),
+        click.option("--quiet", is_flag=True, help="No progress bars."),
+        click.option("--adapt", default="none", show_default=True,
+                     help="Domain adaptation method (see `fewshot learners`); none: source only."),
+        click.option("--source", default=None, help="Source domain of a shift (see `fewshot datasets`)."),
+        click.option("--target", default=None, help="Target domain of a shift: its images come unlabelled."),
+        click.option("--target-labels", type=int, default=0, show_default=True,
+                     help="Labelled target training images given to methods that use them (confusion)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def per_instance_options(fn):
+    fn = click.option("--instances", type=int, default=None,
+                      help="With --per-instance: images of each class in a sequence  [default: 10]")(fn)
+    return click.option("--per-instance", is_flag=True,
+                        help="Santoro et al.'s protocol: --ways classes x --instances images as one labelled sequence, "
+                             "scored by presentation.")(fn)
+
+
+class WaysType(click.ParamType):
+    """A number of classes, or ``all``: every class of the test split at once (zero-shot protocols)."""
+
+    name = "N|all"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int) or value == "all":
+            return value
+        try:
+            return int(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither a whole number nor 'all'", param, ctx)
+
+
+WAYS = WaysType()
+SIDE_HELP = "Class descriptions of zero-shot cells: attributes or text (see `fewshot datasets`)  [default: attributes]"
+
+
+def progress_lines(quiet: bool):
+    """Progress lines on stderr (stdout stays for results, and for the one JSON line of --json)."""
+    return (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="fewshot")
+def cli() -> None:
+    """Few-shot and meta-learning benchmark suite: one sampler, many learners, one leaderboard."""

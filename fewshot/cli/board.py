@@ -1,0 +1,50 @@
+"""``fewshot leaderboard`` and ``fewshot compare``: reading the records."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from fewshot.cli.app import (
+    cli,
+)
+
+
+@cli.command("leaderboard")
+@click.option("--format", "fmt", type=click.Choice(["md", "csv", "html"]), default="md", show_default=True)
+@click.option("--results", type=click.Path(dir_okay=False), default=None, help="Results file.")
+@click.option("--output", type=click.Path(dir_okay=False), default=None, help="Write to this file instead of stdout.")
+def leaderboard_command(fmt, results, output):
+    """One row per learner and benchmark cell: mean ± 95% interval beside the paper's number."""
+    from fewshot.core.data import atomic_write
+    from fewshot.core.paths import results_path
+    from fewshot.leaderboard.table import render
+    from fewshot.records.store import ResultsStore
+
+    text = render(ResultsStore(results_path(results)).runs(), fmt)
+    if output:
+        atomic_write(Path(output), lambda f: f.write(text.encode()))
+    else:
+        click.echo(text, nl=False)
+
+
+@cli.command("compare")
+@click.argument("run_a", type=int)
+@click.argument("run_b", type=int)
+@click.option("--results", type=click.Path(dir_okay=False), default=None, help="Results file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as one JSON line.")
+def compare_command(run_a, run_b, results, as_json):
+    """Paired difference of two runs on identical episodes (A minus B), with its 95% interval."""
+    from fewshot.core.paths import results_path
+    from fewshot.leaderboard.table import compare
+    from fewshot.records.store import ResultsStore
+
+    found = ResultsStore(results_path(results))
+    outcome = compare(found.run(run_a), found.run(run_b))
+    if as_json:
+        click.echo(json.dumps(outcome))
+        return
+    click.echo(f"run {run_a} ({outcome['a']}) minus run {run_b} ({outcome['b']}) on {outcome['episodes']} identical episodes:")
+    click.echo(f"difference {outcome['difference']:+.2f} points ± {outcome['ci95']:.2f} (95% interval); "
+               f"{outcome['verdict']}")

@@ -1,0 +1,65 @@
+"""``fewshot learners`` and ``fewshot datasets``: what is registered."""
+from __future__ import annotations
+
+import click
+
+from fewshot.cli.app import (
+    cli,
+)
+
+
+@cli.command("learners")
+def learners_command():
+    """List the registered learners with family, paper and hyperparameters."""
+    from fewshot.core import registry
+    from fewshot.core.learner import describe_hparams
+
+    for name in registry.names("learner"):
+        cls = registry.learner(name)
+        click.echo(f"{name}  [{cls.family}]  {cls.paper}")
+        click.echo(f"    hyperparameters: {describe_hparams(cls) or 'none'}")
+        budgets = ", ".join(f"{k}: {v}" for k, v in cls.default_budget.items())
+        if cls.needs_support:
+            support = "needs support images"
+        else:
+            reads = " or ".join(cls.reads_sides) or "class descriptions"
+            support = (f"zero-shot: reads {reads}; " +
+                       ("uses support images when given" if cls.uses_support else "ignores support images (--shots K)"))
+        click.echo(f"    default budget: {budgets}; {support}")
+        if cls.hparam_grid:
+            click.echo(f"    chosen on the val classes unless fixed: {', '.join(cls.hparam_grid)}")
+    _list_adaptations()
+
+
+def _list_adaptations() -> None:
+    from fewshot.core import registry
+    from fewshot.core.learner import describe_hparams
+
+    click.echo("")
+    click.echo("domain adaptation methods (--adapt METHOD with --source and --target; --hp METHOD.NAME=VALUE):")
+    for name in registry.names("adaptation"):
+        cls = registry.adaptation(name)
+        click.echo(f"{name}  {cls.paper}")
+        needs = [text for flag, text in ((cls.needs_head, "a learner with a classifier of its training classes"),
+                                         (not cls.changes_training, "no training change: the source-only checkpoint"),
+                                         (cls.uses_target_labels, "uses --target-labels when given"),
+                                         (cls.transductive, "transductive on test episodes")) if flag]
+        click.echo(f"    hyperparameters: {describe_hparams(cls) or 'none'}" + (f"; {'; '.join(needs)}" if needs else ""))
+
+
+@cli.command("datasets")
+@click.option("--data-root", default=None, type=click.Path(file_okay=False), help="Folder holding the raw datasets.")
+def datasets_command(data_root):
+    """List the datasets, their protocols and whether their files are present."""
+    from fewshot.core import registry
+    from fewshot.core.paths import data_root as resolve_root
+
+    root = resolve_root(data_root)
+    for name in registry.names("dataset"):
+        source = registry.dataset(name)
+        present, status = source.status(root)
+        click.echo(f"{name}  {source.summary}")
+        click.echo(f"    protocols: {', '.join(source.protocols)} (default {source.default_protocol})")
+        described = "; ".join(f"{side}: {what}" for side, what in getattr(source, "descriptions", {}).items())
+        click.echo(f"    class descriptions (zero-shot): {described or 'none'}")
+        click.echo(f"    {'present' if present else 'absent'}: {status}")

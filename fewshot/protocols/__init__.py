@@ -1,0 +1,1 @@
+"""Evaluation protocols: how a benchmark cell is scored and reported."""

@@ -1,0 +1,1 @@
+"""Running a configuration: training with budgets and exact resume, checkpoints, caches, evaluation, downloads."""
