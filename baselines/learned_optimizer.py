@@ -185,6 +185,7 @@ class LearnedOptimizerLearner(Learner):
     hparam_choices = {"update_rule": ("lstm", "sgd", "adam")}
     eval_hparams = frozenset({"update_rule", "baseline_lr"})
     protocol_note = "transductive: batch norm uses the statistics of the episode's query batch, as in the paper"
+    transductive = True
 
     def __init__(self, task: TaskSpec, hp):
         super().__init__(task, hp)

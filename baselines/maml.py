@@ -54,6 +54,7 @@ class MAML(Learner):
     eval_hparams = frozenset({"test_steps"})
     default_budget = {"glyphs": "300steps", "omniglot": "6000steps", "*": "1000steps"}
     protocol_note = "transductive: batch norm uses the statistics of the episode's query batch, as in the paper"
+    transductive = True
 
     def __init__(self, task: TaskSpec, hp):
         super().__init__(task, hp)

@@ -73,6 +73,7 @@ class Reptile(Learner):
         self.register_buffer("meta_steps", torch.zeros((), dtype=torch.long))
         if self.hp["transductive"]:
             self.protocol_note = "transductive: the queries of an episode are classified together"
+            self.transductive = True
 
     def train_batches(self) -> EpisodeBatches:
         return EpisodeBatches(self.task.ways, self.hp["train_shots"], 0, self.hp["meta_batch"])

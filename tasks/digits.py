@@ -174,15 +174,16 @@ class Digits:
             return Split.of(every, image_mask=mask)
 
         splits = {"train": images(pools[source] if protocol == "uda" else pools[target]),
-                  "test": images(data.extras[f"{target}_test"].numpy()),
-                  "target": images(pools[target])}
+                  "test": images(data.extras[f"{target}_test"].numpy())}
+        if protocol == "uda":  # target-only trains on the labelled target images: nothing is left to adapt to
+            splits["target"] = images(pools[target])
         if target_labels:
             splits["target_labelled"] = images(labelled_subset(data.labels.numpy(), pools[target], target_labels))
         sizes = f"{len(pools[source])} {source} / {len(pools[target])} {target} training images"
         note = (f"{protocol}: {source} -> {target}, {sizes}{' (sampled as in Tzeng et al. 2017)' if sampled else ''}; "
                 f"scored on {len(data.extras[f'{target}_test'])} {target} test images")
         return Benchmark(self.name, protocol, data, splits, notes=note, network="lenet", source=source,
-                         target=target, scoring="images")
+                         target=target, evaluation="images")
 
 
 def _training_pool(data: ClassImages, domain: str, count: int | None) -> np.ndarray:

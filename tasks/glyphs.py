@@ -101,7 +101,7 @@ class Glyphs:
         if protocol in ("zsl", "gzsl"):
             return Benchmark(self.name, protocol, data, self.zero_shot_splits(data, protocol),
                              notes=f"{protocol}: unseen classes are new combinations of seen attribute values",
-                             zero_shot=True, generalized=protocol == "gzsl", **sides)
+                             zero_shot=True, evaluation="gzsl" if protocol == "gzsl" else "", **sides)
         scripts = np.array([c.group for c in data.classes])
         splits = {role: Split.of(np.flatnonzero(np.isin(scripts, names))) for role, names in SPLIT.items()}
         if source is None and target is None:

@@ -87,7 +87,7 @@ class XLSA17:
                   "val": role_split("val_loc"), "test": test}
         return Benchmark(f"xlsa17:{self.variant.upper()}", protocol, data, splits,
                          notes="Xian et al. 2018's proposed split", sides=("attributes",),
-                         describe=lambda side: attributes, zero_shot=True, generalized=protocol == "gzsl",
+                         describe=lambda side: attributes, zero_shot=True, evaluation="gzsl" if protocol == "gzsl" else "",
                          selection_train="select")
 
 

@@ -237,7 +237,7 @@ def test_generalized_zero_shot_reports_seen_unseen_and_their_harmonic_mean(tmp_p
                    "--hp", "lam=1", "--quiet", "--json", "--results", str(tmp_path / "r.sqlite"))
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert (result["mode"], result["shots"], result["side"]) == ("all-classes", 0, "attributes")
+    assert (result["protocol_kind"], result["shots"], result["side"]) == ("gzsl", 0, "attributes")
     s, u = result["seen"], result["unseen"]
     assert result["mean"] == result["harmonic"] == pytest.approx(2 * s * u / (s + u), abs=1e-3)
     assert "selected_on_val" not in result  # both hyperparameters were fixed

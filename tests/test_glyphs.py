@@ -104,7 +104,7 @@ def test_the_zero_shot_split_is_the_one_written_down(glyphs_zsl):
 
 
 def test_zero_shot_benchmarks_describe_their_classes(glyphs_zsl):
-    assert glyphs_zsl.sides == ("attributes", "text") and glyphs_zsl.zero_shot and not glyphs_zsl.generalized
+    assert glyphs_zsl.sides == ("attributes", "text") and glyphs_zsl.zero_shot and glyphs_zsl.evaluation == ""
     columns, attributes = Glyphs().describe(glyphs_zsl.data, "attributes")
     assert torch.equal(glyphs_zsl.describe("attributes"), attributes)
     assert glyphs_zsl.describe("text").shape == (len(glyphs_zsl.data.classes), 1024)

@@ -6,7 +6,8 @@ from fewshot.core.data import ClassImages, ClassInfo, Split
 from fewshot.core.errors import FewshotError
 from fewshot.core.learner import Learner, TaskSpec
 from fewshot.core.sampler import EpisodeSampler
-from fewshot.protocols.per_instance import accuracy_by_presentation, check_learner, evaluate_sequences, presentations, sequence_order
+from fewshot.protocols.per_instance import (PerInstance, accuracy_by_presentation, evaluate_sequences, presentations,
+                                            sequence_order)
 
 
 def test_presentations_count_each_class_up_to_the_step():
@@ -76,4 +77,4 @@ def test_sequences_are_fixed_by_the_episode():
 
 def test_learners_without_sequence_prediction_are_refused():
     with pytest.raises(FewshotError, match="--per-instance"):
-        check_learner("protonet", Learner)
+        PerInstance().check("protonet", Learner, None)

@@ -68,11 +68,11 @@ def test_learners_recognise_unseen_classes_from_features_linear_in_their_attribu
     import_xlsa17(tmp_path, "linear")
     bench = experiment.open_benchmark("xlsa17:LINEAR", "zsl")
     cell = experiment.resolve_cell(bench, None, None, None, None, 0)
-    assert (cell.mode, cell.ways, cell.shots) == ("all-classes", len(UNSEEN), 0)
+    assert (cell.kind, cell.ways, cell.shots) == ("all-classes", len(UNSEEN), 0)
     setup = experiment.make_setup(learner, {}, bench, cell)
     trained = experiment.ensure_trained(setup, experiment.default_budget(setup, None), torch.device("cpu"))
     assert trained.checkpoint is None  # features are given: nothing to pretrain
-    result = experiment.evaluate_setup(setup, trained.learner, None, torch.device("cpu"))
+    result = experiment.evaluate_setup(setup, trained.learner, torch.device("cpu"))
     threshold = {"eszsl": 0.9, "devise": 0.7, "conse": 0.4, "dap": 0.9}[learner]  # chance is 1/10
     assert result.mean > threshold
     assert set(setup.selection["chosen"]) == set(setup.cls.hparam_grid)  # chosen on val_loc, stored with the run
@@ -86,7 +86,7 @@ def test_generalized_scores_on_imported_features(tmp_path):
     cell = experiment.resolve_cell(bench, None, None, None, None, 0)
     setup = experiment.make_setup("eszsl", {}, bench, cell)
     learner = experiment.ensure_trained(setup, experiment.default_budget(setup, None), torch.device("cpu")).learner
-    scores = experiment.evaluate_setup(setup, learner, None, torch.device("cpu")).scores
+    scores = experiment.evaluate_setup(setup, learner, torch.device("cpu")).scores
     assert set(scores) >= {"seen", "unseen", "harmonic", "mean"} and scores["mean"] == scores["harmonic"]
     s, u = scores["seen"], scores["unseen"]
     assert s > 0.5 and u > 0.5 and scores["harmonic"] == pytest.approx(2 * s * u / (s + u))

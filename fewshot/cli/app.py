@@ -29,12 +29,37 @@ def cell_options(fn):
     return fn
 
 
-def per_instance_options(fn):
-    fn = click.option("--instances", type=int, default=None,
-                      help="With --per-instance: images of each class in a sequence  [default: 10]")(fn)
-    return click.option("--per-instance", is_flag=True,
-                        help="Santoro et al.'s protocol: --ways classes x --instances images as one labelled sequence, "
-                             "scored by presentation.")(fn)
+def protocol_options(fn):
+    """The options registered protocols bring: ``--KIND`` for a protocol chosen by its flag, and its own
+    integer options (None when not given, so a protocol can tell "not said" from its default)."""
+    from fewshot.core import registry
+
+    for name in reversed(registry.names("protocol")):
+        protocol = registry.protocol(name)
+        for option, (default, text) in reversed(list(protocol.options.items())):
+            fn = click.option(f"--{option}", type=int, default=None, help=f"{text}  [default: {default}]")(fn)
+        if protocol.flag_help:
+            fn = click.option(f"--{protocol.kind}", "kind", flag_value=protocol.kind, default=None,
+                              help=protocol.flag_help)(fn)
+    return fn
+
+
+def protocol_words(ways, shots, queries, episodes, seed, kind, given: dict):
+    """The cell's words from the command line; an option of a protocol that is not chosen is refused."""
+    from fewshot.core import registry
+    from fewshot.core.errors import FewshotError
+    from fewshot.core.protocol import Words
+
+    options: dict = {}
+    for name in registry.names("protocol"):
+        protocol = registry.protocol(name)
+        for option in protocol.options:
+            if protocol.kind == kind:
+                options[option] = given.get(option)
+            elif given.get(option) is not None:
+                how = f"add --{protocol.kind}" if protocol.flag_help else f"it belongs to {protocol.kind}"
+                raise FewshotError(f"--{option} belongs to the {protocol.kind} protocol; {how}")
+    return Words(ways, shots, queries, episodes, seed, kind, options)
 
 
 class WaysType(click.ParamType):

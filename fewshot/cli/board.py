@@ -22,7 +22,8 @@ def leaderboard_command(fmt, results, output):
     from fewshot.leaderboard.table import render
     from fewshot.records.store import ResultsStore
 
-    text = render(ResultsStore(results_path(results)).runs(), fmt)
+    found = ResultsStore(results_path(results))
+    text = render(found.runs(), fmt, hidden=found.superseded_count())
     if output:
         atomic_write(Path(output), lambda f: f.write(text.encode()))
     else:
@@ -35,7 +36,7 @@ def leaderboard_command(fmt, results, output):
 @click.option("--results", type=click.Path(dir_okay=False), default=None, help="Results file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as one JSON line.")
 def compare_command(run_a, run_b, results, as_json):
-    """Paired difference of two runs on identical episodes (A minus B), with its 95% interval."""
+    """Paired difference of two runs on identical episodes, images or classes (A minus B), with its 95% interval."""
     from fewshot.core.paths import results_path
     from fewshot.leaderboard.table import compare
     from fewshot.records.store import ResultsStore
@@ -45,6 +46,7 @@ def compare_command(run_a, run_b, results, as_json):
     if as_json:
         click.echo(json.dumps(outcome))
         return
-    click.echo(f"run {run_a} ({outcome['a']}) minus run {run_b} ({outcome['b']}) on {outcome['episodes']} identical episodes:")
+    click.echo(f"run {run_a} ({outcome['a']}) minus run {run_b} ({outcome['b']}) on {outcome['pairs']} identical "
+               f"{outcome['unit']}s:")
     click.echo(f"difference {outcome['difference']:+.2f} points ± {outcome['ci95']:.2f} (95% interval); "
                f"{outcome['verdict']}")

@@ -63,3 +63,16 @@ def datasets_command(data_root):
         described = "; ".join(f"{side}: {what}" for side, what in getattr(source, "descriptions", {}).items())
         click.echo(f"    class descriptions (zero-shot): {described or 'none'}")
         click.echo(f"    {'present' if present else 'absent'}: {status}")
+
+
+@cli.command("protocols")
+def protocols_command():
+    """List the evaluation protocols: how each scores a benchmark cell, and how it is chosen."""
+    from fewshot.core import registry
+
+    for name in registry.names("protocol"):
+        protocol = registry.protocol(name)
+        chosen = f"with --{protocol.kind}" if protocol.flag_help else "by the dataset's protocol and the cell's options"
+        options = ", ".join(f"--{option} (default {default})" for option, (default, _) in protocol.options.items())
+        click.echo(f"{name}  {protocol.summary}")
+        click.echo(f"    chosen {chosen}; scores each {protocol.unit}{'; options: ' + options if options else ''}")

@@ -171,9 +171,7 @@ class Benchmark:
     ``report`` is ``"accuracy"`` or ``"error"`` (the figure the protocol's papers quote).
     ``describe(side)`` gives every class's description ``[classes, D]`` for the
     sides named in ``sides`` (zero-shot learning). A ``zero_shot`` protocol's test
-    classes are known by their descriptions alone (``--shots 0``); a
-    ``generalized`` one tests on seen and unseen classes at once, over every
-    class of its test split. ``selection_train`` names the split a learner is
+    classes are known by their descriptions alone (``--shots 0``). ``selection_train`` names the split a learner is
     fitted on while its hyperparameters are chosen on ``val`` (Xian et al.'s
     ``train_loc``), where that differs from ``train``.
     """
@@ -189,16 +187,16 @@ class Benchmark:
     sides: tuple[str, ...] = ()
     describe: Callable[[str], torch.Tensor] | None = None
     zero_shot: bool = False
-    generalized: bool = False
     selection_train: str = "train"
     network: str = "conv4"  # the backbone the protocol's papers use, for learners that take it from the benchmark
     # Domain adaptation: the source and target domains, and the split "target" of unlabelled target
     # training images (and "target_labelled" of the few labelled ones of --target-labels, if any).
     source: str = ""
     target: str = ""
-    # "episodes" (few-shot cells), or "images": every test image classified among the training classes
-    # by the learner's own classifier, in fixed seeded batches (domain adaptation).
-    scoring: str = "episodes"
+    # The evaluation protocol (a registered ``fewshot.protocols`` name) that scores the benchmark whatever the
+    # command line's cell words say ("gzsl": seen and unseen classes at once; "images": every test image among
+    # the training classes); "" lets the words choose (ways and shots: episodes; --ways all: every class).
+    evaluation: str = ""
     default_queries: int = 15  # fewer where a domain holds few images of a class (glyph font families)
 
     def split(self, role: str) -> Split | None:

@@ -91,6 +91,9 @@ class Learner(nn.Module):
     hparam_grid: ClassVar[Mapping[str, tuple]] = {}
     # How the learner meets the benchmark's episodes, where that differs from the usual; the leaderboard's protocol column shows it.
     protocol_note: ClassVar[str] = ""
+    # Whether predict classifies an episode's queries together (batch statistics of the query batch, say), so a
+    # query's label may depend on the others: recorded with every run and shown beside its figure.
+    transductive: bool = False
 
     def __init__(self, task: TaskSpec, hp: Mapping[str, Any]):
         super().__init__()
@@ -135,6 +138,17 @@ class Learner(nn.Module):
     @classmethod
     def classifies(cls) -> bool:
         return cls.classify is not Learner.classify
+
+    def network_name(self) -> str:
+        """The network the learner scores with, as recorded beside its runs: its ``backbone`` module's class, or
+        else that of its largest module."""
+        network = getattr(self, "backbone", None)
+        if not isinstance(network, nn.Module):
+            children = list(self.children())
+            if not children:
+                return "none"
+            network = max(children, key=lambda m: sum(p.numel() for p in m.parameters()))
+        return type(network).__name__
 
     def before_evaluation(self) -> None:
         """Called once before the test evaluation, after training (AdaBN recomputes statistics here)."""

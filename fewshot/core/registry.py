@@ -2,7 +2,7 @@
 
 Built-ins register in the project's ``pyproject.toml`` under the same
 entry-point groups a third-party package uses (``fewshot.learners``,
-``fewshot.datasets``, ``fewshot.adaptations``), so a plug-in is found exactly like a built-in.
+``fewshot.datasets``, ``fewshot.adaptations``, ``fewshot.protocols``), so a plug-in is found exactly like a built-in.
 """
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from typing import Any
 
 from fewshot.core.errors import FewshotError
 
-GROUPS = {"learner": "fewshot.learners", "dataset": "fewshot.datasets", "adaptation": "fewshot.adaptations"}
+GROUPS = {"learner": "fewshot.learners", "dataset": "fewshot.datasets", "adaptation": "fewshot.adaptations",
+          "protocol": "fewshot.protocols"}
 
 
 @lru_cache(maxsize=None)
@@ -47,6 +48,10 @@ def learner(name: str) -> Any:
 
 def adaptation(name: str) -> Any:
     return get("adaptation", name)
+
+
+def protocol(name: str) -> Any:
+    return get("protocol", name)
 
 
 def dataset(name: str) -> Any:

@@ -77,6 +77,7 @@ class Adapted(Learner):
         self.target_batch, self.target_labels = target_batch, target_labels
         self.target_images = target_images
         self.protocol_note = "; ".join(n for n in (learner.protocol_note, adaptation.protocol_note) if n)
+        self.transductive = learner.transductive or adaptation.transductive
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.int64))
         inner = self._inner_optimizers()
         adaptation.attach(learner.backbone)
@@ -95,6 +96,9 @@ class Adapted(Learner):
         extractor = getattr(learner.backbone, "extractor_end", None)
         if extractor:
             learner.backbone.get_submodule(extractor).register_forward_hook(self._keep_extracted)
+
+    def network_name(self) -> str:
+        return self.learner.network_name()
 
     def _inner_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {name: value for name, value in vars(self.learner).items() if isinstance(value, torch.optim.Optimizer)}

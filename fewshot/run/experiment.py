@@ -9,9 +9,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import itertools
-import json
-import platform
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -20,43 +17,17 @@ import numpy as np
 import torch
 
 import fewshot
-from fewshot.run import checkpoint
 from fewshot.core import registry
+from fewshot.core.protocol import Cell, Protocol, Words, choose
+from fewshot.run import checkpoint
 from fewshot.core.data import Benchmark, cache_key
 from fewshot.core.errors import FewshotError
 from fewshot.core.episode import LabelledImages
-from fewshot.run.harness import (Budget, EvalResult, TrainOutcome, embed_items, evaluate, evaluate_all_classes,
-                             evaluate_images, train)
+from fewshot.run.harness import Budget, EvalResult, TrainOutcome, embed_items, evaluate_all_classes, train
 from fewshot.core.learner import EpisodeBatches, ImageBatches, Learner, TaskSpec, resolve_hparams
 from fewshot.core.paths import cache_dir, data_root
 from fewshot.core.sampler import EpisodeSampler, EpisodeSource, FixedSampler, ImagePool
 from fewshot.core.sampler import ImageBatches as ImageBatchSampler
-
-DEFAULT_QUERIES = 15
-DEFAULT_EPISODES = 600
-VALIDATION_EPISODES = 100
-
-
-@dataclass(frozen=True)
-class Cell:
-    """A benchmark cell: with the learner's configuration it fixes every number of a result."""
-
-    dataset: str
-    protocol: str
-    ways: int
-    shots: int
-    queries: int
-    episodes: int
-    seed: int
-    split: str = "test"
-    # "episodic"; "per-instance": shots are the instances of one labelled sequence, no queries;
-    # "all-classes": every test image against every class of the split at once (zero-shot protocols)
-    mode: str = "episodic"
-    side: str = ""  # the class descriptions episodes carry (zero-shot), "" for none
-    # Domain shifts: the source and target domains (and "images" mode: every target test image, in batches).
-    source: str = ""
-    target: str = ""
-
 
 def open_benchmark(dataset: str, protocol: str | None, root: str | Path | None = None, size: int = 28,
                    source: str | None = None, target: str | None = None, target_labels: int = 0) -> Benchmark:
@@ -81,83 +52,19 @@ def _datasets_with_domains() -> list[str]:
     return [name for name in registry.names("dataset") if getattr(registry.get("dataset", name), "domains", ())]
 
 
-def resolve_cell(bench: Benchmark, ways: int | str | None, shots: int | None, queries: int | None,
-                 episodes: int | None, seed: int) -> Cell:
-    if bench.scoring == "images":
-        return _images_cell(bench, ways, shots, queries, episodes, seed)
-    if bench.zero_shot:
-        if shots not in (None, 0):
-            raise FewshotError(f"{bench.dataset}/{bench.protocol} knows its test classes by their descriptions "
-                               f"alone: pass --shots 0 or leave --shots out")
-        shots = 0
-        if ways is None:
-            ways = "all"
-    if bench.generalized and ways != "all":
-        raise FewshotError(f"{bench.dataset}/{bench.protocol} labels every test image among all its classes, "
-                           f"seen and unseen: pass --ways all or leave --ways out")
-    if ways == "all":
-        return _all_classes_cell(bench, shots, queries, episodes, seed)
-    given = {"ways": ways, "shots": shots, "queries": queries, "episodes": episodes}
-    for name, fixed in bench.fixed_cell.items():
-        if given[name] is not None and given[name] != fixed:
-            pinned = " ".join(f"--{k} {v}" for k, v in bench.fixed_cell.items())
-            raise FewshotError(f"{bench.dataset}/{bench.protocol} fixes --{name} {fixed} (its episodes are {pinned}); "
-                               f"leave --{name} out or pass {fixed}")
-        given[name] = fixed
-    given["queries"] = bench.default_queries if given["queries"] is None else given["queries"]
-    given["episodes"] = DEFAULT_EPISODES if given["episodes"] is None else given["episodes"]
-    for name in ("ways", "shots"):
-        if given[name] is None:
-            raise FewshotError(f"--{name} is required (for example --ways 5 --shots 1)")
-    for name, value in given.items():
-        least = 0 if name == "shots" else 1
-        if value < least:
-            raise FewshotError(f"--{name} must be at least {least}, got {value}")
-    if seed < 0:
-        raise FewshotError(f"--seed must be zero or positive, got {seed}")
-    return Cell(bench.dataset, bench.protocol, seed=seed, source=bench.source, target=bench.target, **given)
+def resolve_cell(bench: Benchmark, ways: int | str | None = None, shots: int | None = None,
+                 queries: int | None = None, episodes: int | None = None, seed: int = 0, kind: str | None = None,
+                 **options: int | None) -> Cell:
+    """The benchmark cell these words name, resolved by the protocol that scores them (``kind``, else the one
+    that matches); ``options`` are the chosen protocol's own (``instances`` of ``per-instance``)."""
+    words = Words(ways, shots, queries, episodes, seed, kind, options)
+    return choose(bench, words).resolve(bench, words)
 
 
-def _all_classes_cell(bench: Benchmark, shots: int | None, queries: int | None, episodes: int | None,
-                      seed: int) -> Cell:
-    """``--ways all``: one pass over every test image, labelled among all the split's classes."""
-    if shots not in (None, 0):
-        raise FewshotError("--ways all scores every test image against every class by its description: pass --shots 0")
-    for name, value in (("queries", queries), ("episodes", episodes)):
-        if value is not None:
-            raise FewshotError(f"--ways all scores every test image once; leave out --{name}")
-    split = bench.split("test")
-    if split is None or bench.fixed:
-        raise FewshotError(f"{bench.dataset}/{bench.protocol} has no test split of classes to score all at once")
-    if seed < 0:
-        raise FewshotError(f"--seed must be zero or positive, got {seed}")
-    return Cell(bench.dataset, bench.protocol, len(split), 0, 0, 1, seed, mode="all-classes")
-
-
-def _images_cell(bench: Benchmark, ways, shots, queries, episodes, seed: int) -> Cell:
-    """A domain adaptation cell: every target test image, classified among all the classes."""
-    from fewshot.run.harness import IMAGE_BATCH
-
-    for name, value in (("ways", ways), ("shots", shots), ("queries", queries), ("episodes", episodes)):
-        if value is not None:
-            raise FewshotError(f"{bench.dataset}/{bench.protocol} classifies every {bench.target} test image among "
-                               f"all {len(bench.split('train'))} classes; leave out --{name}")
-    if seed < 0:
-        raise FewshotError(f"--seed must be zero or positive, got {seed}")
-    images = int(bench.split("test").image_mask.sum())
-    return Cell(bench.dataset, bench.protocol, len(bench.split("train")), 0, 0, -(-images // IMAGE_BATCH), seed,
-                mode="images", source=bench.source, target=bench.target)
-
-
-def resolve_sequence_cell(bench: Benchmark, ways: int | None, instances: int, episodes: int | None, seed: int) -> Cell:
-    """A cell of the per-instance protocol: ``ways`` classes x ``instances`` images per sequence."""
-    if bench.fixed_cell:
-        raise FewshotError(f"{bench.dataset}/{bench.protocol} is a set of fixed runs; --per-instance needs a protocol "
-                           f"with a class split (for example --protocol vinyals)")
-    if instances < 1:
-        raise FewshotError(f"--instances must be at least 1, got {instances}")
-    cell = resolve_cell(bench, 5 if ways is None else ways, instances, 1, episodes, seed)
-    return dataclasses.replace(cell, queries=0, mode="per-instance")
+def resolve_training_cell(bench: Benchmark, words: Words) -> Cell:
+    """The cell ``fewshot train`` trains for: the protocol's defaults for what the words leave out."""
+    protocol = choose(bench, words)
+    return protocol.resolve(bench, protocol.training_words(bench, words))
 
 
 def test_source(bench: Benchmark, cell: Cell, side: torch.Tensor | None = None) -> EpisodeSource:
@@ -188,6 +95,10 @@ class Setup:
     adapt: str = "none"  # the domain adaptation method (--adapt) and its hyperparameters
     adapt_hp: dict[str, Any] = dataclasses.field(default_factory=dict)
     target_labels: int = 0
+
+    @property
+    def protocol(self) -> Protocol:
+        return registry.protocol(self.cell.kind)()
 
     @property
     def adapt_cls(self) -> type | None:
@@ -229,16 +140,7 @@ def make_setup(learner: str, overrides: dict[str, str], bench: Benchmark, cell: 
                                   target_labels)
     overrides = {k: v for k, v in overrides.items() if "." not in k}  # the learner's own: METHOD.NAME are the method's
     hp = resolve_hparams(cls, overrides, learner)
-    if bench.scoring == "images" and not cls.classifies():
-        raise FewshotError(f"{learner} has no classifier over the training classes, which "
-                           f"{bench.dataset}/{bench.protocol} scores target images with: choose finetune")
-    if cell.mode == "per-instance":
-        from fewshot.protocols.per_instance import check_learner
-
-        check_learner(learner, cls)
-    if cell.shots == 0 and cls.needs_support and cell.mode != "images":
-        raise FewshotError(f"{learner} needs support images and cannot run with --shots 0; "
-                           f"choose a zero-shot learner (see `fewshot learners`)")
+    registry.protocol(cell.kind)().check(learner, cls, cell)
     if bench.data.is_features and not cls.reads_sides:
         raise FewshotError(f"{bench.dataset} holds precomputed image features, not images: choose a zero-shot learner")
     cell = dataclasses.replace(cell, side=resolve_side(bench, learner, cls, cell, side))
@@ -263,25 +165,25 @@ def resolve_adaptation(adapt: str, overrides: dict[str, str], bench: Benchmark, 
     if not bench.target:
         raise FewshotError(f"--adapt {adapt} needs a domain shift: pass --source and --target of a dataset with "
                            f"domains ({', '.join(_datasets_with_domains())})")
-    if bench.protocol == "target-only":
-        raise FewshotError(f"{bench.dataset}/target-only trains on labelled target images; there is no shift to "
-                           f"adapt to: leave out --adapt")
+    if bench.split("target") is None:
+        raise FewshotError(f"{bench.dataset}/{bench.protocol} has no unlabelled target images to adapt to (it trains "
+                           f"on labelled target images): leave out --adapt")
     if target_labels and not method.uses_target_labels:
         users = [n for n in registry.names("adaptation") if registry.adaptation(n).uses_target_labels]
         raise FewshotError(f"{adapt} does not use labelled target images: leave out --target-labels or choose "
                            f"{', '.join(users)}")
     if target_labels and not cls.classifies():
-        raise FewshotError(f"--target-labels needs a learner with a classifier over its training classes "
-                           f"(finetune), not {learner}")
+        raise FewshotError(f"--target-labels needs a learner with a classifier over its training classes, "
+                           f"which {learner} has not (see `fewshot learners`)")
     if method.needs_head and not cls.classifies():
         raise FewshotError(f"{adapt} reads the classifier's outputs, and {learner} has no classifier over its "
-                           f"training classes: choose finetune, or another method")
+                           f"training classes: choose a learner with one (see `fewshot learners`), or another method")
     return resolve_hparams(method, {k.split(".", 1)[1]: v for k, v in overrides.items()}, adapt)
 
 
 def resolve_side(bench: Benchmark, name: str, cls: type[Learner], cell: Cell, side: str | None) -> str:
     """Which class descriptions the episodes carry: ``--side``, else attributes for a zero-shot cell or learner."""
-    wants = bool(cls.reads_sides) or (cell.shots == 0 and cell.mode != "images")
+    wants = bool(cls.reads_sides) or registry.protocol(cell.kind)().wants_sides(cell)
     if not wants:
         if side is not None:
             raise FewshotError(f"{name} does not read class descriptions; leave out --side")
@@ -318,8 +220,8 @@ def _adapted(setup: Setup, learner: Learner, budget: Budget | None, device: torc
 
     if not adaptable(learner):
         raise FewshotError(f"{setup.name} has no backbone module for --adapt {setup.adapt} to adapt (its network is "
-                           f"adapted inside its own inner loop); choose a learner with one, such as finetune, "
-                           f"protonet or matchingnet")
+                           f"adapted inside its own inner loop); choose a learner with one "
+                           f"(see `fewshot learners`)")
     if setup.adapts_training and (budget is None or budget.steps is None):
         raise FewshotError(f"--adapt {setup.adapt} schedules its training over a number of steps: give --budget "
                            f"in steps (such as 3000steps)")
@@ -403,20 +305,8 @@ def _source_batches(setup: Setup, spec: Any) -> Callable[[int], Any]:
 
 
 def validator(setup: Setup, learner: Learner, device: torch.device) -> Callable[[], float] | None:
-    """Validation accuracy during training, on episodes of the val split; none for learners that
-    ``prepare`` (their heads are fitted after training)."""
-    split = setup.bench.split("val")
-    if split is None or learner.prepares():
-        return None
-    cell = setup.cell
-    ways = min(cell.ways, len(split)) if cell.mode != "all-classes" else min(5, len(split))
-    sampler = EpisodeSampler(setup.bench.data, split, ways, cell.shots, cell.queries or DEFAULT_QUERIES, cell.seed,
-                             role="val", name=f"the {cell.dataset}/{cell.protocol} val split", side=setup.side)
-    if cell.mode == "per-instance":
-        from fewshot.protocols.per_instance import evaluate_sequences
-
-        return lambda: evaluate_sequences(learner, sampler, VALIDATION_EPISODES, cell.shots, device).mean
-    return lambda: evaluate(learner, sampler, VALIDATION_EPISODES, device).mean
+    """Validation accuracy during training, as the cell's protocol measures it on the val split (or none)."""
+    return setup.protocol.validator(setup, learner, device)
 
 
 @dataclass
@@ -557,8 +447,7 @@ def prepare(setup: Setup, learner: Learner, device: torch.device, log: Callable[
         for candidate in candidates:
             learner.hp.update(candidate)
             learner.prepare(*fit_on)
-            scores.append(evaluate_all_classes(learner, setup.bench.data, val, setup.side,
-                                               torch.zeros(len(val), dtype=torch.bool), device,
+            scores.append(evaluate_all_classes(learner, setup.bench.data, val, setup.side, device,
                                                embedded=val_features.x).mean)
         best = int(np.argmax(scores))  # the first of equals, in the grid's order
         learner.hp.update(candidates[best])
@@ -570,22 +459,12 @@ def prepare(setup: Setup, learner: Learner, device: torch.device, log: Callable[
     learner.prepare(*final)
 
 
-def evaluate_setup(setup: Setup, learner: Learner, source: EpisodeSource | None, device: torch.device,
-                   use_cache: bool | None = None, progress: bool = False,
-                   log: Callable[[str], None] = lambda line: None) -> EvalResult:
-    """The cell's test result: the learner's prepared heads first, then its episodes or, for ``--ways all``,
-    every test image among all the split's classes (seen ones being the training split's)."""
+def evaluate_setup(setup: Setup, learner: Learner, device: torch.device, use_cache: bool | None = None,
+                   progress: bool = False, log: Callable[[str], None] = lambda line: None) -> EvalResult:
+    """The cell's test result: the learner's prepared heads first, then its protocol's evaluation."""
     prepare(setup, learner, device, log)
     learner.before_evaluation()
-    cell = setup.cell
-    if cell.mode == "images":
-        return evaluate_images(learner, setup.bench.data, setup.bench.split(cell.split), cell.episodes, cell.seed,
-                               device)
-    if cell.mode != "all-classes":
-        return evaluate(learner, source, cell.episodes, device, use_cache=use_cache, persist=True, progress=progress)
-    split, train = setup.bench.split(cell.split), setup.bench.split("train")
-    seen = torch.from_numpy(np.isin(split.classes.numpy(), train.classes.numpy() if train is not None else []))
-    return evaluate_all_classes(learner, setup.bench.data, split, setup.side, seen, device)
+    return setup.protocol.evaluate(setup, learner, device, use_cache=use_cache, progress=progress)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -604,24 +483,25 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def code_commit() -> str | None:
-    root = Path(fewshot.__file__).resolve().parent.parent
-    if not (root / ".git").exists():
-        return None
-    try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
-                             timeout=5)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def run_record(setup: Setup, trained: Trained, result: EvalResult, device: torch.device) -> dict[str, Any]:
+    """The store's row for a run: the cell, the learner's configuration, the scores and where they came from."""
+    from fewshot.records.provenance import provenance
+
+    cell, learner = setup.cell, trained.learner
     return {
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "learner": setup.name,
         "hparams": setup.hp,
-        **dataclasses.asdict(setup.cell),
+        "dataset": cell.dataset, "protocol": cell.protocol, "split": cell.split, "ways": cell.ways,
+        "shots": cell.shots, "queries": cell.queries, "episodes": cell.episodes, "seed": cell.seed,
+        "protocol_kind": cell.kind, "side": cell.side, "source": cell.source, "target": cell.target,
+        "adaptation": setup.adapt, "adaptation_hparams": setup.adapt_hp, "target_labels": setup.target_labels,
+        "selection": setup.selection,
+        "backbone": learner.network_name(),
+        "transductive": int(learner.transductive),
+        "protocol_note": learner.protocol_note,
+        "report": setup.bench.report,
+        "unit": setup.protocol.unit,
         "mean": result.mean,
         "ci95": result.ci95,
         "seconds": result.seconds,
@@ -631,26 +511,8 @@ def run_record(setup: Setup, trained: Trained, result: EvalResult, device: torch
         "train_steps": trained.steps,
         "train_seconds": trained.seconds,
         "checkpoint": str(trained.checkpoint) if trained.checkpoint else None,
-        "fewshot_version": fewshot.__version__,
-        "code_commit": code_commit(),
-        "torch_version": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "embedding_cache": result.table_source,
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
-        "host": platform.node(),
-        "extra": json.dumps({"embedding_cache": result.table_source, "report": setup.bench.report,
-                             "threads": torch.get_num_threads(), "mode": setup.cell.mode,
-                             "protocol_note": trained.learner.protocol_note, **_presentation_figures(result),
-                             **({"side": setup.cell.side} if setup.cell.side else {}),
-                             **({"source": setup.cell.source, "target": setup.cell.target} if setup.cell.source else {}),
-                             **({"adapt": setup.adapt, "adapt_hparams": setup.adapt_hp} if setup.adapt != "none" else {}),
-                             **({"target_labels": setup.target_labels} if setup.target_labels else {}),
-                             **({"scores": result.scores} if result.scores else {}),
-                             **({"selection": setup.selection} if setup.selection else {})}),
+        **provenance(),
     }
-
-
-def _presentation_figures(result: EvalResult) -> dict[str, Any]:
-    if result.by_presentation is None:
-        return {}
-    means, intervals = result.presentation_summary()
-    return {"presentation_accuracy": [round(float(v), 6) for v in means],
-            "presentation_ci95": [round(float(v), 6) for v in intervals]}

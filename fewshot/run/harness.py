@@ -28,7 +28,7 @@ from fewshot.core.errors import FewshotError, Interrupted
 from fewshot.core.learner import Learner
 from fewshot.core.paths import cache_dir
 from fewshot.core.sampler import EpisodePlan, EpisodeSource, ImagePool, render
-from fewshot.protocols.zero_shot import class_scores, per_class_accuracy
+from fewshot.core.stats import mean_interval
 
 
 @dataclass(frozen=True)
@@ -76,25 +76,11 @@ class EvalResult:
 
     @property
     def ci95(self) -> float:
-        return self.scores["ci95"] if self.scores else confidence95(self.accuracies)
-
-    def presentation_summary(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-instance protocol: mean accuracy at each presentation and its 95% interval (over episodes)."""
-        if self.by_presentation is None:
-            raise ValueError("not a per-instance result")
-        return self.by_presentation.mean(0), np.array([confidence95(c) for c in self.by_presentation.T])
+        return self.scores["ci95"] if self.scores else mean_interval(self.accuracies)
 
     @property
     def episodes_per_s(self) -> float:
         return len(self.accuracies) / self.seconds if self.seconds > 0 else math.inf
-
-
-def confidence95(values: np.ndarray) -> float:
-    """Half-width of the normal 95% interval of the mean: 1.96 sample standard deviations over sqrt(n)."""
-    values = np.asarray(values, dtype=np.float64)
-    if len(values) < 2:
-        return 0.0
-    return float(1.96 * values.std(ddof=1) / math.sqrt(len(values)))
 
 
 def episodes_digest(plans: list[EpisodePlan]) -> str:
@@ -173,14 +159,13 @@ def _embedded_episode(plan: EpisodePlan, source: EpisodeSource, items: np.ndarra
 
 
 def evaluate_all_classes(learner: Learner, data: ClassImages, split: Split, side: torch.Tensor,
-                         seen: torch.Tensor, device: torch.device | str = "cpu", batch: int = 1024,
+                         device: torch.device | str = "cpu", batch: int = 1024,
                          embedded: torch.Tensor | None = None) -> EvalResult:
     """Every image of ``split`` scored against all of its classes at once, known by ``side`` alone.
 
     The zero-shot protocols of Xian et al. 2018: ``accuracies`` are per class
-    (per-class mean top-1 is the score); with some classes ``seen`` (one flag
-    per class row of the split: generalized zero-shot) the score is the
-    harmonic mean of seen and unseen accuracy (see ``fewshot.protocols.zero_shot``).
+    (their mean, per-class mean top-1, is the score of ``all-classes``; the
+    ``gzsl`` protocol scores seen and unseen classes apart).
     The images go to ``predict`` as the queries of episodes with no support,
     ``batch`` at a time, each with every class and its description; with
     ``embedded`` (the split's images already embedded, in ``ImagePool.items``
@@ -210,42 +195,13 @@ def evaluate_all_classes(learner: Learner, data: ClassImages, split: Split, side
     finally:
         learner.train(was_training)
     labels = torch.from_numpy(rows.copy())
-    per_class = per_class_accuracy(predicted, labels, torch.arange(len(class_ids)))
+    correct = (predicted == labels).double()
+    per_class = torch.zeros(len(class_ids), dtype=torch.float64).index_add_(0, labels, correct)
+    counts = torch.bincount(labels, minlength=len(class_ids))
+    if bool((counts == 0).any()):
+        raise FewshotError(f"class row {int(torch.nonzero(counts == 0)[0])} of the split has no test images")
     plan = EpisodePlan(pool.classes, np.empty(0, dtype=np.int64), items, 0)
-    return EvalResult(per_class.double().numpy(), time.perf_counter() - start, episodes_digest([plan]), False,
-                      scores=class_scores(per_class, seen))
-
-
-IMAGE_BATCH = 100  # test images per recorded batch in the domain adaptation protocol
-
-
-def evaluate_images(learner: Learner, data: ClassImages, split: Split, batches: int, seed: int,
-                    device: torch.device | str = "cpu", batch: int = IMAGE_BATCH) -> EvalResult:
-    """Every image of ``split`` classified among the training classes by ``learner.classify``.
-
-    The unsupervised domain adaptation protocol: the images go in ``batches``
-    fixed batches of ``batch`` (the last may be smaller), in an order fixed by
-    ``seed``, and each batch's accuracy is recorded, so two runs are compared
-    pair by pair on the same images. The score is the accuracy over all images,
-    with the binomial 95% interval.
-    """
-    was_training = learner.training
-    learner.eval()
-    start = time.perf_counter()
-    items, rows = ImagePool(data, split).items()
-    order = np.random.default_rng([seed, 0x1A6E]).permutation(len(items))
-    items, rows = items[order], rows[order]
-    try:
-        correct = predicted_classes(learner.classify, data, items, batch, device) == rows
-    finally:
-        learner.train(was_training)
-    accuracies = np.array([correct[i:i + batch].mean() for i in range(0, len(items), batch)])
-    if len(accuracies) != batches:
-        raise RuntimeError(f"expected {batches} batches of test images, made {len(accuracies)}")
-    p = float(correct.mean())
-    plan = EpisodePlan(np.unique(rows), np.empty(0, dtype=np.int64), items, seed)
-    return EvalResult(accuracies, time.perf_counter() - start, episodes_digest([plan]), False,
-                      scores={"mean": p, "ci95": 1.96 * math.sqrt(p * (1 - p) / len(items))})
+    return EvalResult((per_class / counts).numpy(), time.perf_counter() - start, episodes_digest([plan]), False)
 
 
 @torch.no_grad()
