@@ -14,6 +14,7 @@ import pytest
 
 from fewshot.core.errors import FewshotError
 from fewshot.records.migrations import SCHEMA_VERSION
+from fewshot.records.provenance import provenance
 from fewshot.records.store import REQUIRED_FIELDS, ResultsStore, check_writable
 
 
@@ -227,3 +228,68 @@ def test_every_required_field_is_a_column_without_a_default(tmp_path):
         *REQUIRED_FIELDS,
         "created",
     }
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.email=t@example.org", "-c", "user.name=t", "-C", str(repo), *args],
+        check=True,
+        capture_output=True,
+    )
+
+
+def _repo(tmp_path: Path, name: str) -> Path:
+    """A tiny git repository holding one package, committed."""
+    repo = tmp_path / name
+    package = repo / "pkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("VALUE = 1\n")
+    (repo / ".gitignore").write_text("*.log\n")
+    (repo / "results.sqlite").write_bytes(b"runs")
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "first")
+    return package
+
+
+def test_provenance_of_a_clean_and_of_a_changed_checkout(tmp_path):
+    clean = _repo(tmp_path, "clean")
+    (clean.parent / "notes.log").write_text("ignored files do not count")
+    (clean.parent / "results.sqlite").write_bytes(b"more runs")  # recording a run is not a change of code
+    found = provenance(clean)
+    assert len(found["code_commit"]) == 12 and found["code_dirty"] is False
+    assert found["code_diff_hash"] is None and found["code_source_hash"] is None
+    assert set(found) == {"fewshot_version", "code_commit", "code_dirty", "code_diff_hash", "code_source_hash",
+                          "torch_version", "python_version", "host"}  # fmt: skip
+
+    edited, other_edit, untracked = (_repo(tmp_path, name) for name in ("edited", "other_edit", "untracked"))
+    (edited / "__init__.py").write_text("VALUE = 2\n")
+    (other_edit / "__init__.py").write_text("VALUE = 3\n")
+    (untracked / "extra.py").write_text("NEW = 1\n")
+    hashes = []
+    for package in (edited, other_edit, untracked):
+        found = provenance(package)
+        assert found["code_dirty"] is True and len(found["code_diff_hash"]) == 16
+        hashes.append(found["code_diff_hash"])
+    assert len(set(hashes)) == 3, "different changes, different hashes"
+
+
+def test_provenance_is_computed_once_per_process(tmp_path):
+    package = _repo(tmp_path, "repo")
+    first = provenance(package)
+    (package / "__init__.py").write_text("VALUE = 2\n")
+    assert provenance(package) == first
+
+
+def test_provenance_of_sources_outside_git_hashes_them(tmp_path):
+    installed = tmp_path / "site-packages" / "pkg"
+    (installed / "sub").mkdir(parents=True)
+    (installed / "__init__.py").write_text("VALUE = 1\n")
+    (installed / "sub" / "mod.py").write_text("X = 1\n")
+    found = provenance(installed)
+    assert found["code_commit"] is None and found["code_dirty"] is None and found["code_diff_hash"] is None
+    copy = tmp_path / "copy" / "pkg"
+    (copy / "sub").mkdir(parents=True)
+    (copy / "__init__.py").write_text("VALUE = 1\n")
+    (copy / "sub" / "mod.py").write_text("X = 2\n")
+    assert len(found["code_source_hash"]) == 16 and provenance(copy)["code_source_hash"] != found["code_source_hash"]
