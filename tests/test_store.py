@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_cli
 
 from fewshot.core.errors import FewshotError
 from fewshot.records.migrations import SCHEMA_VERSION
@@ -204,6 +205,36 @@ def test_a_bad_supersession_writes_nothing(store_with_runs, run_id, why, by, mes
     with pytest.raises(FewshotError, match=message):
         store_with_runs.supersede(run_id, why, by=by)
     assert _snapshot(store_with_runs.path.parent) == before
+
+
+def test_superseding_an_unknown_run_on_the_command_line(store_with_runs):
+    before = _snapshot(store_with_runs.path.parent)
+    done = run_cli("runs", "supersede", "999", "--why", "x", "--results", str(store_with_runs.path))
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip().splitlines() == [
+        f"error: no run 999 in {store_with_runs.path}: `fewshot runs` lists the runs"
+    ]
+    assert _snapshot(store_with_runs.path.parent) == before
+
+
+def test_runs_lists_and_supersede_hides(store_with_runs):
+    results = ("--results", str(store_with_runs.path))
+    listed = run_cli("runs", *results)
+    assert listed.returncode == 0 and len(listed.stdout.splitlines()) == 3
+    assert "50.00% ± 10.00" in listed.stdout and "0123456789ab+dirty" in listed.stdout
+    done = run_cli("runs", "supersede", "1", "--why", "wrong split", "--by", "2", *results)
+    assert done.returncode == 0 and "run 1 superseded by run 2: wrong split" in done.stdout
+    before = _snapshot(store_with_runs.path.parent)
+    lines = run_cli("runs", *results).stdout.splitlines()
+    assert [line.split()[0] for line in lines[:-1]] == ["2", "3"]
+    assert lines[-1] == "1 superseded run hidden (--all shows them)"
+    everything = run_cli("runs", "--all", *results).stdout.splitlines()
+    assert len(everything) == 3 and everything[0].endswith("superseded: wrong split")
+    only = run_cli("runs", "--learner", "eszsl", "--json", *results)
+    found = json.loads(only.stdout)
+    assert [r["id"] for r in found["runs"]] == [3] and found["runs"][0]["figures"]["harmonic"] == 0.48
+    assert found["superseded_hidden"] == 0
+    assert _snapshot(store_with_runs.path.parent) == before, "listing only reads"
 
 
 def test_unwritable_results_are_reported_before_any_work(tmp_path):
