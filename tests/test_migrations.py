@@ -152,3 +152,11 @@ def test_a_new_file_and_a_migrated_one_have_the_same_schema(v1_store, tmp_path):
             return db.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
 
     assert schema(v1_store) == schema(tmp_path / "new.sqlite")
+
+
+def test_the_committed_results_file_is_at_the_newest_schema():
+    committed = REPO / "leaderboard" / "results.sqlite"
+    assert ResultsStore(committed).schema_version() == SCHEMA_VERSION
+    with open(committed, "rb") as f:
+        header = f.read(20)
+    assert (header[18], header[19]) == (1, 1), "rollback journal, not WAL: readers create nothing beside it"
