@@ -16,7 +16,7 @@ from conftest import run_cli
 from fewshot.core.errors import FewshotError
 from fewshot.records.migrations import SCHEMA_VERSION
 from fewshot.records.provenance import provenance
-from fewshot.records.store import REQUIRED_FIELDS, ResultsStore, check_writable
+from fewshot.records.store import REQUIRED_FIELDS, RUN_FIELDS, ResultsStore, check_writable
 
 
 def _run(**changes):
@@ -250,11 +250,12 @@ def test_unwritable_results_are_reported_before_any_work(tmp_path):
     assert not (tmp_path / "new").exists(), "checking writes nothing"
 
 
-def test_every_required_field_is_a_column_without_a_default(tmp_path):
+def test_every_column_can_be_recorded_and_the_required_fields_are_those_without_a_default(tmp_path):
     store = ResultsStore(tmp_path / "r.sqlite")
     store.record(_run(), [1.0])
     with sqlite3.connect(store.path) as db:
         columns = {row[1]: (row[3], row[4]) for row in db.execute("PRAGMA table_info(runs)")}
+    assert sorted(RUN_FIELDS) == sorted(set(columns) - {"id"})
     assert {name for name, (not_null, default) in columns.items() if not_null and default is None} == {
         *REQUIRED_FIELDS,
         "created",

@@ -28,7 +28,7 @@ from urllib.parse import quote
 import numpy as np
 
 from fewshot.core.errors import FewshotError
-from fewshot.records.migrations import SCHEMA_VERSION, V2_RUN_COLUMNS, check_store, migrate
+from fewshot.records.migrations import SCHEMA_VERSION, check_store, migrate
 
 T = TypeVar("T")
 
@@ -71,7 +71,6 @@ OPTIONAL_FIELDS: dict[str, Any] = {
     "code_source_hash": None,
     "python_version": None,
 }
-assert set(V2_RUN_COLUMNS) <= set(OPTIONAL_FIELDS), "every column of the newest schema can be recorded"
 
 RUN_FIELDS = REQUIRED_FIELDS + tuple(OPTIONAL_FIELDS)
 
