@@ -1,4 +1,8 @@
-"""``fewshot leaderboard`` and ``fewshot compare``: reading the records."""
+"""``fewshot leaderboard`` and ``fewshot compare``: reading the records.
+
+Both only read: ``ResultsStore.runs`` and ``.run`` open the file read-only, so
+neither changes anything on disk (the leaderboard writes only its --output).
+"""
 from __future__ import annotations
 
 import json

@@ -1,66 +1,83 @@
-"""The results store: SQLite in WAL mode, append-only, one transaction per run.
+"""The results store: one SQLite file, append-only, one transaction per write.
 
-A run is recorded whole or not at all: its row and its per-episode accuracies
-go in one transaction, so several processes may write at once and an
-interrupted process leaves nothing half-written. Rows are only ever inserted.
+A run is recorded whole or not at all: its row, its figures and its per-episode
+accuracies go in one transaction, so several processes may write at once (SQLite's
+busy timeout queues them) and an interrupted process leaves nothing half-written.
+Rows are only ever inserted; a wrong run is superseded, never deleted.
+
+Reading never writes: readers open the file read-only, and a file of an older
+schema is migrated in a copy in memory. Writers migrate an older file in place,
+inside the transaction of the write, and leave it in the default rollback-journal
+mode, so nothing lingers beside the file and a read-only copy stays readable.
 """
+
 from __future__ import annotations
 
+import datetime as dt
 import json
+import math
+import numbers
 import os
 import sqlite3
+from collections.abc import Callable, Iterable
 from contextlib import closing
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, TypeVar
+from urllib.parse import quote
 
 import numpy as np
 
 from fewshot.core.errors import FewshotError
+from fewshot.records.migrations import SCHEMA_VERSION, check_store, migrate
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    created TEXT NOT NULL,
-    learner TEXT NOT NULL,
-    hparams TEXT NOT NULL,
-    dataset TEXT NOT NULL,
-    protocol TEXT NOT NULL,
-    split TEXT NOT NULL,
-    ways INTEGER NOT NULL,
-    shots INTEGER NOT NULL,
-    queries INTEGER NOT NULL,
-    episodes INTEGER NOT NULL,
-    seed INTEGER NOT NULL,
-    mean REAL NOT NULL,
-    ci95 REAL NOT NULL,
-    seconds REAL NOT NULL,
-    episodes_per_s REAL NOT NULL,
-    episodes_digest TEXT NOT NULL,
-    train_budget TEXT,
-    train_steps INTEGER,
-    train_seconds REAL,
-    checkpoint TEXT,
-    fewshot_version TEXT,
-    code_commit TEXT,
-    torch_version TEXT,
-    device TEXT,
-    host TEXT,
-    extra TEXT
-);
-CREATE TABLE IF NOT EXISTS episode_results (
-    run_id INTEGER NOT NULL REFERENCES runs(id),
-    episode INTEGER NOT NULL,
-    accuracy REAL NOT NULL,
-    PRIMARY KEY (run_id, episode)
-);
-CREATE INDEX IF NOT EXISTS runs_cell ON runs (dataset, protocol, ways, shots, learner);
-"""
+T = TypeVar("T")
 
-RUN_FIELDS = (
-    "created", "learner", "hparams", "dataset", "protocol", "split", "ways", "shots", "queries", "episodes", "seed",
-    "mean", "ci95", "seconds", "episodes_per_s", "episodes_digest", "train_budget", "train_steps", "train_seconds",
-    "checkpoint", "fewshot_version", "code_commit", "torch_version", "device", "host", "extra",
-)
+# What `record` needs in every run; each is a NOT NULL column with no default.
+REQUIRED_FIELDS = (
+    "learner", "hparams", "dataset", "protocol", "split", "ways", "shots", "queries", "episodes", "seed",
+    "mean", "ci95", "seconds", "episodes_per_s", "episodes_digest",
+)  # fmt: skip
+
+# The rest, with the value a run that leaves one out (or gives None) gets.
+OPTIONAL_FIELDS: dict[str, Any] = {
+    "created": None,  # None: now, in UTC
+    "train_budget": None,
+    "train_steps": None,
+    "train_seconds": None,
+    "checkpoint": None,
+    "fewshot_version": None,
+    "code_commit": None,
+    "torch_version": None,
+    "device": None,
+    "host": None,
+    "extra": {},  # only for what no code reads
+    "protocol_kind": "episodic",
+    "side": "",
+    "source": "",
+    "target": "",
+    "adaptation": "none",
+    "adaptation_hparams": {},
+    "target_labels": 0,
+    "selection": {},
+    "backbone": None,
+    "transductive": None,
+    "protocol_note": "",
+    "report": "accuracy",
+    "threads": None,
+    "embedding_cache": None,
+    "unit": "episode",
+    "code_dirty": None,
+    "code_diff_hash": None,
+    "code_source_hash": None,
+    "python_version": None,
+}
+
+RUN_FIELDS = REQUIRED_FIELDS + tuple(OPTIONAL_FIELDS)
+
+_INTEGER_FIELDS = {"ways", "shots", "queries", "episodes", "seed", "train_steps", "target_labels", "threads"}
+_FLAG_FIELDS = {"transductive", "code_dirty"}
+_REAL_FIELDS = {"mean", "ci95", "seconds", "episodes_per_s", "train_seconds"}
+_JSON_FIELDS = {"hparams", "adaptation_hparams", "selection", "extra"}
 
 
 def check_writable(path: Path) -> None:
@@ -69,71 +86,274 @@ def check_writable(path: Path) -> None:
     if path.exists():
         if path.is_dir() or not os.access(path, os.W_OK):
             raise FewshotError(f"cannot write results to {path}: not a writable file; choose another with --results")
-        try:
-            with closing(_connect(path)) as db:
-                db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        except sqlite3.DatabaseError as err:
-            raise FewshotError(f"{path} is not a fewshot results file ({err}); choose another with --results") from None
+        with closing(_connect_read_only(path)) as db:
+            _checked(path, lambda: check_store(db, str(path), allow_empty=True))
         return
     parent = next((p for p in path.parents if p.exists()), None)
     if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise FewshotError(f"cannot write results to {path}: {parent} is not a writable folder; choose another with --results")
+        raise FewshotError(
+            f"cannot write results to {path}: {parent} is not a writable folder; choose another with --results"
+        )
+
+
+def _checked(path: Path, action: Callable[[], T]) -> T:
+    """``action()``, with SQLite's complaint about the file turned into the command line's one-line error."""
+    try:
+        return action()
+    except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError):
+        raise  # a bug in this code, not a problem with the file
+    except sqlite3.OperationalError as err:  # locked past the busy timeout, disk full, unreadable
+        raise FewshotError(f"cannot use results file {path} ({err}); choose another with --results") from None
+    except sqlite3.DatabaseError as err:  # not SQLite at all, or damaged
+        raise FewshotError(f"{path} is not a fewshot results file ({err}); choose another with --results") from None
+
+
+def _read_only_uri(path: Path) -> str:
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    # A WAL-mode file opened read-only still gets -wal and -shm files created beside it. When no writer has left a
+    # -wal file, the database file alone holds every committed row and may be opened immutable, which touches nothing.
+    if _in_wal_mode(path) and not Path(f"{path}-wal").exists():
+        uri += "&immutable=1"
+    return uri
+
+
+def _in_wal_mode(path: Path) -> bool:
+    """Whether the file's header says WAL (its read and write format bytes, offsets 18 and 19, are 2)."""
+    with open(path, "rb") as f:
+        header = f.read(20)
+    return len(header) == 20 and header[18] == 2 and header[19] == 2
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    try:
+        db = sqlite3.connect(_read_only_uri(path), uri=True, timeout=60, isolation_level=None)
+    except (sqlite3.Error, OSError) as err:
+        raise FewshotError(f"cannot read results file {path} ({err}); choose another with --results") from None
+    db.execute("PRAGMA busy_timeout = 60000")
+    return db
 
 
 def _connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, timeout=60, isolation_level=None)
     db.execute("PRAGMA busy_timeout = 60000")
+    db.execute("PRAGMA foreign_keys = ON")  # a figure or a supersession can only name a run that exists
     return db
 
 
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _finite(name: str, value: Any) -> float:
+    number = float(value)
+    if not math.isfinite(number):
+        raise FewshotError(f"cannot record {name} = {number}: results must be finite numbers")
+    return number
+
+
+def _json_text(name: str, value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, sort_keys=True, allow_nan=False)
+    except ValueError:
+        raise FewshotError(f"cannot record {name}: it holds a number that is not finite") from None
+
+
+def run_row(run: dict[str, Any]) -> dict[str, Any]:
+    """The ``runs`` row for ``run``: every field, with defaults filled in and values of the column's type."""
+    unknown = sorted(set(run) - set(RUN_FIELDS))
+    if unknown:
+        raise ValueError(f"unknown run fields {', '.join(unknown)}; known: {', '.join(RUN_FIELDS)}")
+    missing = [k for k in REQUIRED_FIELDS if run.get(k) is None]
+    if missing:
+        raise ValueError(f"a run needs {', '.join(missing)}")
+    row = {k: run[k] if run.get(k) is not None else OPTIONAL_FIELDS.get(k) for k in RUN_FIELDS}
+    row["created"] = row["created"] or _now()
+    for name, value in row.items():
+        if value is None:
+            continue
+        if name in _INTEGER_FIELDS:
+            if not isinstance(value, numbers.Integral):
+                raise ValueError(f"run field {name} must be a whole number, not {value!r}")
+            row[name] = int(value)
+        elif name in _FLAG_FIELDS:
+            row[name] = int(bool(value))
+        elif name in _REAL_FIELDS:
+            row[name] = _finite(name, value)
+        elif name in _JSON_FIELDS:
+            row[name] = _json_text(name, value)
+    return row
+
+
 class ResultsStore:
+    """Runs in one SQLite file: ``record`` and ``supersede`` write, everything else only reads."""
+
     def __init__(self, path: Path):
         self.path = Path(path)
 
-    def _open(self, create: bool) -> sqlite3.Connection:
-        if not create and not self.path.exists():
-            raise FewshotError(f"no results at {self.path}: run `fewshot eval` first, or point --results at a results file")
+    def _missing(self) -> FewshotError:
+        return FewshotError(
+            f"no results at {self.path}: run `fewshot eval` first, or point --results at a results file"
+        )
+
+    def _open_for_reading(self) -> sqlite3.Connection:
+        """A read-only connection to the runs at the newest schema; an older file is migrated in a copy in memory."""
+        if not self.path.exists():
+            raise self._missing()
+        source = _connect_read_only(self.path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = _connect(self.path)
-            db.execute("PRAGMA journal_mode = WAL")
-            db.executescript(SCHEMA)
-        except (sqlite3.Error, OSError) as err:
-            raise FewshotError(f"cannot use results file {self.path} ({err}); choose another with --results") from None
+            version = _checked(self.path, lambda: check_store(source, str(self.path), allow_empty=False))
+            if version == SCHEMA_VERSION:
+                db = source
+            else:
+                db = sqlite3.connect(":memory:", isolation_level=None)
+                _checked(self.path, lambda: source.backup(db))
+                source.close()
+                db.execute("BEGIN IMMEDIATE")
+                migrate(db, str(self.path))
+                db.execute("COMMIT")
+        except BaseException:
+            source.close()
+            raise
         db.row_factory = sqlite3.Row
         return db
 
-    def record(self, run: dict[str, Any], accuracies: Iterable[float]) -> int:
-        """Insert a run and its per-episode accuracies in one transaction; returns the run id."""
-        row = {k: run.get(k) for k in RUN_FIELDS}
-        for key in ("hparams", "extra"):
-            if not isinstance(row[key], str):
-                row[key] = json.dumps(row[key] or {}, sort_keys=True)
-        with closing(self._open(create=True)) as db:
+    def _write(self, create: bool, action: Callable[[sqlite3.Connection], T]) -> T:
+        """``action(db)`` in one transaction, after migrating an older file in that same transaction.
+
+        Whatever fails, nothing is written: not the action's rows and not the migration.
+        """
+        if not create and not self.path.exists():
+            raise self._missing()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = _connect(self.path)
+        except (sqlite3.Error, OSError) as err:
+            raise FewshotError(f"cannot use results file {self.path} ({err}); choose another with --results") from None
+        with closing(db):
             try:
-                db.execute("BEGIN IMMEDIATE")
-                cursor = db.execute(
-                    f"INSERT INTO runs ({', '.join(RUN_FIELDS)}) VALUES ({', '.join('?' * len(RUN_FIELDS))})",
-                    [row[k] for k in RUN_FIELDS])
-                run_id = int(cursor.lastrowid)
-                db.executemany("INSERT INTO episode_results (run_id, episode, accuracy) VALUES (?, ?, ?)",
-                               [(run_id, i, float(a)) for i, a in enumerate(accuracies)])
+                _checked(self.path, lambda: db.execute("BEGIN IMMEDIATE"))
+                _checked(self.path, lambda: migrate(db, str(self.path)))
+                outcome = action(db)
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise
-        return run_id
+            self._leave_wal_mode(db)
+        return outcome
 
-    def runs(self) -> list[dict[str, Any]]:
-        with closing(self._open(create=False)) as db:
-            return [dict(r) for r in db.execute("SELECT * FROM runs ORDER BY id")]
+    @staticmethod
+    def _leave_wal_mode(db: sqlite3.Connection) -> None:
+        """Switch a first-edition WAL file to the rollback journal, once its write is safely committed."""
+        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            return
+        try:
+            db.execute("PRAGMA journal_mode = DELETE")
+        except sqlite3.OperationalError:
+            # Another process holds the file open; the write is committed, and the next writer switches it.
+            pass
+
+    def record(self, run: dict[str, Any], accuracies: Iterable[float], figures: dict[str, float] | None = None) -> int:
+        """Insert a run, its per-unit accuracies and its extra figures in one transaction; returns the run id.
+
+        ``run`` holds the REQUIRED_FIELDS and any of the OPTIONAL_FIELDS (a missing or None one gets its default);
+        hparams, adaptation_hparams, selection and extra may be dicts (stored as JSON). ``figures`` are a protocol's
+        extra numbers by name (gzsl: seen, unseen, harmonic, ...). An unknown field is a ValueError; a number that is
+        not finite is a FewshotError, and nothing is written.
+        """
+        row = run_row(run)
+        scores = [_finite(f"accuracy of episode {i}", a) for i, a in enumerate(accuracies)]
+        named = {str(name): _finite(f"figure {name}", value) for name, value in (figures or {}).items()}
+
+        def insert(db: sqlite3.Connection) -> int:
+            cursor = db.execute(
+                f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values())
+            )
+            run_id = int(cursor.lastrowid)
+            db.executemany(
+                "INSERT INTO episode_results (run_id, episode, accuracy) VALUES (?, ?, ?)",
+                [(run_id, i, a) for i, a in enumerate(scores)],
+            )
+            db.executemany(
+                "INSERT INTO run_figures (run_id, name, value) VALUES (?, ?, ?)",
+                [(run_id, name, value) for name, value in named.items()],
+            )
+            return run_id
+
+        return self._write(create=True, action=insert)
+
+    def supersede(self, run_id: int, why: str, by: int | None = None) -> None:
+        """Mark run ``run_id`` superseded, because ``why``, optionally by run ``by``; the run itself stays."""
+        why = why.strip()
+        if not why:
+            raise FewshotError("say why the run is superseded: --why TEXT")
+        if by is not None and by == run_id:
+            raise FewshotError(f"run {run_id} cannot supersede itself: --by names the run that replaces it")
+
+        def insert(db: sqlite3.Connection) -> None:
+            for needed in (run_id, by):
+                if needed is not None and not db.execute("SELECT 1 FROM runs WHERE id = ?", (needed,)).fetchone():
+                    raise FewshotError(f"no run {needed} in {self.path}: `fewshot runs` lists the runs")
+            earlier = db.execute("SELECT why FROM supersessions WHERE run_id = ?", (run_id,)).fetchone()
+            if earlier is not None:
+                raise FewshotError(f"run {run_id} is already superseded ({earlier[0]}); `fewshot runs --all` shows it")
+            db.execute(
+                "INSERT INTO supersessions (run_id, why, created, superseded_by) VALUES (?, ?, ?, ?)",
+                (run_id, why, _now(), by),
+            )
+
+        self._write(create=False, action=insert)
+
+    def migrate(self) -> None:
+        """Bring the file on disk to the newest schema now (every write does this first anyway)."""
+        self._write(create=False, action=lambda db: None)
+
+    def schema_version(self) -> int:
+        """The schema version of the file as it is on disk (reading never migrates it)."""
+        if not self.path.exists():
+            raise self._missing()
+        with closing(_connect_read_only(self.path)) as db:
+            return _checked(self.path, lambda: check_store(db, str(self.path), allow_empty=False))
+
+    def runs(self, include_superseded: bool = False) -> list[dict[str, Any]]:
+        """Every run's row, oldest first, with its ``figures`` and ``superseded`` (None, or why, when and by)."""
+        with closing(self._open_for_reading()) as db:
+            return self._runs(db, "" if include_superseded else "WHERE s.run_id IS NULL", ())
 
     def run(self, run_id: int) -> dict[str, Any]:
-        with closing(self._open(create=False)) as db:
-            row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
-            if row is None:
-                raise FewshotError(f"no run {run_id} in {self.path}: `fewshot leaderboard` lists the runs")
-            accuracies = [r[0] for r in db.execute(
-                "SELECT accuracy FROM episode_results WHERE run_id = ? ORDER BY episode", (run_id,))]
-        return {**dict(row), "accuracies": np.array(accuracies)}
+        """One run (superseded or not), with its ``figures``, ``superseded`` and per-unit ``accuracies``."""
+        with closing(self._open_for_reading()) as db:
+            found = self._runs(db, "WHERE runs.id = ?", (run_id,))
+            if not found:
+                raise FewshotError(f"no run {run_id} in {self.path}: `fewshot runs` lists the runs")
+            accuracies = [
+                r[0]
+                for r in db.execute("SELECT accuracy FROM episode_results WHERE run_id = ? ORDER BY episode", (run_id,))
+            ]
+        return {**found[0], "accuracies": np.array(accuracies)}
+
+    def superseded_count(self) -> int:
+        """How many runs are superseded (and so hidden from ``runs()``)."""
+        with closing(self._open_for_reading()) as db:
+            return int(db.execute("SELECT count(*) FROM supersessions").fetchone()[0])
+
+    @staticmethod
+    def _runs(db: sqlite3.Connection, where: str, parameters: tuple[Any, ...]) -> list[dict[str, Any]]:
+        rows = db.execute(
+            "SELECT runs.*, s.why AS _why, s.created AS _superseded_on, s.superseded_by AS _by "
+            f"FROM runs LEFT JOIN supersessions s ON s.run_id = runs.id {where} ORDER BY runs.id",
+            parameters,
+        ).fetchall()
+        figures: dict[int, dict[str, float]] = {}
+        for run_id, name, value in db.execute("SELECT run_id, name, value FROM run_figures ORDER BY run_id, rowid"):
+            figures.setdefault(run_id, {})[name] = value
+        found = []
+        for row in rows:
+            run = dict(row)
+            why, on, by = run.pop("_why"), run.pop("_superseded_on"), run.pop("_by")
+            run["figures"] = figures.get(run["id"], {})
+            run["superseded"] = None if why is None else {"why": why, "created": on, "by": by}
+            found.append(run)
+        return found

@@ -1,0 +1,269 @@
+"""Schema versions of the results store and the migrations between them.
+
+The version lives in ``PRAGMA user_version``. Version 1 is the first edition's
+file, which never set it (user_version 0, but a ``runs`` table); version 0 is an
+empty file. ``MIGRATIONS[n]`` takes a database from version n to n + 1, so a new
+file is built by exactly the steps an old one is migrated by, and both end with
+the same schema.
+
+Migrations are the one place rows are changed rather than inserted: they fill
+new columns from what old runs already recorded, and never drop a run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+from fewshot.core.errors import FewshotError
+
+V1_SCHEMA = """
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created TEXT NOT NULL,
+    learner TEXT NOT NULL,
+    hparams TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    protocol TEXT NOT NULL,
+    split TEXT NOT NULL,
+    ways INTEGER NOT NULL,
+    shots INTEGER NOT NULL,
+    queries INTEGER NOT NULL,
+    episodes INTEGER NOT NULL,
+    seed INTEGER NOT NULL,
+    mean REAL NOT NULL,
+    ci95 REAL NOT NULL,
+    seconds REAL NOT NULL,
+    episodes_per_s REAL NOT NULL,
+    episodes_digest TEXT NOT NULL,
+    train_budget TEXT,
+    train_steps INTEGER,
+    train_seconds REAL,
+    checkpoint TEXT,
+    fewshot_version TEXT,
+    code_commit TEXT,
+    torch_version TEXT,
+    device TEXT,
+    host TEXT,
+    extra TEXT
+);
+CREATE TABLE episode_results (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    episode INTEGER NOT NULL,
+    accuracy REAL NOT NULL,
+    PRIMARY KEY (run_id, episode)
+);
+CREATE INDEX runs_cell ON runs (dataset, protocol, ways, shots, learner);
+"""
+
+V1_RUN_COLUMNS = (
+    "id", "created", "learner", "hparams", "dataset", "protocol", "split", "ways", "shots", "queries", "episodes",
+    "seed", "mean", "ci95", "seconds", "episodes_per_s", "episodes_digest", "train_budget", "train_steps",
+    "train_seconds", "checkpoint", "fewshot_version", "code_commit", "torch_version", "device", "host", "extra",
+)  # fmt: skip
+
+# Column name -> its declaration, in the order ALTER TABLE adds them.
+V2_RUN_COLUMNS = {
+    "protocol_kind": "TEXT NOT NULL DEFAULT 'episodic'",  # episodic | per-instance | all-classes | gzsl | images
+    "side": "TEXT NOT NULL DEFAULT ''",  # class descriptions of zero-shot cells: attributes, text
+    "source": "TEXT NOT NULL DEFAULT ''",
+    "target": "TEXT NOT NULL DEFAULT ''",
+    "adaptation": "TEXT NOT NULL DEFAULT 'none'",
+    "adaptation_hparams": "TEXT NOT NULL DEFAULT '{}'",
+    "target_labels": "INTEGER NOT NULL DEFAULT 0",
+    "selection": "TEXT NOT NULL DEFAULT '{}'",  # hyperparameters chosen on validation: {"chosen": ..., "val_mean": ...}
+    "backbone": "TEXT",  # NULL: unknown
+    "transductive": "INTEGER",  # 0/1, NULL: unknown
+    "protocol_note": "TEXT NOT NULL DEFAULT ''",
+    "report": "TEXT NOT NULL DEFAULT 'accuracy'",  # accuracy | error: how the leaderboard shows `mean`
+    "threads": "INTEGER",
+    "embedding_cache": "TEXT",
+    "unit": "TEXT NOT NULL DEFAULT 'episode'",  # one row of episode_results: episode | image | class | image-batch
+    "code_dirty": "INTEGER",  # 0/1, NULL: unknown
+    "code_diff_hash": "TEXT",
+    "code_source_hash": "TEXT",
+    "python_version": "TEXT",
+}
+
+V2_TABLES = """
+CREATE TABLE run_figures (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    name TEXT NOT NULL,
+    value REAL NOT NULL,
+    PRIMARY KEY (run_id, name)
+);
+CREATE TABLE supersessions (
+    run_id INTEGER PRIMARY KEY REFERENCES runs(id),
+    why TEXT NOT NULL,
+    created TEXT NOT NULL,
+    superseded_by INTEGER REFERENCES runs(id)
+);
+"""
+
+
+def create_v1(db: sqlite3.Connection) -> None:
+    """Version 0 -> 1: an empty file gets the first edition's tables."""
+    for statement in V1_SCHEMA.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def v1_to_v2(db: sqlite3.Connection) -> None:
+    """Version 1 -> 2: real columns and the figures and supersessions tables, filled from each run's ``extra``."""
+    for name, declaration in V2_RUN_COLUMNS.items():
+        db.execute(f"ALTER TABLE runs ADD COLUMN {name} {declaration}")
+    for statement in V2_TABLES.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    for run_id, extra_text in db.execute("SELECT id, extra FROM runs ORDER BY id").fetchall():
+        extra = _parse_extra(extra_text)
+        columns = v2_columns_from_extra(extra)
+        db.execute(
+            f"UPDATE runs SET {', '.join(f'{name} = ?' for name in columns)} WHERE id = ?", [*columns.values(), run_id]
+        )
+        db.executemany(
+            "INSERT INTO run_figures (run_id, name, value) VALUES (?, ?, ?)",
+            [(run_id, name, value) for name, value in v2_figures_from_extra(extra).items()],
+        )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [create_v1, v1_to_v2]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+# What a store of each version must hold, for telling a fewshot store from an unrelated SQLite file.
+_REQUIRED_TABLES = {
+    1: {"runs": set(V1_RUN_COLUMNS), "episode_results": {"run_id", "episode", "accuracy"}},
+    2: {"run_figures": {"run_id", "name", "value"}, "supersessions": {"run_id", "why", "created", "superseded_by"}},
+}
+
+
+def _parse_extra(text: Any) -> dict[str, Any]:
+    """An old run's ``extra`` blob; bad or missing JSON gives {} so the run migrates with defaults."""
+    try:
+        extra = json.loads(text) if isinstance(text, (str, bytes)) else {}
+    except ValueError:
+        return {}
+    return extra if isinstance(extra, dict) else {}
+
+
+def _text(value: Any, default: str) -> str:
+    return value if isinstance(value, str) else default
+
+
+def _whole(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _json_object(value: Any) -> str:
+    return json.dumps(value if isinstance(value, dict) else {}, sort_keys=True)
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def v2_columns_from_extra(extra: dict[str, Any]) -> dict[str, Any]:
+    """The version 2 columns a version 1 run's ``extra`` determines; what it does not say keeps its default."""
+    mode = _text(extra.get("mode"), "episodic")
+    scores = extra.get("scores") if isinstance(extra.get("scores"), dict) else {}
+    # The first edition recorded generalised zero-shot runs as mode all-classes with a harmonic mean among the scores.
+    kind = "gzsl" if mode == "all-classes" and "harmonic" in scores else mode
+    unit = {"images": "image-batch", "all-classes": "class", "gzsl": "class"}.get(kind, "episode")
+    return {
+        "protocol_kind": kind,
+        "side": _text(extra.get("side"), ""),
+        "source": _text(extra.get("source"), ""),
+        "target": _text(extra.get("target"), ""),
+        "adaptation": _text(extra.get("adapt"), "none"),
+        "adaptation_hparams": _json_object(extra.get("adapt_hparams")),
+        "target_labels": _whole(extra.get("target_labels")) or 0,
+        "selection": _json_object(extra.get("selection")),
+        "protocol_note": _text(extra.get("protocol_note"), ""),
+        "report": _text(extra.get("report"), "accuracy"),
+        "threads": _whole(extra.get("threads")),
+        "embedding_cache": extra.get("embedding_cache") if isinstance(extra.get("embedding_cache"), str) else None,
+        "unit": unit,
+    }
+
+
+def v2_figures_from_extra(extra: dict[str, Any]) -> dict[str, float]:
+    """A version 1 run's extra figures: its scores but mean and ci95 (columns already), and its presentations."""
+    figures: dict[str, float] = {}
+    scores = extra.get("scores") if isinstance(extra.get("scores"), dict) else {}
+    for name, value in scores.items():
+        if name not in ("mean", "ci95") and _finite(value) is not None:
+            figures[name] = _finite(value)
+    for key, suffix in (("presentation_accuracy", ""), ("presentation_ci95", "_ci95")):
+        values = extra.get(key) if isinstance(extra.get(key), list) else []
+        for k, value in enumerate(values, start=1):
+            if _finite(value) is not None:
+                figures[f"presentation_{k}{suffix}"] = _finite(value)
+    return figures
+
+
+def stored_version(db: sqlite3.Connection) -> int:
+    """The schema version of ``db``: user_version, else 1 for a first-edition file, 0 for an empty one."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version:
+        return int(version)
+    has_runs = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runs'").fetchone()
+    return 1 if has_runs else 0
+
+
+def is_empty(db: sqlite3.Connection) -> bool:
+    return db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+
+
+def check_store(db: sqlite3.Connection, label: str, allow_empty: bool) -> int:
+    """The schema version of ``db`` after checking it is a fewshot store this code can use; FewshotError otherwise."""
+    if allow_empty and is_empty(db) and db.execute("PRAGMA user_version").fetchone()[0] == 0:
+        return 0
+    version = stored_version(db)
+    # A newer schema may have changed any table but runs, so only runs tells a newer store from a stranger.
+    missing = _missing_tables_or_columns(db, max(version, 1)) if version <= SCHEMA_VERSION else _missing_runs(db)
+    if missing:
+        raise FewshotError(
+            f"{label} is not a fewshot results file (it lacks {', '.join(missing)}); choose another with --results"
+        )
+    if version > SCHEMA_VERSION:
+        raise FewshotError(
+            f"results file {label} has schema version {version}, newer than this fewshot ({SCHEMA_VERSION}): "
+            "upgrade fewshot"
+        )
+    return version
+
+
+def _missing_tables_or_columns(db: sqlite3.Connection, version: int) -> list[str]:
+    missing = []
+    for v in range(1, version + 1):
+        for table, columns in _REQUIRED_TABLES[v].items():
+            present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+            if not present:
+                missing.append(f"table {table}")
+            else:
+                missing.extend(f"{table}.{c}" for c in sorted(columns - present))
+    return missing
+
+
+def _missing_runs(db: sqlite3.Connection) -> list[str]:
+    return [] if db.execute("PRAGMA table_info(runs)").fetchone() else ["table runs"]
+
+
+def migrate(db: sqlite3.Connection, label: str) -> int:
+    """Bring ``db`` to SCHEMA_VERSION inside the transaction the caller holds; returns the version it had.
+
+    The caller opened the transaction (BEGIN IMMEDIATE), so a failure anywhere
+    rolls back every step and the work it was migrating for, and two writers
+    never migrate the same file at once.
+    """
+    version = check_store(db, label, allow_empty=True)
+    for step in MIGRATIONS[version:]:
+        step(db)
+    if version < SCHEMA_VERSION:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    return version
