@@ -1,8 +1,8 @@
 """Schema migrations: the first edition's committed results file migrates whole, and reading never writes it."""
 
 import json
+import lzma
 import sqlite3
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,23 +11,18 @@ from conftest import REPO, run_cli
 from fewshot.records.migrations import SCHEMA_VERSION, V1_SCHEMA, V2_RUN_COLUMNS
 from fewshot.records.store import ResultsStore
 
-# The last revision whose leaderboard/results.sqlite is in the first edition's format (schema 1, WAL mode).
-V1_REVISION = "19b080c"
+# The committed results file as it was at 19b080c, the last revision in the first edition's format (schema 1, WAL
+# mode), compressed: `git show 19b080c:leaderboard/results.sqlite | xz -9`. A fixture rather than `git show`, so the
+# test needs no history (a shallow clone has none).
+V1_FIXTURE = REPO / "tests" / "data" / "results-v1.sqlite.xz"
 
 
 @pytest.fixture
 def v1_store(tmp_path) -> Path:
-    """A copy of the committed results file as it was at V1_REVISION, alone in a folder."""
-    done = subprocess.run(
-        ["git", "-C", str(REPO), "show", f"{V1_REVISION}:leaderboard/results.sqlite"],
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, f"git show {V1_REVISION} failed (a shallow clone? fetch the history): {done.stderr!r}"
+    """A copy of the first edition's committed results file, alone in a folder."""
     folder = tmp_path / "v1"
     folder.mkdir()
-    (folder / "results.sqlite").write_bytes(done.stdout)
+    (folder / "results.sqlite").write_bytes(lzma.decompress(V1_FIXTURE.read_bytes()))
     return folder / "results.sqlite"
 
 
