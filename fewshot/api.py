@@ -200,6 +200,11 @@ class EpisodeSet:
         arguments go to the ``DataLoader`` (``pin_memory``, ``prefetch_factor``,
         ``multiprocessing_context``, ...).
 
+        Workers pay off when building an episode costs more than sending it
+        between processes: a 28x28 episode is built in about 0.3 ms, and on a
+        2-core machine ``num_workers=0`` gave 3,800 glyphs episodes/s where
+        two workers gave 120 to 170.
+
         >>> bench = benchmark("glyphs", ways=5, shots=1, episodes=6)
         >>> [len(batch) for batch in bench.loader(batch_size=4)]
         [4, 2]
@@ -390,7 +395,8 @@ def evaluate(
     any ``torch.nn.Module`` that maps images ``[B, C, H, W]`` (float32 in
     [0, 1]) to features ``[B, D]``: that is scored as a nearest-centroid
     classifier (:class:`NearestCentroid`). The model is moved to ``device``
-    (as ``Module.to`` does, in place) and left in the train or eval mode it had.
+    (as ``Module.to`` does, in place; ``"auto"`` picks CUDA when there is one) and
+    left in the train or eval mode it had.
 
     With ``record=PATH`` the run is appended to that results file as learner
     ``name`` (default: the model's class name) with ``hparams`` (default: a
