@@ -2,7 +2,10 @@
 
 Built-ins register in the project's ``pyproject.toml`` under the same
 entry-point groups a third-party package uses (``fewshot.learners``,
-``fewshot.datasets``, ``fewshot.adaptations``, ``fewshot.protocols``), so a plug-in is found exactly like a built-in.
+``fewshot.datasets``, ``fewshot.adaptations``, ``fewshot.protocols``), so a plug-in is found exactly like a
+built-in. A class may also be registered by a Python call (:func:`register`, behind
+``fewshot.register_learner``), for a notebook: such a registration lasts as
+long as the process and is found beside the entry points.
 """
 from __future__ import annotations
 
@@ -14,6 +17,9 @@ from fewshot.core.errors import FewshotError
 
 GROUPS = {"learner": "fewshot.learners", "dataset": "fewshot.datasets", "adaptation": "fewshot.adaptations",
           "protocol": "fewshot.protocols"}
+
+# Classes registered in this process by ``register``: kind -> name -> class.
+_IN_PROCESS: dict[str, dict[str, Any]] = {kind: {} for kind in GROUPS}
 
 
 @lru_cache(maxsize=None)
@@ -27,14 +33,33 @@ def _entries(kind: str) -> dict[str, Any]:
 
 
 def names(kind: str) -> list[str]:
-    return sorted(_entries(kind))
+    return sorted({*_entries(kind), *_IN_PROCESS[kind]})
+
+
+def register(kind: str, name: str, obj: Any) -> None:
+    """Register ``obj`` as ``name`` in this process only; a name already taken (by an entry point or an
+    earlier registration) is an error that lists the taken names."""
+    if name in _entries(kind) or name in _IN_PROCESS[kind]:
+        raise FewshotError(f"a {kind} is already registered as {name!r}: choose another name "
+                           f"(taken: {', '.join(names(kind))})")
+    _IN_PROCESS[kind][name] = obj
+
+
+def unregister(kind: str, name: str) -> None:
+    """Forget a registration made by :func:`register` (entry points cannot be unregistered)."""
+    if name not in _IN_PROCESS[kind]:
+        registered = ", ".join(sorted(_IN_PROCESS[kind])) or "none"
+        raise FewshotError(f"no {kind} {name!r} was registered in this process (registered: {registered})")
+    del _IN_PROCESS[kind][name]
 
 
 def get(kind: str, name: str) -> Any:
     """The registered class; an unknown name lists the known ones."""
+    if name in _IN_PROCESS[kind]:
+        return _IN_PROCESS[kind][name]
     entries = _entries(kind)
     if name not in entries:
-        known = ", ".join(sorted(entries)) or "none (is fewshot installed? `pip install .`)"
+        known = ", ".join(names(kind)) or "none (is fewshot installed? `pip install .`)"
         raise FewshotError(f"unknown {kind} {name!r}: known {kind}s are {known} (see `fewshot {kind}s`)")
     try:
         return entries[name].load()
