@@ -95,10 +95,10 @@ from fewshot.core.data import Benchmark
 from fewshot.core.episode import Episode
 from fewshot.core.errors import FewshotError
 from fewshot.core.learner import Learner, TaskSpec
+from fewshot.core.protocol import DEFAULT_EPISODES, Cell
 from fewshot.core.sampler import EpisodeSampler, EpisodeSource
 from fewshot.records.store import ResultsStore, check_writable
 from fewshot.run import experiment, harness
-from fewshot.run.experiment import Cell
 
 SPLITS = ("train", "val", "test")
 
@@ -253,7 +253,7 @@ def benchmark(
     ways: int,
     shots: int,
     queries: int | None = None,
-    episodes: int = experiment.DEFAULT_EPISODES,
+    episodes: int = DEFAULT_EPISODES,
     split: str = "test",
     seed: int = 0,
     data_root: str | Path | None = None,
@@ -287,10 +287,10 @@ def benchmark(
         raise FewshotError(f"split={split!r}: choose one of {', '.join(SPLITS)}")
     bench = experiment.open_benchmark(dataset, protocol, data_root, source=source, target=target)
     name = f"{bench.dataset}/{bench.protocol}"
-    if bench.scoring != "episodes":
-        raise FewshotError(
-            f"{name} classifies every {bench.target} test image, not episodes: evaluate it with `fewshot eval`"
-        )
+    if bench.evaluation:
+        scored = registry.protocol(bench.evaluation)
+        raise FewshotError(f"{name} is scored by the {scored.kind} protocol (each {scored.unit}), not by episodes: "
+                           f"evaluate it with `fewshot eval`")
     if bench.zero_shot:
         raise FewshotError(
             f"{name} is a zero-shot protocol, whose classes are known by their descriptions: "
@@ -471,7 +471,7 @@ def _run(
     untrained = experiment.Trained(learner, None, None, 0, 0.0)
     run = experiment.run_record(setup, untrained, scored, device)
     extra = {
-        **json.loads(run["extra"]),
+        **json.loads(run.get("extra") or "{}"),
         "recorded_by": "fewshot.evaluate",
         **({"scored_as": "nearest centroid of the model's features"} if wrapped else {}),
     }

@@ -19,6 +19,7 @@ from fewshot.core import registry
 from fewshot.core.backbones import Conv4
 from fewshot.core.errors import FewshotError
 from fewshot.core.sampler import EpisodeSampler
+from fewshot.core.stats import mean_interval
 from fewshot.records.store import ResultsStore
 from fewshot.run import experiment, harness
 
@@ -104,7 +105,7 @@ def test_an_untrained_conv4_beats_chance_as_a_nearest_centroid_learner():
     assert result.mean > 0.40
     assert result.episodes == 100 and result.accuracies.shape == (100,) and result.run_id is None
     assert result.mean == pytest.approx(result.accuracies.mean())
-    assert result.ci95 == pytest.approx(harness.confidence95(result.accuracies))
+    assert result.ci95 == pytest.approx(mean_interval(result.accuracies))
     assert model.training, "the model is left in the mode it had"
     again = fewshot.evaluate(model, bench)
     assert np.array_equal(again.accuracies, result.accuracies) and again.digest == result.digest
