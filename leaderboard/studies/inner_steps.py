@@ -10,7 +10,7 @@ recorded after every step, on the same episodes for every rule.
 
 Writes a PNG (one panel per learner) and prints one JSON line, last::
 
-    python -m fewshot.leaderboard.inner_steps --dataset omniglot --ways 5 --shots 1 \\
+    python -m fewshot.leaderboard.studies.inner_steps --dataset omniglot --ways 5 --shots 1 \\
         --out leaderboard/inner_steps.png
 """
 from __future__ import annotations
