@@ -1,4 +1,4 @@
-"""``fewshot study``: which layers transfer."""
+"""``fewshot study``: which layers transfer (the studies themselves are in ``fewshot.leaderboard.studies``)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -39,17 +39,17 @@ def study_group():
 @_study_options
 def study_transfer_command(dataset, protocol, steps, seed, out, data_root, quiet):
     """Yosinski et al. 2014: BnB, BnB+, AnB, AnB+ for every cut of the backbone (CSV and PNG)."""
-    from fewshot import studies
+    from fewshot.leaderboard.studies import common, transfer
     from fewshot.run import experiment
 
     bench = experiment.open_benchmark(dataset, protocol, data_root)
     if bench.split("train") is None or bench.data.is_features:
         raise FewshotError(f"{dataset}/{bench.protocol} has no training classes of images to split in two")
     out = _study_folder(out)
-    rows = studies.transfer_study(bench, steps, seed, log=progress_lines(quiet))
+    rows = transfer.transfer_study(bench, steps, seed, log=progress_lines(quiet))
     name = f"transfer-{dataset}"
-    studies.write_csv(out / f"{name}.csv", rows)
-    studies.plot_transfer(out / f"{name}.png", rows, f"{dataset}: halves A and B of the training classes\n"
+    common.write_csv(out / f"{name}.csv", rows)
+    transfer.plot_transfer(out / f"{name}.png", rows, f"{dataset}: halves A and B of the training classes\n"
                                                       f"{steps} steps per network")
     click.echo(f"wrote {out / name}.csv and .png")
 
@@ -62,7 +62,7 @@ def study_transfer_command(dataset, protocol, steps, seed, out, data_root, quiet
 @_study_options
 def study_freeze_command(dataset, source, target, labelled, steps, seed, out, data_root, quiet):
     """Frozen source features, fine-tuning and training from scratch against the number of labelled target images."""
-    from fewshot import studies
+    from fewshot.leaderboard.studies import common, freeze
     from fewshot.run import experiment
 
     try:
@@ -73,10 +73,10 @@ def study_freeze_command(dataset, source, target, labelled, steps, seed, out, da
         raise FewshotError(f"--labelled {labelled!r}: every number must be at least 1")
     bench = experiment.open_benchmark(dataset, "uda", data_root, source=source, target=target)  # digits' protocol
     out = _study_folder(out)
-    rows = studies.freeze_study(bench, steps, counts, seed, log=progress_lines(quiet))
+    rows = freeze.freeze_study(bench, steps, counts, seed, log=progress_lines(quiet))
     name = f"freeze-{source}-{target}"
-    studies.write_csv(out / f"{name}.csv", rows)
-    studies.plot_freeze(out / f"{name}.png", rows, f"{source} -> {target}: {steps} steps per network")
+    common.write_csv(out / f"{name}.csv", rows)
+    freeze.plot_freeze(out / f"{name}.png", rows, f"{source} -> {target}: {steps} steps per network")
     click.echo(f"wrote {out / name}.csv and .png")
 
 
