@@ -29,7 +29,7 @@ def test_frozen_blocks_keep_their_weights_and_statistics_while_the_rest_trains(g
 
 
 def test_the_transfer_study_writes_four_curves_and_the_base_line(tmp_path):
-    done = run_cli("study", "transfer", "--steps", "3", "--out", str(tmp_path), "--quiet")
+    done = run_cli("study", "transfer", "--dataset", "glyphs", "--steps", "3", "--out", str(tmp_path), "--quiet")
     assert done.returncode == 0, done.stderr
     with open(tmp_path / "transfer-glyphs.csv") as f:
         rows = list(csv.DictReader(f))
@@ -40,7 +40,10 @@ def test_the_transfer_study_writes_four_curves_and_the_base_line(tmp_path):
 
 
 def test_the_freeze_study_compares_three_ways_of_using_labelled_target_images(tmp_path, data_root):
-    done = run_cli("study", "freeze", "--steps", "200", "--labelled", "20,200", "--out", str(tmp_path), "--quiet")
+    shift = ("--dataset", "digits", "--source", "mnist", "--target", "usps")
+    done = run_cli(
+        "study", "freeze", *shift, "--steps", "200", "--labelled", "20,200", "--out", str(tmp_path), "--quiet"
+    )
     assert done.returncode == 0, done.stderr
     with open(tmp_path / "freeze-mnist-usps.csv") as f:
         rows = list(csv.DictReader(f))
@@ -51,9 +54,20 @@ def test_the_freeze_study_compares_three_ways_of_using_labelled_target_images(tm
     # 200 labels: 80.1, 83.7, 83.8
     assert found[(20, "frozen")] > found[(0, "source only")] + 0.05  # a new classifier on 20 target images helps
     assert all(found[(200, v)] > found[(20, v)] + 0.03 for v in ("frozen", "fine-tuned", "scratch"))
-    bad = run_cli("study", "freeze", "--labelled", "ten", "--out", str(tmp_path))
+    bad = run_cli("study", "freeze", *shift, "--labelled", "ten", "--out", str(tmp_path))
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--labelled 'ten'" in bad.stderr
     assert np.isfinite(found[(20, "frozen")])
+
+
+def test_the_studies_name_no_dataset_of_their_own(tmp_path):
+    unnamed = run_cli("study", "transfer", "--out", str(tmp_path))
+    assert unnamed.returncode == 2 and unnamed.stderr.count("\n") == 1 and "--dataset" in unnamed.stderr
+    no_shift = run_cli("study", "freeze", "--dataset", "glyphs", "--target", "serif", "--out", str(tmp_path))
+    assert no_shift.returncode == 2 and no_shift.stderr.count("\n") == 1
+    assert "glyphs declares no default shift: pass --source" in no_shift.stderr
+    no_domains = run_cli("study", "freeze", "--dataset", "xlsa17:AWA2", "--out", str(tmp_path))
+    assert no_domains.returncode == 2 and no_domains.stderr.count("\n") == 1, no_domains.stderr
+    assert list(tmp_path.iterdir()) == [], "nothing written"
 
 
 def test_labelled_images_take_the_classes_of_the_pool_in_turn():
