@@ -10,9 +10,10 @@ recorded after every step, on the same episodes for every rule.
 
 Writes a PNG (one panel per learner) and prints one JSON line, last::
 
-    python -m fewshot.leaderboard.inner_steps --dataset omniglot --ways 5 --shots 1 \\
+    python -m fewshot.leaderboard.studies.inner_steps --dataset omniglot --ways 5 --shots 1 \\
         --out leaderboard/inner_steps.png
 """
+
 from __future__ import annotations
 
 import json
@@ -21,19 +22,20 @@ from pathlib import Path
 import click
 import numpy as np
 import torch
+from fewshot.baselines.learned_optimizer import LearnedOptimizerLearner, UpdateRule, hand_written_rule
 
+from fewshot.core.sampler import EpisodeSampler, EpisodeSource
 from fewshot.run import experiment
 from fewshot.run.harness import confidence95
-from fewshot.baselines.learned_optimizer import LearnedOptimizerLearner, UpdateRule, hand_written_rule
-from fewshot.core.sampler import EpisodeSampler, EpisodeSource
 
 LEARNERS = ("metalstm", "lstmopt")
 LEARNING_RATES = (0.01, 0.03, 0.1, 0.3, 1.0)
 RULE_LABELS = {"sgd": "SGD", "adam": "Adam"}
 
 
-def accuracy_by_step(learner: LearnedOptimizerLearner, source: EpisodeSource, episodes: int, rule: UpdateRule,
-                     steps: int) -> np.ndarray:
+def accuracy_by_step(
+    learner: LearnedOptimizerLearner, source: EpisodeSource, episodes: int, rule: UpdateRule, steps: int
+) -> np.ndarray:
     """[episodes, steps + 1]: query accuracy before and after each update of the rule."""
     learner.eval()
     accuracy = np.empty((episodes, steps + 1))
@@ -47,8 +49,10 @@ def accuracy_by_step(learner: LearnedOptimizerLearner, source: EpisodeSource, ep
 
 
 def best_learning_rate(learner, source, episodes: int, rule_name: str, steps: int) -> float:
-    scores = {lr: accuracy_by_step(learner, source, episodes, hand_written_rule(rule_name, lr), steps)[:, -1].mean()
-              for lr in LEARNING_RATES}
+    scores = {
+        lr: accuracy_by_step(learner, source, episodes, hand_written_rule(rule_name, lr), steps)[:, -1].mean()
+        for lr in LEARNING_RATES
+    }
     return max(scores, key=scores.get)
 
 
@@ -66,14 +70,16 @@ def main(dataset, protocol, ways, shots, episodes, val_episodes, budget, seed, o
     bench = experiment.open_benchmark(dataset, protocol)
     cell = experiment.resolve_cell(bench, ways, shots, None, episodes, seed)
     test = experiment.test_source(bench, cell)
-    val = EpisodeSampler(bench.data, bench.split("val"), ways, shots, cell.queries, seed, role="val",
-                         name=f"the {dataset} val split")
+    val = EpisodeSampler(
+        bench.data, bench.split("val"), ways, shots, cell.queries, seed, role="val", name=f"the {dataset} val split"
+    )
     figures: dict[str, dict] = {}
     curves: dict[str, dict[str, np.ndarray]] = {}
     for name in LEARNERS:
         setup = experiment.make_setup(name, {}, bench, cell)
-        learner = experiment.ensure_trained(setup, experiment.default_budget(setup, budget), torch.device("cpu"),
-                                            progress=False).learner
+        learner = experiment.ensure_trained(
+            setup, experiment.default_budget(setup, budget), torch.device("cpu"), progress=False
+        ).learner
         steps = learner.hp["inner_steps"]
         rules: dict[str, tuple[UpdateRule, float | None]] = {"learned": (learner.learned_rule(), None)}
         for rule_name in ("sgd", "adam"):
@@ -84,15 +90,23 @@ def main(dataset, protocol, ways, shots, episodes, val_episodes, budget, seed, o
             accuracy = accuracy_by_step(learner, test, episodes, rule, steps)
             curves[name][rule_name] = accuracy
             final = accuracy[:, -1]
-            figures[name][rule_name] = {"lr": lr, "accuracy": round(100 * final.mean(), 2),
-                                        "ci95": round(100 * confidence95(final), 2)}
+            figures[name][rule_name] = {
+                "lr": lr,
+                "accuracy": round(100 * final.mean(), 2),
+                "ci95": round(100 * confidence95(final), 2),
+            }
         for rule_name in ("sgd", "adam"):
             difference = curves[name]["learned"][:, -1] - curves[name][rule_name][:, -1]
-            figures[name][f"learned_minus_{rule_name}"] = {"mean": round(100 * difference.mean(), 2),
-                                                           "ci95": round(100 * confidence95(difference), 2)}
+            figures[name][f"learned_minus_{rule_name}"] = {
+                "mean": round(100 * difference.mean(), 2),
+                "ci95": round(100 * confidence95(difference), 2),
+            }
     _plot(curves, figures, cell, episodes, Path(out))
-    print(json.dumps({"cell": f"{dataset}/{bench.protocol} {ways}-way {shots}-shot", "episodes": episodes,
-                      "png": out, **figures}))
+    print(
+        json.dumps(
+            {"cell": f"{dataset}/{bench.protocol} {ways}-way {shots}-shot", "episodes": episodes, "png": out, **figures}
+        )
+    )
 
 
 def _plot(curves, figures, cell, episodes: int, out: Path) -> None:
