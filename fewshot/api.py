@@ -521,7 +521,7 @@ def register_learner(cls: L | None = None, name: str | None = None) -> L | Calla
         raise TypeError(f"register_learner takes a subclass of fewshot.Learner, not {cls!r}")
     name = cls.__name__.lower() if name is None else name
     if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise FewshotError(f"learner name {name!r}: use letters, digits, '-' and '_', starting with a letter or digit")
+        raise FewshotError(f"learner name {name!r}: use letters, numbers, '-' and '_', starting with a letter or number")
     registry.register("learner", name, cls)
     return cls
 

@@ -17,8 +17,9 @@ import pytest
 from fewshot.core import registry
 
 REPO = Path(__file__).resolve().parent.parent
-ENGINE = sorted([p for p in (REPO / "fewshot").rglob("*.py") if "protocols" not in p.parts]
-                + [p for p in (REPO / "leaderboard").glob("*.py") if p.name != "papers.py"])
+# migrations.py translates the first edition's records, whose blobs hold the protocols' names: history, not a branch.
+ENGINE = sorted([p for p in (REPO / "fewshot").rglob("*.py") if "protocols" not in p.parts
+                 and p.name != "migrations.py"] + [p for p in (REPO / "leaderboard").glob("*.py") if p.name != "papers.py"])
 
 
 def _code_strings(path: Path) -> list[tuple[int, str]]:

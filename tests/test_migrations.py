@@ -137,7 +137,7 @@ def test_a_new_file_and_a_migrated_one_have_the_same_schema(v1_store, tmp_path):
     ResultsStore(v1_store).migrate()
     ResultsStore(tmp_path / "new.sqlite").record(
         {"learner": "protonet", "hparams": {}, "dataset": "glyphs", "protocol": "scripts", "split": "test", "ways": 5,
-         "shots": 1, "queries": 15, "episodes": 1, "seed": 0, "mean": 0.5, "ci95": 0.1, "seconds": 1.0,
+         "shots": 1, "queries": 15, "episodes": 1, "seed": 0, "protocol_kind": "episodic", "mean": 0.5, "ci95": 0.1, "seconds": 1.0,
          "episodes_per_s": 1.0, "episodes_digest": "d"},
         [0.5],
     )  # fmt: skip
@@ -155,3 +155,12 @@ def test_the_committed_results_file_is_at_the_newest_schema():
     with open(committed, "rb") as f:
         header = f.read(20)
     assert (header[18], header[19]) == (1, 1), "rollback journal, not WAL: readers create nothing beside it"
+
+
+def test_no_run_of_the_first_edition_is_gone_from_the_committed_file(v1_store):
+    """Runs are never deleted: every first-edition run is still in the published store, with its figure."""
+    old = {run["id"]: run["mean"] for run in ResultsStore(v1_store).runs(include_superseded=True)}
+    now = {run["id"]: run["mean"] for run in ResultsStore(REPO / "leaderboard" / "results.sqlite").runs(
+        include_superseded=True)}
+    assert set(old) <= set(now), f"runs {sorted(set(old) - set(now))[:10]} are gone"
+    assert all(now[i] == mean for i, mean in old.items())

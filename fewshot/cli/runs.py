@@ -31,10 +31,9 @@ def run_line(run: dict[str, Any]) -> str:
 
 def _shape(run: dict[str, Any]) -> str:
     """Ways and shots where each unit is an episode; otherwise the number of classes and the protocol's kind."""
-    kind = run.get("protocol_kind", "episodic")
-    if run.get("unit", "episode") != "episode":
-        return f"{run['ways']} classes, {kind}"
-    return f"{run['ways']}-way {run['shots']}-shot" + ("" if kind == "episodic" else f", {kind}")
+    if run["unit"] != "episode":
+        return f"{run['ways']} classes, {run['protocol_kind']}"
+    return f"{run['ways']}-way {run['shots']}-shot"
 
 
 def _selected(runs: list[dict[str, Any]], learner: str | None, dataset: str | None, protocol: str | None) -> list:

@@ -35,7 +35,7 @@ T = TypeVar("T")
 # What `record` needs in every run; each is a NOT NULL column with no default.
 REQUIRED_FIELDS = (
     "learner", "hparams", "dataset", "protocol", "split", "ways", "shots", "queries", "episodes", "seed",
-    "mean", "ci95", "seconds", "episodes_per_s", "episodes_digest",
+    "protocol_kind", "mean", "ci95", "seconds", "episodes_per_s", "episodes_digest",
 )  # fmt: skip
 
 # The rest, with the value a run that leaves one out (or gives None) gets.
@@ -51,7 +51,6 @@ OPTIONAL_FIELDS: dict[str, Any] = {
     "device": None,
     "host": None,
     "extra": {},  # only for what no code reads
-    "protocol_kind": "episodic",
     "side": "",
     "source": "",
     "target": "",

@@ -195,13 +195,15 @@ def evaluate_all_classes(learner: Learner, data: ClassImages, split: Split, side
     finally:
         learner.train(was_training)
     labels = torch.from_numpy(rows.copy())
-    correct = (predicted == labels).double()
-    per_class = torch.zeros(len(class_ids), dtype=torch.float64).index_add_(0, labels, correct)
+    # float32 sums of 0/1 are exact; the division rounds to float32, as every recorded run's did
+    correct = (predicted == labels).float()
+    per_class = torch.zeros(len(class_ids)).index_add_(0, labels, correct)
     counts = torch.bincount(labels, minlength=len(class_ids))
     if bool((counts == 0).any()):
         raise FewshotError(f"class row {int(torch.nonzero(counts == 0)[0])} of the split has no test images")
     plan = EpisodePlan(pool.classes, np.empty(0, dtype=np.int64), items, 0)
-    return EvalResult((per_class / counts).numpy(), time.perf_counter() - start, episodes_digest([plan]), False)
+    return EvalResult((per_class / counts).double().numpy(), time.perf_counter() - start, episodes_digest([plan]),
+                      False)
 
 
 @torch.no_grad()

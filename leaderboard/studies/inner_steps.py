@@ -26,7 +26,7 @@ from fewshot.baselines.learned_optimizer import LearnedOptimizerLearner, UpdateR
 
 from fewshot.core.sampler import EpisodeSampler, EpisodeSource
 from fewshot.run import experiment
-from fewshot.run.harness import confidence95
+from fewshot.core.stats import mean_interval
 
 LEARNERS = ("metalstm", "lstmopt")
 LEARNING_RATES = (0.01, 0.03, 0.1, 0.3, 1.0)
@@ -93,13 +93,13 @@ def main(dataset, protocol, ways, shots, episodes, val_episodes, budget, seed, o
             figures[name][rule_name] = {
                 "lr": lr,
                 "accuracy": round(100 * final.mean(), 2),
-                "ci95": round(100 * confidence95(final), 2),
+                "ci95": round(100 * mean_interval(final), 2),
             }
         for rule_name in ("sgd", "adam"):
             difference = curves[name]["learned"][:, -1] - curves[name][rule_name][:, -1]
             figures[name][f"learned_minus_{rule_name}"] = {
                 "mean": round(100 * difference.mean(), 2),
-                "ci95": round(100 * confidence95(difference), 2),
+                "ci95": round(100 * mean_interval(difference), 2),
             }
     _plot(curves, figures, cell, episodes, Path(out))
     print(
@@ -119,7 +119,7 @@ def _plot(curves, figures, cell, episodes: int, out: Path) -> None:
     fig, axes = plt.subplots(1, len(curves), figsize=(5.5 * len(curves), 4), sharey=True)
     for ax, (name, by_rule) in zip(np.atleast_1d(axes), curves.items()):
         for rule_name, accuracy in by_rule.items():
-            mean, half = 100 * accuracy.mean(0), 100 * 1.96 * accuracy.std(0, ddof=1) / np.sqrt(len(accuracy))
+            mean, half = 100 * accuracy.mean(0), 100 * np.array([mean_interval(column) for column in accuracy.T])
             lr = figures[name][rule_name]["lr"]
             label = f"{name} (learned)" if lr is None else f"{RULE_LABELS[rule_name]}, lr {lr:g}"
             steps = np.arange(len(mean))
