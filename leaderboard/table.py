@@ -62,9 +62,39 @@ def html_page(parts: list[Section], runs: int, hidden_text: str) -> str:
     import html
 
     body = "".join(f"<h2>{html.escape(s.title)}</h2><p>{html.escape(s.intro)}</p>{s.table.to_html(index=False)}"
-                   for s in parts)
+                   + "".join(charts(s.points)) for s in parts)
     return ("<!doctype html><html><head><meta charset='utf-8'><title>fewshot leaderboard</title></head><body>"
             f"<h1>fewshot leaderboard</h1><p>{runs} recorded runs{html.escape(hidden_text)}</p>{body}</body></html>\n")
+
+
+def charts(points: Any) -> list[str]:
+    """One embedded PNG per chart of a section's points: each learner's mean with its interval."""
+    if points is None or points.empty:
+        return []
+    import base64
+    import html
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    images = []
+    for title, group in points.groupby("chart", sort=False):
+        fig, ax = plt.subplots(figsize=(6, 0.45 * len(group) + 1.0))
+        ax.errorbar(group["mean"], range(len(group)), xerr=group["ci95"], fmt="o", capsize=3)
+        ax.set_yticks(range(len(group)), group["label"])
+        ax.set_xlabel("accuracy % (95% interval)")
+        ax.set_title(str(title))
+        ax.invert_yaxis()
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=90)
+        plt.close(fig)
+        images.append(f'<img alt="{html.escape(str(title))}" '
+                      f'src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">')
+    return images
 
 
 def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:

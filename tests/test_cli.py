@@ -113,7 +113,7 @@ def bad_inputs(tmp_path, data_root):
         ((*digits, "--adapt", "dann", "--hp", "coral.weight=1"), "'coral' is not the adaptation of this run"),
         ((*digits, "--adapt", "dann", "--hp", "dann.nope=1"), "unknown hyperparameter 'nope' for dann"),
         ((*digits, "--ways", "5"), "leave out --ways"),
-        ((*digits, "--protocol", "target-only", "--adapt", "dann"), "there is no shift to adapt to"),
+        ((*digits, "--protocol", "target-only", "--adapt", "dann"), "no unlabelled target images to adapt to"),
         (("--learner", "protonet", "--dataset", "digits"), "protonet has no classifier over the training classes"),
     ]
 
@@ -242,7 +242,7 @@ def test_generalized_zero_shot_reports_seen_unseen_and_their_harmonic_mean(tmp_p
     assert result["mean"] == result["harmonic"] == pytest.approx(2 * s * u / (s + u), abs=1e-3)
     assert "selected_on_val" not in result  # both hyperparameters were fixed
     run = ResultsStore(tmp_path / "r.sqlite").run(result["run_id"])
-    assert json.loads(run["extra"])["scores"]["harmonic"] == pytest.approx(result["harmonic"] / 100, abs=1e-6)
+    assert run["figures"]["harmonic"] == pytest.approx(result["harmonic"] / 100, abs=1e-6)
     assert len(run["accuracies"]) == result["ways"]  # one accuracy per class
 
 

@@ -82,7 +82,7 @@ def test_columns_are_filled_from_what_old_runs_recorded(v1_store):
     assert by_id[44]["protocol_kind"] == "all-classes" and by_id[44]["unit"] == "class"
 
     sequences = by_id[16]  # MANN, per-instance
-    assert sequences["protocol_kind"] == "per-instance"
+    assert (sequences["protocol_kind"], sequences["unit"]) == ("per-instance", "sequence")
     assert [sequences["figures"][f"presentation_{k}"] for k in range(1, 11)] == extras[16]["presentation_accuracy"]
     assert [sequences["figures"][f"presentation_{k}_ci95"] for k in range(1, 11)] == extras[16]["presentation_ci95"]
 

@@ -30,3 +30,33 @@ def test_quick_start_commands_are_the_documented_ones():
     assert "pip install '.[test]' && pytest" in README
     ci = (Path(__file__).resolve().parent.parent / ".ci" / "run").read_text()
     assert "pip install --quiet '.[test]'" in ci and ci.strip().endswith("pytest")
+
+
+def test_the_python_api_examples_in_the_readme_run_as_doctests():
+    """Every ``>>>`` example of the README runs, with the output it shows."""
+    import doctest
+
+    parser = doctest.DocTestParser()
+    examples = parser.get_doctest(README, {}, "README.md", str(Path("README.md")), 0)
+    assert len(examples.examples) > 10, "the README shows the Python API"
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    runner.run(examples)
+    assert runner.summarize(verbose=False).failed == 0
+
+
+def test_the_example_protocol_in_the_readme_works(glyphs):
+    from fewshot.core import registry
+
+    code = next(block for block in re.findall(r"```python\n(.*?)```", README, re.S) if "class OneQuery" in block)
+    module = types.ModuleType("one_query")
+    exec(compile(code, "README.md", "exec"), module.__dict__)
+    registry.register("protocol", "one-query", module.OneQuery)
+    try:
+        cell = experiment.resolve_cell(glyphs, 5, 1, None, 20, 0, kind="one-query")
+        assert (cell.kind, cell.queries) == ("one-query", 1)
+        setup = experiment.make_setup("protonet", {}, glyphs, cell)
+        learner = experiment.build(setup, torch.device("cpu"))
+        result = setup.protocol.evaluate(setup, learner, torch.device("cpu"))
+        assert len(result.accuracies) == 20 and set(result.accuracies * 5) <= {0.0, 1.0, 2.0, 3.0, 4.0, 5.0}
+    finally:
+        registry.unregister("protocol", "one-query")

@@ -80,6 +80,8 @@ class Section:
     title: str
     intro: str
     table: pd.DataFrame
+    # Points to plot, one chart per ``chart`` value: columns chart, label, mean and ci95 (percent); or None.
+    points: pd.DataFrame | None = None
 
 
 class Protocol:

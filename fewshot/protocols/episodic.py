@@ -128,7 +128,7 @@ class Episodic(Protocol):
         from fewshot.leaderboard.papers import paper_accuracy, references_for
         from fewshot.leaderboard.runs import label, latest, protocol_shown, shift
 
-        table = []
+        table, points = [], []
         for run in latest(runs):
             mean, half = 100 * run["mean"], 100 * run["ci95"]
             shifted = bool(shift(run))  # a domain shift is not the paper's cell
@@ -145,10 +145,13 @@ class Episodic(Protocol):
                 "training": run.get("train_budget") or "none", "run": run["id"],
                 "_sort": (run["dataset"], run["protocol"], run["ways"], run["shots"], -mean),
             })
+            points.append({"chart": f"{run['dataset']}/{run['protocol']} {run['ways']}-way {run['shots']}-shot",
+                           "label": label(run), "mean": mean, "ci95": half, "_sort": table[-1]["_sort"]})
         if not table:
             return None
         table.sort(key=lambda row: row.pop("_sort"))
-        return Section("Few-shot episodes", LEGEND, pd.DataFrame(table))
+        points.sort(key=lambda point: point.pop("_sort"))
+        return Section("Few-shot episodes", LEGEND, pd.DataFrame(table), pd.DataFrame(points))
 
 
 def validation_episodes(setup: Setup, learner: Learner, ways: int) -> EpisodeSource | None:

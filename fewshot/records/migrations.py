@@ -118,9 +118,9 @@ def v1_to_v2(db: sqlite3.Connection) -> None:
     for statement in V2_TABLES.split(";"):
         if statement.strip():
             db.execute(statement)
-    for run_id, extra_text in db.execute("SELECT id, extra FROM runs ORDER BY id").fetchall():
+    for run_id, learner, extra_text in db.execute("SELECT id, learner, extra FROM runs ORDER BY id").fetchall():
         extra = _parse_extra(extra_text)
-        columns = v2_columns_from_extra(extra)
+        columns = v2_columns_from_extra(extra, learner)
         db.execute(
             f"UPDATE runs SET {', '.join(f'{name} = ?' for name in columns)} WHERE id = ?", [*columns.values(), run_id]
         )
@@ -167,13 +167,17 @@ def _finite(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def v2_columns_from_extra(extra: dict[str, Any]) -> dict[str, Any]:
-    """The version 2 columns a version 1 run's ``extra`` determines; what it does not say keeps its default."""
+def v2_columns_from_extra(extra: dict[str, Any], learner: str = "") -> dict[str, Any]:
+    """The version 2 columns a version 1 run's ``extra`` determines; what it does not say keeps its default.
+
+    The first runs were recorded before runs kept the learner's protocol note (how it meets the episodes); the
+    first edition's leaderboard showed the learner's note then, and so does the migrated run.
+    """
     mode = _text(extra.get("mode"), "episodic")
     scores = extra.get("scores") if isinstance(extra.get("scores"), dict) else {}
     # The first edition recorded generalised zero-shot runs as mode all-classes with a harmonic mean among the scores.
     kind = "gzsl" if mode == "all-classes" and "harmonic" in scores else mode
-    unit = {"images": "image-batch", "all-classes": "class", "gzsl": "class"}.get(kind, "episode")
+    unit = {"images": "image-batch", "all-classes": "class", "gzsl": "class", "per-instance": "sequence"}.get(kind, "episode")
     return {
         "protocol_kind": kind,
         "side": _text(extra.get("side"), ""),
@@ -183,12 +187,24 @@ def v2_columns_from_extra(extra: dict[str, Any]) -> dict[str, Any]:
         "adaptation_hparams": _json_object(extra.get("adapt_hparams")),
         "target_labels": _whole(extra.get("target_labels")) or 0,
         "selection": _json_object(extra.get("selection")),
-        "protocol_note": _text(extra.get("protocol_note"), ""),
+        "protocol_note": _text(extra.get("protocol_note"), _current_note(learner)),
         "report": _text(extra.get("report"), "accuracy"),
         "threads": _whole(extra.get("threads")),
         "embedding_cache": extra.get("embedding_cache") if isinstance(extra.get("embedding_cache"), str) else None,
         "unit": unit,
     }
+
+
+def _current_note(learner: str) -> str:
+    """The installed learner's protocol note, or nothing if it is not installed (or cannot be loaded)."""
+    from fewshot.core import registry
+    from fewshot.core.errors import FewshotError
+
+    try:
+        note = registry.learner(learner).protocol_note
+    except FewshotError:
+        return ""
+    return note if isinstance(note, str) else ""
 
 
 def v2_figures_from_extra(extra: dict[str, Any]) -> dict[str, float]:
