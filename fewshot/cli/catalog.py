@@ -50,16 +50,19 @@ def _list_adaptations() -> None:
 @cli.command("datasets")
 @click.option("--data-root", default=None, type=click.Path(file_okay=False), help="Folder holding the raw datasets.")
 def datasets_command(data_root):
-    """List the datasets, their protocols and whether their files are present."""
+    """List the datasets, registered and imported, their protocols and whether their files are present."""
     from fewshot.core import registry
     from fewshot.core.paths import data_root as resolve_root
 
     root = resolve_root(data_root)
-    for name in registry.names("dataset"):
+    for name in registry.names("dataset") + registry.imported_datasets():
         source = registry.dataset(name)
         present, status = source.status(root)
         click.echo(f"{name}  {source.summary}")
+        click.echo(f"    citation: {source.citation}")
         click.echo(f"    protocols: {', '.join(source.protocols)} (default {source.default_protocol})")
-        described = "; ".join(f"{side}: {what}" for side, what in getattr(source, "descriptions", {}).items())
+        described = "; ".join(f"{side}: {what}" for side, what in source.descriptions.items())
         click.echo(f"    class descriptions (zero-shot): {described or 'none'}")
+        if source.domains:
+            click.echo(f"    domains (--source, --target): {', '.join(source.domains)}")
         click.echo(f"    {'present' if present else 'absent'}: {status}")

@@ -3,19 +3,21 @@
 Built-ins register in the project's ``pyproject.toml`` under the same
 entry-point groups a third-party package uses (``fewshot.learners``,
 ``fewshot.datasets``, ``fewshot.adaptations``), so a plug-in is found exactly like a built-in.
+Datasets imported into the cache (``fewshot data import``) are found by name beside the registered ones.
 """
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from importlib.metadata import entry_points
 from typing import Any
 
+from fewshot.core.dataset import Dataset, import_record, imported_names
 from fewshot.core.errors import FewshotError
 
 GROUPS = {"learner": "fewshot.learners", "dataset": "fewshot.datasets", "adaptation": "fewshot.adaptations"}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _entries(kind: str) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for entry in entry_points(group=GROUPS[kind]):
@@ -29,12 +31,19 @@ def names(kind: str) -> list[str]:
     return sorted(_entries(kind))
 
 
+def imported_datasets() -> list[str]:
+    """The datasets imported into the cache, but for any a registered dataset's name hides."""
+    return [name for name in imported_names() if name not in _entries("dataset")]
+
+
 def get(kind: str, name: str) -> Any:
     """The registered class; an unknown name lists the known ones."""
     entries = _entries(kind)
     if name not in entries:
         known = ", ".join(sorted(entries)) or "none (is fewshot installed? `pip install .`)"
-        raise FewshotError(f"unknown {kind} {name!r}: known {kind}s are {known} (see `fewshot {kind}s`)")
+        imported = ", ".join(imported_datasets()) if kind == "dataset" else ""
+        also = f"; imported: {imported}" if imported else ""
+        raise FewshotError(f"unknown {kind} {name!r}: known {kind}s are {known}{also} (see `fewshot {kind}s`)")
     try:
         return entries[name].load()
     except Exception as err:  # a broken plug-in must not take the whole command line down with a traceback
@@ -49,13 +58,33 @@ def adaptation(name: str) -> Any:
     return get("adaptation", name)
 
 
-def dataset(name: str) -> Any:
-    """The dataset registered as ``name``; ``family:NAME`` (``xlsa17:AWA2``) is one of a family's imported datasets."""
+def importers() -> list[str]:
+    """The registered datasets with an importer: the formats of `fewshot data import FORMAT`."""
+    return [name for name in names("dataset") if dataset_class(name).import_files.__func__ is not Dataset.import_files.__func__]
+
+
+def dataset_class(name: str) -> type[Dataset]:
+    """The class registered as dataset ``name``, checked to implement the dataset interface."""
+    cls = get("dataset", name)
+    if not (isinstance(cls, type) and issubclass(cls, Dataset)):
+        raise FewshotError(f"dataset {name!r} ({_entries('dataset')[name].value}) does not subclass "
+                           f"fewshot.core.dataset.Dataset: the engine reads datasets only through that interface")
+    return cls
+
+
+def dataset(name: str) -> Dataset:
+    """The dataset registered as ``name``; ``family:NAME`` (``xlsa17:AWA2``) is one of a family's imported
+    datasets; a name no dataset is registered as is looked up among the imported ones (`fewshot data import`),
+    whose record names the registered dataset (the format) that reads it."""
     family, sep, variant = name.partition(":")
-    cls = get("dataset", family)
+    if not sep and family not in _entries("dataset"):
+        record = import_record(name)
+        if record is not None:
+            return dataset_class(record["format"]).imported(name, record)
+    cls = dataset_class(family)
     if not sep:
         return cls()
-    if not getattr(cls, "variants", False):
+    if not cls.variants:
         raise FewshotError(f"dataset {family!r} has no variants: write --dataset {family}")
     if not variant:
         raise FewshotError(f"--dataset {name!r}: name the imported dataset after the colon, as in {family}:AWA2")
