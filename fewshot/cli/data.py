@@ -31,12 +31,25 @@ def fetch_command(dataset, data_root, mirror):
 
 @data_group.command("import")
 @click.argument("format", metavar="FORMAT")
-@click.argument("directory", type=click.Path(file_okay=False))
-@click.option("--name", required=True, help="Name of the imported dataset: --dataset xlsa17:NAME.")
-def import_command(format, directory, name):
-    """Import precomputed features: FORMAT xlsa17 reads DIRECTORY/res101.mat and att_splits.mat (Xian et al. 2018)."""
-    if format != "xlsa17":
-        raise FewshotError(f"cannot import {format!r}: the importable format is xlsa17")
-    from fewshot.tasks.xlsa17 import import_xlsa17
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+@click.option("--name", required=True, help="Name of the imported dataset (--dataset NAME, or xlsa17:NAME).")
+@click.option("--csv", "csv_file", default=None, type=click.Path(path_type=Path),
+              help="folder: a CSV of path,label[,split] rows instead of class sub-folders (paths relative to it).")
+@click.option("--size", type=int, default=None, help="folder: side of the square images in pixels  [default: 84]")
+@click.option("--channels", type=click.Choice(["1", "3"]), default=None,
+              help="folder: 1 (grey) or 3 (RGB)  [default: 3]")
+@click.option("--force", is_flag=True, help="Replace an import of the same name.")
+def import_command(format, path, name, csv_file, size, channels, force):
+    """Import a dataset in place into the cache, checked and decoded once.
 
-    click.echo(import_xlsa17(Path(directory), name))
+    FORMAT folder: PATH holds one sub-folder of images per class (png, jpg, jpeg, bmp, gif), or --csv FILE
+    lists them. FORMAT xlsa17: PATH holds Xian et al. 2018's res101.mat and att_splits.mat.
+    """
+    from fewshot.core import registry
+
+    if format not in registry.importers():
+        raise FewshotError(f"cannot import {format!r}: the importable formats are {', '.join(registry.importers())}")
+    given = {"csv": csv_file, "size": size, "channels": None if channels is None else int(channels),
+             "force": force or None}
+    options = {key: value for key, value in given.items() if value is not None}
+    click.echo(registry.dataset_class(format).import_files(name, path, options))
