@@ -5,9 +5,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
+
 from fewshot.core import registry
+from fewshot.core.dataset import Dataset, DownloadFile
 from fewshot.core.errors import FewshotError
 
 PLUGIN = Path(__file__).parent / "plugin"
@@ -29,7 +30,7 @@ def test_unknown_names_list_the_known_ones():
 def test_a_third_party_learner_plugs_in_like_a_builtin(tmp_path):
     target = tmp_path / "site"
     install = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                              "--target", str(target), str(PLUGIN)], capture_output=True, text=True)
+                              "--target", str(target), str(PLUGIN)], capture_output=True, text=True, check=False)
     assert install.returncode == 0, install.stderr
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(target), os.environ.get("PYTHONPATH")]))}
     listed = run_cli("learners", env=env)
@@ -41,3 +42,42 @@ def test_a_third_party_learner_plugs_in_like_a_builtin(tmp_path):
     assert result["mean"] > 40, "pixel matching beats 20% chance on glyphs"
     board = run_cli("leaderboard", "--results", str(tmp_path / "r.sqlite"), env=env)
     assert "pixelnn" in board.stdout
+
+
+@pytest.mark.parametrize("name", registry.names("dataset"))
+def test_every_registered_dataset_implements_the_dataset_interface(name):
+    source = registry.dataset(name)
+    assert isinstance(source, Dataset) and source.name == name
+    assert source.summary and source.citation and "\n" not in source.citation
+    assert source.protocols and source.default_protocol in source.protocols
+    assert all(isinstance(f, DownloadFile) and len(f.md5) == 32 and int(f.md5, 16) >= 0 for f in source.manifest)
+    assert source.default_shift is None or set(source.default_shift) <= set(source.domains)
+    present, status = source.status(Path("/nonexistent"))
+    assert isinstance(present, bool) and status and "\n" not in status
+
+
+def test_a_dataset_plug_in_must_subclass_the_interface(monkeypatch):
+    class Loose:  # has the attributes, but the engine reads datasets only through Dataset
+        name, protocols, default_protocol = "loose", ("p",), "p"
+
+    class Entry:
+        value = "somewhere:Loose"
+
+        def load(self):
+            return Loose
+
+    monkeypatch.setattr(registry, "_entries", lambda kind: {"loose": Entry()})
+    with pytest.raises(FewshotError, match="'loose' .somewhere:Loose. does not subclass fewshot.core.dataset.Dataset"):
+        registry.dataset("loose")
+
+
+def test_a_dataset_overrides_only_what_it_has(tmp_path):
+    class Minimal(Dataset):
+        name, summary, citation, protocols, default_protocol = "minimal", "s", "c", ("p",), "p"
+
+    source = Minimal()
+    assert (source.domains, source.default_shift, dict(source.descriptions), source.manifest, source.variants) == (
+        (), None, {}, (), False)
+    assert source.status(tmp_path) == (True, "reads no files of its own")
+    with pytest.raises(FewshotError, match="minimal has no importer"):
+        Minimal.import_files("x", tmp_path, {})
