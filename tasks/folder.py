@@ -43,7 +43,15 @@ import torch
 from PIL import Image, ImageOps
 
 from fewshot.core.data import ROLES, Benchmark, ClassImages, ClassInfo, Split
-from fewshot.core.dataset import IMPORT_NAME, Dataset, import_record, imported_names, load_import, save_import
+from fewshot.core.dataset import (
+    IMPORT_NAME,
+    Dataset,
+    import_record,
+    imported_names,
+    load_import,
+    replaced_import,
+    save_import,
+)
 from fewshot.core.errors import FewshotError
 
 FORMAT = "folder"
@@ -106,7 +114,7 @@ class ImageFolder(Dataset):
     def status(self, root: Path) -> tuple[bool, str]:
         if self.record is not None:
             return True, f"imported {self.record['layout']} {self.record['source']} as {self.record['arrays']}"
-        mine = [n for n in imported_names() if (import_record(n) or {}).get("format") == FORMAT]
+        mine = [n for n in imported_names() if _format_of(n) == FORMAT]
         if not mine:
             return False, f"nothing imported: `fewshot data import {FORMAT} DIR --name NAME`, then --dataset NAME"
         return True, f"imported: {', '.join(mine)} (--dataset NAME)"
@@ -151,12 +159,7 @@ class ImageFolder(Dataset):
             raise FewshotError(f"--name {name!r}: use letters, digits, - and _, starting with a letter or digit")
         if name in registry.names("dataset"):
             raise FewshotError(f"--name {name}: a registered dataset has that name; choose another")
-        previous = import_record(name)
-        if previous is not None and not force:
-            raise FewshotError(
-                f"{name} is already imported (from {previous.get('source', '?')}): "
-                f"pass --force to replace it, or choose another --name"
-            )
+        replaced_import(name, force)
         if size < MIN_SIZE:
             raise FewshotError(f"--size {size}: images must be at least {MIN_SIZE} pixels on a side")
         if channels not in (1, 3):
@@ -190,6 +193,13 @@ class ImageFolder(Dataset):
             f"imported {name}: {len(rows):,} images of {len(classes)} classes at {size}x{size}x{channels} into "
             f"{arrays}; protocol {', '.join(splits)}: --dataset {name}"
         )
+
+
+def _format_of(name: str) -> str | None:
+    try:
+        return (import_record(name) or {}).get("format")
+    except FewshotError:  # a damaged record is reported where it is used (--dataset NAME)
+        return None
 
 
 def folder_rows(folder: Path) -> list[Row]:

@@ -289,3 +289,17 @@ def test_the_class_split_is_seeded_and_keeps_at_least_one_class_per_role():
     hundred = folder_format.class_split([f"c{i:03d}" for i in range(100)])
     assert [len(hundred[r]) for r in ("train", "val", "test")] == [64, 16, 20]
     assert hundred["test"] != [f"c{i:03d}" for i in range(80, 100)], "shuffled, not the last classes by name"
+
+
+def test_a_damaged_import_record_says_so_and_force_replaces_it(tmp_path, cache, capfd):
+    source = make_folder(tmp_path / "shapes", SHAPES[:3])
+    assert _main(capfd, "data", "import", "folder", str(source), "--name", "torn", "--size", "8")[0] == 0
+    (cache / "imports" / "torn.json").write_text('{"name": "torn", "form')
+    code, _, err = _main(capfd, "data", "fetch", "torn")
+    assert code == 2 and "torn.json is damaged" in err and "--force" in err and err.count("\n") == 1
+    code, _, err = _main(capfd, "data", "import", "folder", str(source), "--name", "torn", "--size", "8")
+    assert code == 2 and "is damaged" in err
+    code, out, _ = _main(capfd, "datasets")
+    assert code == 0 and "torn  unreadable: " in out and "\nglyphs  " in out, "the other datasets are still listed"
+    assert _main(capfd, "data", "import", "folder", str(source), "--name", "torn", "--size", "8", "--force")[0] == 0
+    assert registry.dataset("torn").benchmark("classes", tmp_path).data.images.shape == (18, 3, 8, 8)

@@ -55,8 +55,14 @@ def datasets_command(data_root):
     from fewshot.core.paths import data_root as resolve_root
 
     root = resolve_root(data_root)
+    from fewshot.core.errors import FewshotError
+
     for name in registry.names("dataset") + registry.imported_datasets():
-        source = registry.dataset(name)
+        try:
+            source = registry.dataset(name)
+        except FewshotError as err:  # one damaged import or broken plug-in must not hide the others
+            click.echo(f"{name}  unreadable: {err}")
+            continue
         present, status = source.status(root)
         click.echo(f"{name}  {source.summary}")
         click.echo(f"    citation: {source.citation}")

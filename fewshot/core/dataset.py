@@ -121,18 +121,30 @@ def imported_names() -> list[str]:
     return sorted(p.stem for p in imports_dir().glob("*.json") if IMPORT_NAME.fullmatch(p.stem))
 
 
+def replaced_import(name: str, force: bool) -> dict[str, Any] | None:
+    """The record an import of ``name`` would replace (None if none); refused unless ``force``. An importer
+    calls it before reading anything, so a name in use is refused at once."""
+    try:
+        previous = import_record(name)
+    except FewshotError:
+        if not force:
+            raise
+        return None  # a damaged record is simply overwritten
+    if previous is not None and not force:
+        raise FewshotError(
+            f"{name} is already imported (from {previous.get('source', '?')}): "
+            f"pass --force to replace it, or choose another --name"
+        )
+    return previous
+
+
 def save_import(record: Mapping[str, Any], data: ClassImages, force: bool) -> Path:
     """Store an import: its arrays, then its record, both atomically, so that a failure at any point leaves the
     previous import (or none) in place. The arrays' file is named after ``data.key``, so a replaced import's
     arrays are only removed once the new record points elsewhere. Returns the arrays' path."""
     name = record["name"]
     folder = imports_dir()
-    previous = import_record(name)
-    if previous is not None and not force:
-        raise FewshotError(
-            f"{name} is already imported (from {previous.get('source', '?')}): "
-            f"pass --force to replace it, or choose another --name"
-        )
+    previous = replaced_import(name, force)
     arrays = folder / f"{name}-{data.key}.npz"
     text = json.dumps({**record, "key": data.key, "arrays": arrays.name}, indent=1)
     replaces_arrays = previous is not None and previous.get("arrays") == arrays.name
