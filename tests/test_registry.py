@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import run_cli
 
@@ -81,3 +82,29 @@ def test_a_dataset_overrides_only_what_it_has(tmp_path):
     assert source.status(tmp_path) == (True, "reads no files of its own")
     with pytest.raises(FewshotError, match="minimal has no importer"):
         Minimal.import_files("x", tmp_path, {})
+
+
+def test_a_third_party_dataset_plugs_in_like_a_builtin(tmp_path):
+    """The README's worked example (tests/dataset_plugin), installed as a package, on doodles drawn here."""
+    target = tmp_path / "site"
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                              "--target", str(target), str(PLUGIN.parent / "dataset_plugin")], capture_output=True,
+                             text=True, check=False)
+    assert install.returncode == 0, install.stderr
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(target), os.environ.get("PYTHONPATH")]))}
+    root = tmp_path / "data"
+    (root / "quickdraw").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for category in range(20):  # a bright square at a place of its own, jittered by a pixel
+        top, left = divmod(category, 5)
+        bitmaps = np.zeros((100, 28, 28), dtype=np.uint8)
+        for i, (dy, dx) in enumerate(rng.integers(0, 2, (100, 2))):
+            bitmaps[i, 4 * top + dy : 4 * top + dy + 6, 4 * left + dx : 4 * left + dx + 6] = 255
+        np.save(root / "quickdraw" / f"shape{category:02d}.npy", bitmaps.reshape(100, 784))
+    listed = run_cli("datasets", "--data-root", str(root), env=env)
+    assert "quickdraw  doodles of 345 categories" in listed.stdout and "present: 20 categories in" in listed.stdout
+    done = run_cli("eval", "--learner", "protonet", "--dataset", "quickdraw", "--data-root", str(root), "--ways", "2",
+                   "--shots", "1", "--queries", "2", "--episodes", "5", "--budget", "5steps", "--json", "--quiet",
+                   "--results", str(tmp_path / "r.sqlite"), env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["protocol"] == "categories"
