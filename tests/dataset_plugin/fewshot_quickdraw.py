@@ -37,17 +37,28 @@ class QuickDraw(Dataset):
             return False, f"no categories in {Path(root) / 'quickdraw'}: {WHERE}"
         return True, f"{len(files)} categories in {Path(root) / 'quickdraw'}"
 
-    def benchmark(self, protocol: str, root: Path, size: int = 28, source: str | None = None,
-                  target: str | None = None, target_labels: int = 0) -> Benchmark:
+    def benchmark(
+        self,
+        protocol: str,
+        root: Path,
+        size: int = 28,
+        source: str | None = None,
+        target: str | None = None,
+        target_labels: int = 0,
+    ) -> Benchmark:
         files = sorted((Path(root) / "quickdraw").glob("*.npy"))
         if len(files) < 3:
             raise FewshotError(f"{Path(root) / 'quickdraw'} holds {len(files)} categories, fewer than 3: {WHERE}")
-        data = cached(self.name, VERSION, size, lambda: decode(files, size),
-                      files={f.name: file_digest(f) for f in files})
+        data = cached(
+            self.name, VERSION, size, lambda: decode(files, size), files={f.name: file_digest(f) for f in files}
+        )
         order = np.random.default_rng(SPLIT_SEED).permutation(len(files))
         train, val = round(0.70 * len(files)), round(0.15 * len(files))
-        splits = {"train": Split.of(order[:train]), "val": Split.of(order[train : train + val]),
-                  "test": Split.of(order[train + val :])}
+        splits = {
+            "train": Split.of(order[:train]),
+            "val": Split.of(order[train : train + val]),
+            "test": Split.of(order[train + val :]),
+        }
         return Benchmark(self.name, protocol, data, splits, notes="categories split 70/15/15 by a fixed seed")
 
 
@@ -59,6 +70,8 @@ def decode(files: list[Path], size: int) -> ClassImages:
             raise FewshotError(f"{file} is not a Quick Draw bitmap file of at least {PER_CLASS} drawings")
         drawings.append(np.asarray(bitmaps).reshape(-1, 28, 28))
     strokes = torch.from_numpy(np.concatenate(drawings)).float() / 255
-    return ClassImages(images=resize_strokes(strokes, size),
-                       labels=torch.arange(len(files)).repeat_interleave(PER_CLASS),
-                       classes=tuple(ClassInfo(file.stem, "quickdraw") for file in files))
+    return ClassImages(
+        images=resize_strokes(strokes, size),
+        labels=torch.arange(len(files)).repeat_interleave(PER_CLASS),
+        classes=tuple(ClassInfo(file.stem, "quickdraw") for file in files),
+    )
