@@ -52,11 +52,10 @@ def _list_adaptations() -> None:
 def datasets_command(data_root):
     """List the datasets, registered and imported, their protocols and whether their files are present."""
     from fewshot.core import registry
+    from fewshot.core.errors import FewshotError
     from fewshot.core.paths import data_root as resolve_root
 
     root = resolve_root(data_root)
-    from fewshot.core.errors import FewshotError
-
     for name in registry.names("dataset") + registry.imported_datasets():
         try:
             source = registry.dataset(name)

@@ -60,7 +60,8 @@ def adaptation(name: str) -> Any:
 
 def importers() -> list[str]:
     """The registered datasets with an importer: the formats of `fewshot data import FORMAT`."""
-    return [name for name in names("dataset") if dataset_class(name).import_files.__func__ is not Dataset.import_files.__func__]
+    inherited = Dataset.import_files.__func__
+    return [name for name in names("dataset") if dataset_class(name).import_files.__func__ is not inherited]
 
 
 def dataset_class(name: str) -> type[Dataset]:
