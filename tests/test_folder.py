@@ -249,6 +249,7 @@ BAD = [
         "a registered dataset has that name",
     ),
     ("no source", lambda root: ["folder"], "give either a folder of class sub-folders or --csv FILE"),
+    ("xlsa17 takes no size", lambda root: ["xlsa17", str(root), "--size", "20"], "xlsa17 imports take no --size"),
     (
         "unknown format",
         lambda root: ["tarball", str(root)],
