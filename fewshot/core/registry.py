@@ -33,7 +33,8 @@ def names(kind: str) -> list[str]:
 
 def imported_datasets() -> list[str]:
     """The datasets imported into the cache, but for any a registered dataset's name hides."""
-    return [name for name in imported_names() if name not in _entries("dataset")]
+    registered = set(names("dataset"))
+    return [name for name in imported_names() if name not in registered]
 
 
 def get(kind: str, name: str) -> Any:
@@ -68,8 +69,8 @@ def dataset_class(name: str) -> type[Dataset]:
     """The class registered as dataset ``name``, checked to implement the dataset interface."""
     cls = get("dataset", name)
     if not (isinstance(cls, type) and issubclass(cls, Dataset)):
-        raise FewshotError(f"dataset {name!r} ({_entries('dataset')[name].value}) does not subclass "
-                           f"fewshot.core.dataset.Dataset: the engine reads datasets only through that interface")
+        raise FewshotError(f"dataset {name!r} ({cls!r}) does not subclass fewshot.core.dataset.Dataset: "
+                           f"the engine reads datasets only through that interface")
     return cls
 
 
@@ -78,7 +79,7 @@ def dataset(name: str) -> Dataset:
     datasets; a name no dataset is registered as is looked up among the imported ones (`fewshot data import`),
     whose record names the registered dataset (the format) that reads it."""
     family, sep, variant = name.partition(":")
-    if not sep and family not in _entries("dataset"):
+    if not sep and family not in names("dataset"):
         record = import_record(name)
         if record is not None:
             return dataset_class(record["format"]).imported(name, record)
