@@ -21,8 +21,8 @@ Protocols:
 * ``split`` (with one): the CSV's split; each class belongs to one split, and
   train and test must have classes.
 
-Both splits are written into the import record, so they never change after
-the import.
+The split is written into the import record, so it never changes after the
+import. ``FolderImport`` is registered as the import format ``folder``.
 """
 
 from __future__ import annotations
@@ -43,15 +43,7 @@ import torch
 from PIL import Image, ImageOps
 
 from fewshot.core.data import ROLES, Benchmark, ClassImages, ClassInfo, Split
-from fewshot.core.dataset import (
-    IMPORT_NAME,
-    Dataset,
-    import_record,
-    imported_names,
-    load_import,
-    replaced_import,
-    save_import,
-)
+from fewshot.core.dataset import IMPORT_NAME, Dataset, Importer, load_import, replaced_import, save_import
 from fewshot.core.errors import FewshotError
 
 FORMAT = "folder"
@@ -62,7 +54,6 @@ DEFAULT_SIZE, MIN_SIZE, DEFAULT_CHANNELS = 84, 8, 3
 MAX_PIXELS = 8192 * 8192
 CLASS_SHARES = {"val": 0.16, "test": 0.20}  # of the classes; train takes the rest (64%)
 SPLIT_SEED = 0
-OPTIONS = ("csv", "size", "channels", "force")
 # What Pillow raises on a damaged or foreign file, by format: each becomes one line naming the file.
 PILLOW_ERRORS = (
     OSError,
@@ -86,17 +77,11 @@ class Row:
     split: str | None = None
 
 
-class ImageFolder(Dataset):
-    name = FORMAT
-    summary = "your own images: class sub-folders or a CSV of path,label[,split], once imported"
-    citation = "the images' own source (each import records where it came from)"
-    protocols = ("classes", "split")
-    default_protocol = "classes"
+class ImportedFolder(Dataset):
+    """A dataset imported by ``FolderImport``, described by its import record."""
 
-    def __init__(self, name: str | None = None, record: Mapping[str, Any] | None = None):
+    def __init__(self, name: str, record: Mapping[str, Any]):
         self.record = record
-        if name is None or record is None:
-            return
         self.name = name
         colour = "RGB" if record["channels"] == 3 else "grey"
         self.summary = (
@@ -107,17 +92,8 @@ class ImageFolder(Dataset):
         self.protocols = tuple(record["splits"])
         self.default_protocol = self.protocols[0]
 
-    @classmethod
-    def imported(cls, name: str, record: Mapping[str, Any]) -> ImageFolder:
-        return cls(name, record)
-
     def status(self, root: Path) -> tuple[bool, str]:
-        if self.record is not None:
-            return True, f"imported {self.record['layout']} {self.record['source']} as {self.record['arrays']}"
-        mine = [n for n in imported_names() if _format_of(n) == FORMAT]
-        if not mine:
-            return False, f"nothing imported: `fewshot data import {FORMAT} DIR --name NAME`, then --dataset NAME"
-        return True, f"imported: {', '.join(mine)} (--dataset NAME)"
+        return True, f"imported {self.record['layout']} {self.record['source']} as {self.record['arrays']}"
 
     def benchmark(
         self,
@@ -129,11 +105,6 @@ class ImageFolder(Dataset):
         target_labels: int = 0,
     ) -> Benchmark:
         """The import under ``protocol``. ``size`` is not used: the images keep the size they were imported at."""
-        if self.record is None:
-            raise FewshotError(
-                f"{FORMAT} is the format of imported datasets: run `fewshot data import {FORMAT} DIR "
-                f"--name NAME`, then pass --dataset NAME"
-            )
         if protocol not in self.protocols:
             raise FewshotError(f"unknown {self.name} protocol {protocol!r}: choose one of {', '.join(self.protocols)}")
         data = load_import(self.record)
@@ -146,13 +117,22 @@ class ImageFolder(Dataset):
         shares = ", ".join(f"{len(s)} {role}" for role, s in splits.items())
         return Benchmark(self.name, protocol, data, splits, notes=f"{protocol} split of the classes: {shares}")
 
-    @classmethod
-    def import_files(cls, name: str, path: Path | None, options: Mapping[str, Any]) -> str:
+
+class FolderImport(Importer):
+    name = FORMAT
+    summary = (
+        "DIR holds a sub-folder of images per class (png, jpg, jpeg, bmp, gif), or --csv FILE lists "
+        f"path,label[,split]; --size (default {DEFAULT_SIZE}), --channels 1 or 3 (default {DEFAULT_CHANNELS}); "
+        "then --dataset NAME"
+    )
+    options = ("csv", "size", "channels", "force")
+
+    def dataset(self, name: str, record: Mapping[str, Any]) -> ImportedFolder:
+        return ImportedFolder(name, record)
+
+    def import_files(self, name: str, path: Path | None, options: Mapping[str, Any]) -> str:
         from fewshot.core import registry
 
-        unknown = sorted(set(options) - set(OPTIONS))
-        if unknown:
-            raise FewshotError(f"{FORMAT} imports take no --{unknown[0]}")
         csv_file, size = options.get("csv"), options.get("size", DEFAULT_SIZE)
         channels, force = options.get("channels", DEFAULT_CHANNELS), bool(options.get("force"))
         if not IMPORT_NAME.fullmatch(name):
@@ -193,13 +173,6 @@ class ImageFolder(Dataset):
             f"imported {name}: {len(rows):,} images of {len(classes)} classes at {size}x{size}x{channels} into "
             f"{arrays}; protocol {', '.join(splits)}: --dataset {name}"
         )
-
-
-def _format_of(name: str) -> str | None:
-    try:
-        return (import_record(name) or {}).get("format")
-    except FewshotError:  # a damaged record is reported where it is used (--dataset NAME)
-        return None
 
 
 def folder_rows(folder: Path) -> list[Row]:

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from fewshot.core.data import Benchmark, ClassImages, ClassInfo, Split
-from fewshot.core.dataset import Dataset
+from fewshot.core.dataset import Dataset, Importer
 from fewshot.core.errors import FewshotError
 from fewshot.core.paths import cache_dir
 
@@ -67,15 +67,6 @@ class XLSA17(Dataset):
             return False, "nothing imported: `fewshot data import xlsa17 DIR --name NAME` (DIR holds res101.mat and att_splits.mat)"
         return True, "imported: " + ", ".join(f"xlsa17:{n}" for n in found)
 
-    @classmethod
-    def import_files(cls, name: str, path: Path | None, options: Mapping[str, Any]) -> str:
-        if options:
-            raise FewshotError(f"xlsa17 imports take no {', '.join('--' + o for o in options)}: its features are fixed")
-        if path is None:
-            raise FewshotError("name the folder that holds res101.mat and att_splits.mat: "
-                               "fewshot data import xlsa17 DIR --name NAME")
-        return import_xlsa17(path, name)
-
     def benchmark(self, protocol: str, root: Path, size: int = 28, source: str | None = None,
                   target: str | None = None, target_labels: int = 0) -> Benchmark:
         """``size`` is not used: the features are fixed. Xian et al.'s benchmarks have no domains."""
@@ -105,6 +96,19 @@ class XLSA17(Dataset):
                          notes="Xian et al. 2018's proposed split", sides=("attributes",),
                          describe=lambda side: attributes, zero_shot=True, generalized=protocol == "gzsl",
                          selection_train="select")
+
+
+class XLSA17Import(Importer):
+    """`fewshot data import xlsa17 DIR --name NAME`: Xian et al.'s two files, as ``--dataset xlsa17:NAME``."""
+
+    name = "xlsa17"
+    summary = "DIR holds Xian et al. 2018's res101.mat and att_splits.mat; then --dataset xlsa17:NAME"
+
+    def import_files(self, name: str, path: Path | None, options: Mapping[str, Any]) -> str:
+        if path is None:
+            raise FewshotError("name the folder that holds res101.mat and att_splits.mat: "
+                               "fewshot data import xlsa17 DIR --name NAME")
+        return import_xlsa17(path, name)
 
 
 def import_xlsa17(directory: Path, name: str) -> str:

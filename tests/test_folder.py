@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw
 
 from fewshot.cli import main
 from fewshot.core import registry
-from fewshot.core.dataset import imports_dir
+from fewshot.core.dataset import Dataset, imports_dir
 from fewshot.tasks import folder as folder_format
 
 SHAPES = ("bar", "circle", "column", "cross", "diagonal", "frame", "square", "top", "triangle", "x")
@@ -89,30 +89,16 @@ def test_a_folder_becomes_a_dataset_that_evaluates(tmp_path, cache, capfd):
         role: {sorted(SHAPES)[c] for c in rows} for role, rows in splits.items()
     }
 
-    done = run_cli(
-        "eval",
-        "--learner",
-        "protonet",
-        "--dataset",
-        "shapes",
-        "--ways",
-        "2",
-        "--shots",
-        "1",
-        "--queries",
-        "2",
-        "--episodes",
-        "5",
-        "--budget",
-        "5steps",
-        "--json",
-        "--quiet",
-    )
+    command = "eval --learner protonet --dataset shapes --ways 2 --shots 1 --queries 2 --episodes 5 --budget 5steps"
+    done = run_cli(*command.split(), "--json", "--quiet")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["dataset"] == "shapes" and result["protocol"] == "classes" and result["episodes"] == 5
     listed = run_cli("datasets").stdout
     assert f"shapes  imported from {source.resolve()}: 60 images of 10 classes, 16x16 grey" in listed
+    assert "\nfolder  DIR holds a sub-folder of images per class" in listed.split("import formats")[1]
+    imported = registry.dataset("shapes")
+    assert isinstance(imported, Dataset) and imported.citation and imported.default_protocol in imported.protocols
     fetched = run_cli("data", "fetch", "shapes")
     assert fetched.returncode == 2 and "shapes cannot be downloaded" in fetched.stderr
 

@@ -9,7 +9,7 @@ import pytest
 from conftest import run_cli
 
 from fewshot.core import registry
-from fewshot.core.dataset import Dataset, DownloadFile
+from fewshot.core.dataset import Dataset, DownloadFile, Importer
 from fewshot.core.errors import FewshotError
 
 PLUGIN = Path(__file__).parent / "plugin"
@@ -80,8 +80,13 @@ def test_a_dataset_overrides_only_what_it_has(tmp_path):
     assert (source.domains, source.default_shift, dict(source.descriptions), source.manifest, source.variants) == (
         (), None, {}, (), False)
     assert source.status(tmp_path) == (True, "reads no files of its own")
-    with pytest.raises(FewshotError, match="minimal has no importer"):
-        Minimal.import_files("x", tmp_path, {})
+
+
+@pytest.mark.parametrize("name", registry.names("importer"))
+def test_every_import_format_implements_the_importer_interface(name):
+    reader = registry.importer(name)
+    assert isinstance(reader, Importer) and reader.name == name and reader.summary
+    assert set(reader.options) <= {"csv", "size", "channels", "force"}, "the command line's format options"
 
 
 def test_a_third_party_dataset_plugs_in_like_a_builtin(tmp_path):

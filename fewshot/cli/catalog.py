@@ -71,3 +71,9 @@ def datasets_command(data_root):
         if source.domains:
             click.echo(f"    domains (--source, --target): {', '.join(source.domains)}")
         click.echo(f"    {'present' if present else 'absent'}: {status}")
+    click.echo("")
+    click.echo("import formats (fewshot data import FORMAT PATH --name NAME):")
+    for name in registry.names("importer"):
+        reader = registry.importer(name)
+        options = ", ".join(f"--{option}" for option in reader.options)
+        click.echo(f"{name}  {reader.summary}" + (f"  (options: {options})" if options else ""))

@@ -6,11 +6,12 @@ only what it has: a dataset of one protocol and no domains, downloads or class
 descriptions is a name, a summary, a citation, its protocol and ``benchmark``.
 The engine reads every dataset through this interface and nothing else.
 
-Imported datasets (``fewshot data import FORMAT PATH --name NAME``) live in the
-cache: their decoded arrays and, written last, a JSON record
-``imports/NAME.json`` naming the format that imported them. The registry finds
-``--dataset NAME`` there when no registered dataset has that name, and asks the
-dataset registered as that format for it (``imported``).
+``fewshot data import FORMAT PATH --name NAME`` runs the :class:`Importer`
+registered as FORMAT (entry-point group ``fewshot.importers``). Datasets it
+imports live in the cache: their decoded arrays and, written last, a JSON
+record ``imports/NAME.json`` naming the format. The registry finds ``--dataset
+NAME`` there when no registered dataset has that name, and asks that format's
+importer for it (``Importer.dataset``).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class DownloadFile:
 
 class Dataset:
     """A benchmark's data and the protocols it is evaluated under; the defaults describe a dataset with none of
-    the optional parts (domains, class descriptions, downloads, variants, an importer)."""
+    the optional parts (domains, class descriptions, downloads, variants)."""
 
     # Class attributes; an imported dataset sets these five on its instance, from its import record.
     name: str = ""
@@ -83,18 +84,26 @@ class Dataset:
         image side for datasets decoded at any size; ``source``/``target`` name the domains of a shift."""
         raise FewshotError(f"dataset {self.name!r} does not implement benchmark()")
 
-    # -- importing ---------------------------------------------------------------------------------------
-    @classmethod
-    def import_files(cls, name: str, path: Path | None, options: Mapping[str, Any]) -> str:
-        """`fewshot data import FORMAT PATH --name NAME`, FORMAT being this dataset's registered name: read
-        ``path`` in place, check it, store it in the cache; returns one line saying what was imported.
-        ``options`` holds the command line's format options that were given (size, channels, csv, force)."""
-        raise FewshotError(f"{cls.name} has no importer: importable formats are listed by `fewshot datasets`")
 
-    @classmethod
-    def imported(cls, name: str, record: Mapping[str, Any]) -> Dataset:
-        """The dataset this format imported as ``name``, from its import record (``imports/NAME.json``)."""
-        raise FewshotError(f"{cls.name} imports no datasets of its own name, so --dataset {name} means nothing")
+class Importer:
+    """A format ``fewshot data import FORMAT PATH --name NAME`` reads, registered under ``fewshot.importers``.
+
+    It reads ``PATH`` in place, checks it, and stores it in the cache; a dataset it imports under a name of its
+    own (not a ``NAME:VARIANT`` of a registered dataset) is recorded in ``imports/NAME.json``, and ``dataset``
+    builds it from that record."""
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    # The command line's format options it reads (of --csv, --size, --channels, --force); others are refused.
+    options: ClassVar[tuple[str, ...]] = ()
+
+    def import_files(self, name: str, path: Path | None, options: Mapping[str, Any]) -> str:
+        """Import ``path`` as ``name`` with the ``options`` given; returns one line saying what was imported."""
+        raise FewshotError(f"the {self.name} importer does not implement import_files()")
+
+    def dataset(self, name: str, record: Mapping[str, Any]) -> Dataset:
+        """The dataset imported as ``name``, from its import record."""
+        raise FewshotError(f"the {self.name} importer records no datasets of their own name: --dataset {name} is none")
 
 
 def imports_dir() -> Path:

@@ -2,8 +2,8 @@
 
 Built-ins register in the project's ``pyproject.toml`` under the same
 entry-point groups a third-party package uses (``fewshot.learners``,
-``fewshot.datasets``, ``fewshot.adaptations``), so a plug-in is found exactly like a built-in.
-Datasets imported into the cache (``fewshot data import``) are found by name beside the registered ones.
+``fewshot.datasets``, ``fewshot.adaptations``, ``fewshot.importers``), so a plug-in is found exactly like a
+built-in. Datasets imported into the cache (``fewshot data import``) are found by name beside the registered ones.
 """
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from functools import cache
 from importlib.metadata import entry_points
 from typing import Any
 
-from fewshot.core.dataset import Dataset, import_record, imported_names
+from fewshot.core.dataset import Dataset, Importer, import_record, imported_names
 from fewshot.core.errors import FewshotError
 
-GROUPS = {"learner": "fewshot.learners", "dataset": "fewshot.datasets", "adaptation": "fewshot.adaptations"}
+GROUPS = {"learner": "fewshot.learners", "dataset": "fewshot.datasets", "adaptation": "fewshot.adaptations",
+          "importer": "fewshot.importers"}
 
 
 @cache
@@ -59,30 +60,35 @@ def adaptation(name: str) -> Any:
     return get("adaptation", name)
 
 
-def importers() -> list[str]:
-    """The registered datasets with an importer: the formats of `fewshot data import FORMAT`."""
-    inherited = Dataset.import_files.__func__
-    return [name for name in names("dataset") if dataset_class(name).import_files.__func__ is not inherited]
+def importer(name: str) -> Importer:
+    """The importer registered as format ``name`` (`fewshot data import FORMAT`)."""
+    return _checked("importer", name, Importer)()
 
 
 def dataset_class(name: str) -> type[Dataset]:
     """The class registered as dataset ``name``, checked to implement the dataset interface."""
-    cls = get("dataset", name)
-    if not (isinstance(cls, type) and issubclass(cls, Dataset)):
-        raise FewshotError(f"dataset {name!r} ({cls!r}) does not subclass fewshot.core.dataset.Dataset: "
-                           f"the engine reads datasets only through that interface")
+    return _checked("dataset", name, Dataset)
+
+
+def _checked(kind: str, name: str, interface: type) -> Any:
+    cls = get(kind, name)
+    if not (isinstance(cls, type) and issubclass(cls, interface)):
+        raise FewshotError(f"{kind} {name!r} ({cls!r}) does not subclass {interface.__module__}.{interface.__name__}: "
+                           f"the engine reads {kind}s only through that interface")
     return cls
 
 
 def dataset(name: str) -> Dataset:
     """The dataset registered as ``name``; ``family:NAME`` (``xlsa17:AWA2``) is one of a family's imported
     datasets; a name no dataset is registered as is looked up among the imported ones (`fewshot data import`),
-    whose record names the registered dataset (the format) that reads it."""
+    whose record names the importer (the format) that reads it."""
     family, sep, variant = name.partition(":")
     if not sep and family not in names("dataset"):
         record = import_record(name)
         if record is not None:
-            return dataset_class(record["format"]).imported(name, record)
+            if record["format"] not in names("importer"):
+                raise FewshotError(f"{name} was imported by the {record['format']!r} importer, which is not installed")
+            return importer(record["format"]).dataset(name, record)
     cls = dataset_class(family)
     if not sep:
         return cls()
