@@ -122,8 +122,7 @@ class FolderImport(Importer):
     name = FORMAT
     summary = (
         "DIR holds a sub-folder of images per class (png, jpg, jpeg, bmp, gif), or --csv FILE lists "
-        f"path,label[,split]; --size (default {DEFAULT_SIZE}), --channels 1 or 3 (default {DEFAULT_CHANNELS}); "
-        "then --dataset NAME"
+        f"path,label[,split]; {DEFAULT_SIZE}x{DEFAULT_SIZE} RGB unless --size, --channels 1; then --dataset NAME"
     )
     options = ("csv", "size", "channels", "force")
 
