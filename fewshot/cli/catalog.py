@@ -47,6 +47,17 @@ def _list_adaptations() -> None:
         click.echo(f"    hyperparameters: {describe_hparams(cls) or 'none'}" + (f"; {'; '.join(needs)}" if needs else ""))
 
 
+def _list_import_formats() -> None:
+    from fewshot.core import registry
+
+    click.echo("")
+    click.echo("import formats (fewshot data import FORMAT PATH --name NAME):")
+    for name in registry.names("importer"):
+        reader = registry.importer(name)
+        options = ", ".join(f"--{option}" for option in reader.options)
+        click.echo(f"{name}  {reader.summary}" + (f"  (options: {options})" if options else ""))
+
+
 @cli.command("datasets")
 @click.option("--data-root", default=None, type=click.Path(file_okay=False), help="Folder holding the raw datasets.")
 def datasets_command(data_root):
@@ -71,9 +82,4 @@ def datasets_command(data_root):
         if source.domains:
             click.echo(f"    domains (--source, --target): {', '.join(source.domains)}")
         click.echo(f"    {'present' if present else 'absent'}: {status}")
-    click.echo("")
-    click.echo("import formats (fewshot data import FORMAT PATH --name NAME):")
-    for name in registry.names("importer"):
-        reader = registry.importer(name)
-        options = ", ".join(f"--{option}" for option in reader.options)
-        click.echo(f"{name}  {reader.summary}" + (f"  (options: {options})" if options else ""))
+    _list_import_formats()
