@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from fewshot.core.data import Benchmark, ClassImages, ClassInfo, Split, cached, file_digest
+from fewshot.core.dataset import Dataset
 from fewshot.core.errors import FewshotError
 
 VERSION = 1
@@ -139,9 +140,11 @@ SAMPLED = {"mnist": 2000, "usps": 1800}
 SAMPLE_SEED = 0
 
 
-class Digits:
+class Digits(Dataset):
     name = "digits"
     summary = "handwritten digits in three domains (MNIST 10k, USPS, MNIST-M) for domain adaptation"
+    citation = ("LeCun, Bottou, Bengio and Haffner 1998 (MNIST), Proc. IEEE 86(11); Hull 1994 (USPS), IEEE TPAMI "
+                "16(5); Ganin and Lempitsky 2015 (MNIST-M), ICML")
     protocols = ("uda", "target-only")
     default_protocol = "uda"
     domains = DOMAINS

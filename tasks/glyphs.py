@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import os
 import unicodedata
+from collections.abc import Mapping
 from pathlib import Path
+from typing import ClassVar
 
 import matplotlib
 import numpy as np
@@ -38,6 +40,7 @@ import torch.nn.functional as F
 from matplotlib.ft2font import FT2Font, LoadFlags
 
 from fewshot.core.data import Benchmark, ClassImages, ClassInfo, Split, cached, file_digest, shifted_splits
+from fewshot.core.dataset import Dataset
 from fewshot.core.errors import FewshotError
 from fewshot.tasks.descriptions import hashed_text_embedding, zero_shot_split
 from fewshot.tasks.glyph_names import attribute_matrix, name_attributes
@@ -63,13 +66,19 @@ LETTER_CATEGORIES = ("Lu", "Ll", "Lt", "Lo")
 ZERO_SHOT = {"unseen": 400, "val": 200, "seed": 0, "held_out": 4}
 
 
-class Glyphs:
+class Glyphs(Dataset):
     name = "glyphs"
+    default = True  # renders from the fonts matplotlib ships: the quick start needs no files
     summary = "letters of 15 Unicode scripts rendered from matplotlib's fonts, 20 instances each (offline)"
+    citation = ("fewshot's own benchmark: letters of The Unicode Standard (Unicode Consortium) in the DejaVu and "
+                "STIX fonts matplotlib ships")
     protocols = ("scripts", "zsl", "gzsl")
     default_protocol = "scripts"
-    descriptions = {"attributes": "binary, parsed from the Unicode name (script, case, base letter, forms, modifiers)",
-                    "text": "the Unicode name, embedded by hashed words and character trigrams (offline)"}
+    descriptions: ClassVar[Mapping[str, str]] = {
+        "attributes": "binary, parsed from the Unicode name (script, case, base letter, forms, modifiers)",
+        "text": "the Unicode name, embedded by hashed words and character trigrams (offline)",
+    }
+    domains = FAMILIES
 
     def status(self, root: Path) -> tuple[bool, str]:
         return True, "built from matplotlib's fonts on first use; nothing to download"
@@ -82,8 +91,6 @@ class Glyphs:
             embedding = hashed_text_embedding([c.name for c in data.classes])
             return tuple(f"bucket{j}" for j in range(embedding.shape[1])), embedding
         raise ValueError(f"glyphs has no {side!r} descriptions: choose one of {', '.join(self.descriptions)}")
-
-    domains = FAMILIES
 
     def benchmark(self, protocol: str, root: Path, size: int = 28, source: str | None = None,
                   target: str | None = None, target_labels: int = 0) -> Benchmark:

@@ -40,7 +40,17 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fewshot.core.data import Benchmark, ClassImages, ClassInfo, FixedEpisodes, Split, cached, file_digest, resize_strokes
+from fewshot.core.data import (
+    Benchmark,
+    ClassImages,
+    ClassInfo,
+    FixedEpisodes,
+    Split,
+    cached,
+    file_digest,
+    resize_strokes,
+)
+from fewshot.core.dataset import Dataset, DownloadFile
 from fewshot.core.errors import FewshotError
 
 VERSION = 1
@@ -50,14 +60,32 @@ ZIP_FILES = ("images_background.zip", "images_evaluation.zip")
 SPLIT_FILES = ("train.txt", "val.txt", "test.txt", "trainval.txt")
 RUNS_FILE = "all_runs.zip"
 FETCH_HINT = "run `fewshot data fetch omniglot` or set FEWSHOT_DATA to a folder that holds omniglot/"
+RELEASE = "https://github.com/brendenlake/omniglot/raw/master/python/"
+SNELL_SPLITS = "https://raw.githubusercontent.com/jakesnell/prototypical-networks/master/data/omniglot/splits/vinyals/"
 
 
-class Omniglot:
+class Omniglot(Dataset):
     name = "omniglot"
     summary = "1,623 handwritten characters, 50 alphabets, 20 drawers (Lake et al. 2015)"
+    citation = ("Lake, Salakhutdinov and Tenenbaum 2015, Human-level concept learning through probabilistic "
+                "program induction, Science 350(6266)")
     protocols = ("vinyals", "lake", "lake-runs")
-    descriptions: dict[str, str] = {}
     default_protocol = "vinyals"
+    domains = ("omniglot", "mnist")
+    # Lake et al.'s official release, and Snell et al.'s copy of Vinyals et al.'s split, with their md5s.
+    manifest = (
+        DownloadFile("images_background.zip", RELEASE + "images_background.zip", "68d2efa1b9178cc56df9314c21c6e718"),
+        DownloadFile("images_evaluation.zip", RELEASE + "images_evaluation.zip", "6b91aef0f799c5bb55b94e3f2daec811"),
+        DownloadFile("images_background_small1.zip", RELEASE + "images_background_small1.zip",
+                     "e704a628b5459e08445c13499850abc4"),
+        DownloadFile("images_background_small2.zip", RELEASE + "images_background_small2.zip",
+                     "b75a71a51d3b13f821f212756fe481fd"),
+        DownloadFile("all_runs.zip", RELEASE + "one-shot-classification/all_runs.zip", "e8996daecdf12afeeb4a53a179f06b19"),
+        DownloadFile("vinyals/train.txt", SNELL_SPLITS + "train.txt", "433d1fcc2b20dcee2983ceb524586f7f"),
+        DownloadFile("vinyals/val.txt", SNELL_SPLITS + "val.txt", "78c535fa427b12b6596908376a0b3f34"),
+        DownloadFile("vinyals/test.txt", SNELL_SPLITS + "test.txt", "43534e6d5f9e74acbb7de1b4874abad8"),
+        DownloadFile("vinyals/trainval.txt", SNELL_SPLITS + "trainval.txt", "888433268015439fd05fb6e9006ead50"),
+    )
 
     def status(self, root: Path) -> tuple[bool, str]:
         folder = Path(root) / "omniglot"
@@ -66,8 +94,6 @@ class Omniglot:
             return False, f"missing under {folder}: {FETCH_HINT}"
         extras = [n for n, p in (("vinyals", folder / "vinyals" / "trainval.txt"), ("lake-runs", folder / RUNS_FILE)) if not p.exists()]
         return True, f"{layout} in {folder}" + (f" (missing the files of: {', '.join(extras)})" if extras else "")
-
-    domains = ("omniglot", "mnist")
 
     def benchmark(self, protocol: str, root: Path, size: int = 28, source: str | None = None,
                   target: str | None = None, target_labels: int = 0) -> Benchmark:
@@ -250,7 +276,7 @@ def _read_runs(path: Path, strokes: np.ndarray, n_drawers: int) -> dict[str, tor
             support.append(run_support)
             query.append([by_class[c] for c in class_files])
             classes.append([i // n_drawers for i in run_support])
-    as_tensor = lambda rows: torch.tensor(rows, dtype=torch.int64)  # noqa: E731
+    as_tensor = lambda rows: torch.tensor(rows, dtype=torch.int64)
     return {"runs_support": as_tensor(support), "runs_query": as_tensor(query), "runs_classes": as_tensor(classes)}
 
 

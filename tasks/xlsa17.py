@@ -26,12 +26,15 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from fewshot.core.data import Benchmark, ClassImages, ClassInfo, Split
+from fewshot.core.dataset import Dataset, Importer
 from fewshot.core.errors import FewshotError
 from fewshot.core.paths import cache_dir
 
@@ -45,13 +48,15 @@ def imported_path(name: str) -> Path:
     return cache_dir() / "imported" / f"xlsa17-{name.upper()}.npz"
 
 
-class XLSA17:
+class XLSA17(Dataset):
     name = "xlsa17"
     variants = True  # --dataset xlsa17:NAME, one per imported dataset
     summary = "Xian et al. 2018's zero-shot benchmarks (ResNet-101 features, attributes), once imported"
+    citation = ("Xian, Lampert, Schiele and Akata 2018, Zero-Shot Learning: A Comprehensive Evaluation of the Good, "
+                "the Bad and the Ugly, IEEE TPAMI 41(9)")
     protocols = ("zsl", "gzsl")
     default_protocol = "zsl"
-    descriptions = {"attributes": "the classes' attribute vectors (att_splits.mat `att`)"}
+    descriptions: ClassVar[Mapping[str, str]] = {"attributes": "the classes' attribute vectors (att_splits.mat `att`)"}
 
     def __init__(self, variant: str | None = None):
         self.variant = variant
@@ -62,7 +67,9 @@ class XLSA17:
             return False, "nothing imported: `fewshot data import xlsa17 DIR --name NAME` (DIR holds res101.mat and att_splits.mat)"
         return True, "imported: " + ", ".join(f"xlsa17:{n}" for n in found)
 
-    def benchmark(self, protocol: str, root: Path, size: int = 28) -> Benchmark:
+    def benchmark(self, protocol: str, root: Path, size: int = 28, source: str | None = None,
+                  target: str | None = None, target_labels: int = 0) -> Benchmark:
+        """``size`` is not used: the features are fixed. Xian et al.'s benchmarks have no domains."""
         if self.variant is None:
             raise FewshotError("name the imported dataset: --dataset xlsa17:NAME (see `fewshot datasets`)")
         path = imported_path(self.variant)
@@ -91,6 +98,19 @@ class XLSA17:
                          selection_train="select")
 
 
+class XLSA17Import(Importer):
+    """`fewshot data import xlsa17 DIR --name NAME`: Xian et al.'s two files, as ``--dataset xlsa17:NAME``."""
+
+    name = "xlsa17"
+    summary = "DIR holds Xian et al. 2018's res101.mat and att_splits.mat; then --dataset xlsa17:NAME"
+
+    def import_files(self, name: str, path: Path | None, options: Mapping[str, Any]) -> str:
+        if path is None:
+            raise FewshotError("name the folder that holds res101.mat and att_splits.mat: "
+                               "fewshot data import xlsa17 DIR --name NAME")
+        return import_xlsa17(path, name)
+
+
 def import_xlsa17(directory: Path, name: str) -> str:
     """Check ``directory``'s two files and store them as ``xlsa17:NAME``; returns a one-line summary."""
     if not NAME.fullmatch(name):
@@ -110,13 +130,15 @@ def import_xlsa17(directory: Path, name: str) -> str:
 def _read_mat(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
     try:
         from scipy.io import loadmat
+        from scipy.io.matlab import MatReadError
     except ImportError:
         raise FewshotError("reading MATLAB files needs scipy: pip install 'fewshot[xlsa17]'") from None
     if not path.is_file():
         raise FewshotError(f"{path} is missing: the folder must hold Xian et al.'s {FEATURE_FILE} and {SPLIT_FILE}")
     try:
         content = loadmat(path, variable_names=list(keys))
-    except Exception as err:  # scipy raises many kinds on a file that is not MATLAB v5
+    # scipy raises many kinds on a file that is not MATLAB v5 (NotImplementedError on v7.3, which is HDF5)
+    except (MatReadError, ValueError, TypeError, KeyError, OSError, EOFError, NotImplementedError) as err:
         raise FewshotError(f"{path} is not a readable MATLAB file ({type(err).__name__}: {err})") from None
     missing = [k for k in keys if k not in content]
     if missing:

@@ -6,9 +6,11 @@ import threading
 
 import pytest
 
-from fewshot.run import fetch
 from fewshot.cli import main
+from fewshot.core import registry
 from fewshot.core.data import file_digest
+from fewshot.core.dataset import DownloadFile
+from fewshot.tasks.omniglot import Omniglot
 
 SERVED = ["images_background_small1.zip", "all_runs.zip", "vinyals/val.txt"]
 
@@ -31,10 +33,10 @@ def server(tmp_path, data_root):
 
 @pytest.fixture
 def manifest(monkeypatch, data_root):
-    official = {name: md5 for name, _, md5 in fetch.MANIFESTS["omniglot"]}
-    entries = [(name, "http://127.0.0.1:9/unused/" + name, official[name]) for name in SERVED]
+    official = {file.path: file.md5 for file in Omniglot.manifest}
+    entries = tuple(DownloadFile(name, "http://127.0.0.1:9/unused/" + name, official[name]) for name in SERVED)
     assert all(file_digest(data_root / "omniglot" / n) == official[n] for n in SERVED), "published md5s"
-    monkeypatch.setitem(fetch.MANIFESTS, "omniglot", entries)
+    monkeypatch.setattr(Omniglot, "manifest", entries)
     return entries
 
 
@@ -50,8 +52,8 @@ def test_fetch_downloads_and_checks_md5(server, manifest, tmp_path, capfd):
     root = tmp_path / "root"
     code, out, err = _main(capfd, "data", "fetch", "omniglot", "--data-root", str(root), "--mirror", url)
     assert code == 0, err
-    for name, _, md5 in manifest:
-        assert file_digest(root / "omniglot" / name) == md5
+    for file in manifest:
+        assert file_digest(root / "omniglot" / file.path) == file.md5
     assert out.count("md5 ok") == 3
     code, out, _ = _main(capfd, "data", "fetch", "omniglot", "--data-root", str(root), "--mirror", url)
     assert code == 0 and out.count("already present") == 3
@@ -78,11 +80,23 @@ def test_unknown_and_local_datasets(tmp_path, capfd):
     code, _, err = _main(capfd, "data", "fetch", "nope", "--data-root", str(tmp_path))
     assert code == 2 and "unknown dataset 'nope'" in err
     code, _, err = _main(capfd, "data", "fetch", "glyphs", "--data-root", str(tmp_path))
-    assert code == 2 and "nothing to download" in err
+    assert code == 2 and "glyphs cannot be downloaded" in err and err.count("\n") == 1
+    code, _, err = _main(capfd, "data", "fetch", "digits", "--data-root", str(tmp_path))
+    assert code == 2 and f"missing mnist10k.npz, usps.npz, mnist_m.npz under {tmp_path / 'digits'}" in err, err
+
+
+def test_any_dataset_with_a_manifest_is_fetched(server, tmp_path, capfd, monkeypatch):
+    """The downloader reads the dataset's manifest and names no dataset: a dataset's files go to its folder."""
+    url, served = server
+    md5 = file_digest(served / "vinyals" / "val.txt")
+    monkeypatch.setattr(registry.dataset_class("glyphs"), "manifest", (DownloadFile("val.txt", f"{url}/vinyals/val.txt", md5),))
+    code, out, err = _main(capfd, "data", "fetch", "glyphs", "--data-root", str(tmp_path))
+    assert code == 0, err
+    assert file_digest(tmp_path / "glyphs" / "val.txt") == md5 and out.count("md5 ok") == 1
 
 
 def test_the_manifest_holds_the_official_checksums():
-    md5 = {name: digest for name, _, digest in fetch.MANIFESTS["omniglot"]}
+    md5 = {file.path: file.md5 for file in Omniglot.manifest}
     assert md5["images_background.zip"] == "68d2efa1b9178cc56df9314c21c6e718"
     assert md5["images_evaluation.zip"] == "6b91aef0f799c5bb55b94e3f2daec811"
     assert all(len(d) == 32 and int(d, 16) >= 0 for d in md5.values())

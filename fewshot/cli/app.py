@@ -8,7 +8,8 @@ PERCENT = 100.0
 
 def cell_options(fn):
     options = [
-        click.option("--dataset", default="glyphs", show_default=True, help="Dataset (see `fewshot datasets`)."),
+        click.option("--dataset", default=None,
+                     help="Dataset (see `fewshot datasets`)  [default: the one that needs no files]"),
         click.option("--protocol", default=None, help="Protocol of the dataset (default: the dataset's own)."),
         click.option("--seed", type=int, default=0, show_default=True, help="Seed of episodes and training."),
         click.option("--hp", multiple=True, metavar="NAME=VALUE", help="Override a hyperparameter (repeatable)."),

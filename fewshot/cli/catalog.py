@@ -47,22 +47,42 @@ def _list_adaptations() -> None:
         click.echo(f"    hyperparameters: {describe_hparams(cls) or 'none'}" + (f"; {'; '.join(needs)}" if needs else ""))
 
 
+def _list_import_formats() -> None:
+    from fewshot.core import registry
+
+    click.echo("")
+    click.echo("import formats (fewshot data import FORMAT PATH --name NAME):")
+    for name in registry.names("importer"):
+        reader = registry.importer(name)
+        options = ", ".join(f"--{option}" for option in reader.options)
+        click.echo(f"{name}  {reader.summary}" + (f"  (options: {options})" if options else ""))
+
+
 @cli.command("datasets")
 @click.option("--data-root", default=None, type=click.Path(file_okay=False), help="Folder holding the raw datasets.")
 def datasets_command(data_root):
-    """List the datasets, their protocols and whether their files are present."""
+    """List the datasets, registered and imported, their protocols and whether their files are present."""
     from fewshot.core import registry
+    from fewshot.core.errors import FewshotError
     from fewshot.core.paths import data_root as resolve_root
 
     root = resolve_root(data_root)
-    for name in registry.names("dataset"):
-        source = registry.dataset(name)
+    for name in registry.names("dataset") + registry.imported_datasets():
+        try:
+            source = registry.dataset(name)
+        except FewshotError as err:  # one damaged import or broken plug-in must not hide the others
+            click.echo(f"{name}  unreadable: {err}")
+            continue
         present, status = source.status(root)
-        click.echo(f"{name}  {source.summary}")
+        click.echo(f"{name}  {source.summary}" + ("  [the default --dataset]" if source.default else ""))
+        click.echo(f"    citation: {source.citation}")
         click.echo(f"    protocols: {', '.join(source.protocols)} (default {source.default_protocol})")
-        described = "; ".join(f"{side}: {what}" for side, what in getattr(source, "descriptions", {}).items())
+        described = "; ".join(f"{side}: {what}" for side, what in source.descriptions.items())
         click.echo(f"    class descriptions (zero-shot): {described or 'none'}")
+        if source.domains:
+            click.echo(f"    domains (--source, --target): {', '.join(source.domains)}")
         click.echo(f"    {'present' if present else 'absent'}: {status}")
+    _list_import_formats()
 
 
 @cli.command("protocols")

@@ -31,12 +31,28 @@ def fetch_command(dataset, data_root, mirror):
 
 @data_group.command("import")
 @click.argument("format", metavar="FORMAT")
-@click.argument("directory", type=click.Path(file_okay=False))
-@click.option("--name", required=True, help="Name of the imported dataset: --dataset xlsa17:NAME.")
-def import_command(format, directory, name):
-    """Import precomputed features: FORMAT xlsa17 reads DIRECTORY/res101.mat and att_splits.mat (Xian et al. 2018)."""
-    if format != "xlsa17":
-        raise FewshotError(f"cannot import {format!r}: the importable format is xlsa17")
-    from fewshot.tasks.xlsa17 import import_xlsa17
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+@click.option("--name", required=True, help="Name of the imported dataset (see `fewshot datasets`).")
+@click.option("--csv", "csv_file", default=None, type=click.Path(path_type=Path),
+              help="A CSV of path,label[,split] rows instead of PATH (paths relative to the CSV's folder).")
+@click.option("--size", type=int, default=None, help="Side of the square images in pixels (image formats).")
+@click.option("--channels", type=click.Choice(["1", "3"]), default=None, help="1 (grey) or 3 (RGB) (image formats).")
+@click.option("--force", is_flag=True, help="Replace an import of the same name.")
+def import_command(format, path, name, csv_file, size, channels, force):
+    """Import a dataset in place into the cache, checked and decoded once.
 
-    click.echo(import_xlsa17(Path(directory), name))
+    FORMAT is one of the import formats `fewshot datasets` lists, each with what PATH holds and the options it reads.
+    """
+    from fewshot.core import registry
+
+    formats = registry.names("importer")
+    if format not in formats:
+        raise FewshotError(f"cannot import {format!r}: the importable formats are {', '.join(formats)}")
+    reader = registry.importer(format)
+    given = {"csv": csv_file, "size": size, "channels": None if channels is None else int(channels),
+             "force": force or None}
+    options = {key: value for key, value in given.items() if value is not None}
+    unread = [key for key in options if key not in reader.options]
+    if unread:
+        raise FewshotError(f"{format} imports take no --{unread[0]}")
+    click.echo(reader.import_files(name, path, options))

@@ -29,14 +29,16 @@ from fewshot.core.paths import cache_dir, data_root
 from fewshot.core.sampler import EpisodeSampler, EpisodeSource, FixedSampler, ImagePool
 from fewshot.core.sampler import ImageBatches as ImageBatchSampler
 
-def open_benchmark(dataset: str, protocol: str | None, root: str | Path | None = None, size: int = 28,
+def open_benchmark(dataset: str | None, protocol: str | None, root: str | Path | None = None, size: int = 28,
                    source: str | None = None, target: str | None = None, target_labels: int = 0) -> Benchmark:
-    """The dataset's benchmark under ``protocol``; ``source``/``target`` name the domains of a shift."""
+    """The dataset's benchmark under ``protocol`` (the default dataset's if ``dataset`` is None);
+    ``source``/``target`` name the domains of a shift."""
+    dataset = dataset or registry.default_dataset()
     found = registry.dataset(dataset)
     protocol = protocol or found.default_protocol
     if protocol not in found.protocols:
         raise FewshotError(f"unknown {dataset} protocol {protocol!r}: choose one of {', '.join(found.protocols)}")
-    domains = getattr(found, "domains", ())
+    domains = found.domains
     if not domains:
         if source or target or target_labels:
             named = "--source/--target" if source or target else "--target-labels"
@@ -49,7 +51,7 @@ def open_benchmark(dataset: str, protocol: str | None, root: str | Path | None =
 
 
 def _datasets_with_domains() -> list[str]:
-    return [name for name in registry.names("dataset") if getattr(registry.get("dataset", name), "domains", ())]
+    return [name for name in registry.names("dataset") if registry.dataset_class(name).domains]
 
 
 def resolve_cell(bench: Benchmark, ways: int | str | None = None, shots: int | None = None,

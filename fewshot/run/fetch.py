@@ -1,5 +1,7 @@
 """Downloads of official dataset releases, only when asked (`fewshot data fetch NAME`).
 
+A dataset declares what to download as its ``manifest`` (files, URLs, md5s;
+see ``fewshot.core.dataset``); this module fetches any dataset that has one.
 Every file is checked against its published md5 before it takes its place in
 the data root; a damaged download is discarded, so the data root only ever
 holds whole, verified files. Nothing else in the suite touches the network.
@@ -11,50 +13,29 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
+from fewshot.core import registry
 from fewshot.core.data import file_digest
 from fewshot.core.errors import FewshotError
 
-OMNIGLOT_RELEASE = "https://github.com/brendenlake/omniglot/raw/master/python/"
-SNELL_SPLITS = "https://raw.githubusercontent.com/jakesnell/prototypical-networks/master/data/omniglot/splits/vinyals/"
-
-# dataset -> [(path under the dataset's folder, official URL, md5)]
-MANIFESTS: dict[str, list[tuple[str, str, str]]] = {
-    "omniglot": [
-        ("images_background.zip", OMNIGLOT_RELEASE + "images_background.zip", "68d2efa1b9178cc56df9314c21c6e718"),
-        ("images_evaluation.zip", OMNIGLOT_RELEASE + "images_evaluation.zip", "6b91aef0f799c5bb55b94e3f2daec811"),
-        ("images_background_small1.zip", OMNIGLOT_RELEASE + "images_background_small1.zip",
-         "e704a628b5459e08445c13499850abc4"),
-        ("images_background_small2.zip", OMNIGLOT_RELEASE + "images_background_small2.zip",
-         "b75a71a51d3b13f821f212756fe481fd"),
-        ("all_runs.zip", OMNIGLOT_RELEASE + "one-shot-classification/all_runs.zip", "e8996daecdf12afeeb4a53a179f06b19"),
-        ("vinyals/train.txt", SNELL_SPLITS + "train.txt", "433d1fcc2b20dcee2983ceb524586f7f"),
-        ("vinyals/val.txt", SNELL_SPLITS + "val.txt", "78c535fa427b12b6596908376a0b3f34"),
-        ("vinyals/test.txt", SNELL_SPLITS + "test.txt", "43534e6d5f9e74acbb7de1b4874abad8"),
-        ("vinyals/trainval.txt", SNELL_SPLITS + "trainval.txt", "888433268015439fd05fb6e9006ead50"),
-    ],
-}
-
 
 def fetch(dataset: str, root: Path, mirror: str | None = None, timeout: float = 60.0) -> Iterator[str]:
-    """Download ``dataset``'s files into ``root/dataset``; yields one line per file."""
-    if dataset not in MANIFESTS:
-        from fewshot.core import registry
-
-        if dataset in registry.names("dataset"):
-            raise FewshotError(f"{dataset} has nothing to download (see `fewshot datasets`)")
-        raise FewshotError(f"unknown dataset {dataset!r}: downloadable datasets are {', '.join(sorted(MANIFESTS))}")
-    folder = Path(root) / dataset
-    for relative, url, md5 in MANIFESTS[dataset]:
-        target = folder / relative
-        if target.exists() and file_digest(target) == md5:
-            yield f"{relative}: already present (md5 ok)"
+    """Download the files of ``dataset``'s manifest into ``root/NAME``; yields one line per file."""
+    source = registry.dataset(dataset)
+    if not source.manifest:
+        _, where = source.status(Path(root))
+        raise FewshotError(f"{dataset} cannot be downloaded (it declares no download manifest): {where}")
+    folder = Path(root) / source.name
+    for file in source.manifest:
+        target = folder / file.path
+        if target.exists() and file_digest(target) == file.md5:
+            yield f"{file.path}: already present (md5 ok)"
             continue
-        source = mirror.rstrip("/") + "/" + relative if mirror else url
-        size = _download(source, target, md5, timeout)
-        yield f"{relative}: {size:,} bytes from {source} (md5 ok)"
+        url = mirror.rstrip("/") + "/" + file.path if mirror else file.url
+        size = _download(url, target, file.md5, timeout)
+        yield f"{file.path}: {size:,} bytes from {url} (md5 ok)"
     yield f"{dataset} is in {folder}"
 
 
