@@ -57,6 +57,7 @@ def test_the_example_protocol_in_the_readme_works(glyphs):
         setup = experiment.make_setup("protonet", {}, glyphs, cell)
         learner = experiment.build(setup, torch.device("cpu"))
         result = setup.protocol.evaluate(setup, learner, torch.device("cpu"))
-        assert len(result.accuracies) == 20 and set(result.accuracies * 5) <= {0.0, 1.0, 2.0, 3.0, 4.0, 5.0}
+        correct = result.accuracies * 5  # one query of each of 5 classes: 0 to 5 right
+        assert len(result.accuracies) == 20 and (abs(correct - correct.round()) < 1e-6).all()
     finally:
         registry.unregister("protocol", "one-query")
