@@ -11,10 +11,10 @@ are ``maml``'s (the paper keeps MAML's hyperparameters); see
 """
 from __future__ import annotations
 
-from fewshot.core.backbones import head_with
-from fewshot.baselines.maml import MAML
-from fewshot.core.episode import Episode
 from fewshot.baselines.inner_loop import Params, adapt
+from fewshot.baselines.maml import MAML
+from fewshot.core.backbones import head_with
+from fewshot.core.episode import Episode
 
 
 class ANIL(MAML):

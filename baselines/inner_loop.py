@@ -18,14 +18,14 @@ updates and several tasks can adapt at once.
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping, Union
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 Params = dict[str, torch.Tensor]
-StepSizes = Union[float, Mapping[str, torch.Tensor]]
+StepSizes = float | Mapping[str, torch.Tensor]
 Forward = Callable[[Params, torch.Tensor], torch.Tensor]
 
 

@@ -19,15 +19,16 @@ rule's own outputs, never through the gradients the rule was given.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fewshot.baselines.inner_loop import Params
 from fewshot.core.backbones import MAMLConv4
 from fewshot.core.episode import Episode
-from fewshot.baselines.inner_loop import Params
 from fewshot.core.learner import EpisodeBatches, Learner, TaskSpec
 
 LossAt = Callable[[torch.Tensor], torch.Tensor]

@@ -41,9 +41,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fewshot.baselines.learned_optimizer import (
+    CoordinatewiseLSTMCell,
+    LearnedOptimizerLearner,
+    detach_state,
+    gradient_at,
+    preprocess,
+)
 from fewshot.core.episode import Episode
-from fewshot.baselines.learned_optimizer import (CoordinatewiseLSTMCell, LearnedOptimizerLearner, detach_state, gradient_at,
-                                       preprocess)
 from fewshot.core.learner import TaskSpec, clipped_step
 
 

@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import torch
 
+from fewshot.baselines.inner_loop import Params, StepSizes, adapt, detached_parameters, meta_parameters
 from fewshot.core.backbones import MAMLConv4
 from fewshot.core.episode import Episode
-from fewshot.baselines.inner_loop import Params, StepSizes, adapt, detached_parameters, meta_parameters
 from fewshot.core.learner import EpisodeBatches, Learner, TaskSpec, paper_defaults, query_loss_step
 
 # The paper's Omniglot settings per number of ways: inner step size, inner steps, test steps, meta-batch.

@@ -76,7 +76,7 @@ class MemoryState:
     reads: torch.Tensor  # [B, heads * size]
     hidden: tuple[torch.Tensor, torch.Tensor]
 
-    def expand(self, copies: int) -> "MemoryState":
+    def expand(self, copies: int) -> MemoryState:
         """The same state repeated ``copies`` times per batch row (queries stepping from one state)."""
         rep = lambda t: t.repeat_interleave(copies, dim=0)  # noqa: E731
         return MemoryState(rep(self.memory), rep(self.usage), rep(self.read_weights), rep(self.least_used),

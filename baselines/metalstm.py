@@ -36,8 +36,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fewshot.core.episode import Episode
 from fewshot.baselines.learned_optimizer import CoordinatewiseLSTMCell, LearnedOptimizerLearner, preprocess
+from fewshot.core.episode import Episode
 from fewshot.core.learner import TaskSpec, query_loss_step
 
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fewshot.baselines.maml import MAML
 from fewshot.baselines.inner_loop import StepSizes
+from fewshot.baselines.maml import MAML
 from fewshot.core.learner import TaskSpec
 
 

@@ -33,9 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch.func import vmap
 
+from fewshot.baselines.inner_loop import Params, detached_parameters
 from fewshot.core.backbones import MAMLConv4
 from fewshot.core.episode import Episode
-from fewshot.baselines.inner_loop import Params, detached_parameters
 from fewshot.core.learner import EpisodeBatches, Learner, TaskSpec, paper_defaults
 
 # The paper's Omniglot flags per number of ways: inner batch, inner steps, inner lr, test batch.

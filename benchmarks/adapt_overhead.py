@@ -19,9 +19,9 @@ import time
 
 import torch
 
-from fewshot.run import experiment
 from fewshot.core import registry
 from fewshot.core.adaptation import Adaptation
+from fewshot.run import experiment
 from fewshot.run.adapted import Adapted
 from fewshot.run.harness import Budget
 from fewshot.run.runtime import tune_allocator

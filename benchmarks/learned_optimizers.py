@@ -20,13 +20,12 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from fewshot.baselines.learned_optimizer import CoordinatewiseLSTMCell, optimise
 from fewshot.baselines.lstmopt import LSTMOptimizer
 from fewshot.baselines.metalstm import MetaLSTM
 from fewshot.core.episode import random_episode
-from fewshot.baselines.learned_optimizer import CoordinatewiseLSTMCell, optimise
 from fewshot.core.learner import TaskSpec
 from fewshot.run.runtime import tune_allocator
-
 
 
 def seconds(fn, repeats: int) -> float:

@@ -18,7 +18,6 @@ from fewshot.core.learner import TaskSpec
 from fewshot.run.runtime import tune_allocator
 
 
-
 def rate(fn, items: int, repeats: int) -> float:
     fn()  # warm-up
     start = time.perf_counter()

@@ -9,8 +9,8 @@ import time
 
 import torch
 
-from fewshot.run.experiment import open_benchmark
 from fewshot.core.sampler import EpisodeSampler
+from fewshot.run.experiment import open_benchmark
 
 
 def main() -> None:

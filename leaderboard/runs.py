@@ -6,7 +6,8 @@ its columns; no section parses a blob.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Hashable
+from collections.abc import Callable, Hashable
+from typing import Any
 
 from fewshot.core.errors import FewshotError
 

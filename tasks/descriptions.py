@@ -14,7 +14,7 @@ salted per process).
 from __future__ import annotations
 
 import zlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -119,7 +119,7 @@ def paired(parts: dict[str, ClassImages]) -> ClassImages:
     repeated to three channels if any part is in colour. ``extras``: ``{domain}_train`` / ``{domain}_test``."""
     channels = max(p.images.shape[1] for p in parts.values())
     images, labels, domains, roles = [], [], [], []
-    for index, (name, part) in enumerate(parts.items()):
+    for index, (_name, part) in enumerate(parts.items()):
         images.append(part.images.expand(-1, channels, -1, -1))
         labels.append(part.labels)
         domains.append(torch.full_like(part.labels, index))

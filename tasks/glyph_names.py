@@ -23,7 +23,7 @@ The vocabulary of a dataset is every attribute that occurs in its class names
 from __future__ import annotations
 
 import re
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 

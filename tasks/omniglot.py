@@ -276,7 +276,8 @@ def _read_runs(path: Path, strokes: np.ndarray, n_drawers: int) -> dict[str, tor
             support.append(run_support)
             query.append([by_class[c] for c in class_files])
             classes.append([i // n_drawers for i in run_support])
-    as_tensor = lambda rows: torch.tensor(rows, dtype=torch.int64)
+    def as_tensor(rows):
+        return torch.tensor(rows, dtype=torch.int64)
     return {"runs_support": as_tensor(support), "runs_query": as_tensor(query), "runs_classes": as_tensor(classes)}
 
 

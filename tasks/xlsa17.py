@@ -40,7 +40,7 @@ from fewshot.core.paths import cache_dir
 
 FEATURE_FILE, SPLIT_FILE = "res101.mat", "att_splits.mat"
 LOCATIONS = ("trainval_loc", "test_seen_loc", "test_unseen_loc", "train_loc", "val_loc")
-REQUIRED = {FEATURE_FILE: ("features", "labels"), SPLIT_FILE: ("att",) + LOCATIONS}
+REQUIRED = {FEATURE_FILE: ("features", "labels"), SPLIT_FILE: ("att", *LOCATIONS)}
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 

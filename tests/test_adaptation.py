@@ -2,8 +2,15 @@ import math
 
 import torch
 
-from fewshot.core.adaptation import (coral, gaussian_kernel_mean, ganin_lambda, joint_mmd, kernel_family, mmd,
-                                reverse_gradient)
+from fewshot.core.adaptation import (
+    coral,
+    ganin_lambda,
+    gaussian_kernel_mean,
+    joint_mmd,
+    kernel_family,
+    mmd,
+    reverse_gradient,
+)
 
 
 def test_gradient_reversal_is_the_identity_forward_and_multiplies_the_gradient_by_minus_lambda():

@@ -4,11 +4,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fewshot.core.adaptation import Adaptation, Features
-from fewshot.run.adapted import AdaptationBatch, Adapted
 from fewshot.baselines.finetune import FineTune
+from fewshot.core.adaptation import Adaptation, Features
 from fewshot.core.episode import LabelledImages
 from fewshot.core.learner import TaskSpec
+from fewshot.run.adapted import AdaptationBatch, Adapted
 
 TASK = TaskSpec("digits", "uda", (1, 28, 28), 10, 0, 0, 10, network="lenet")
 
@@ -81,8 +81,8 @@ def test_an_episodic_learner_meta_trains_on_source_episodes_while_aligning_to_ta
 
 def test_the_target_labels_never_reach_training(data_root, monkeypatch):
     """uda: every target image a method sees comes without its label (the test scrambles nothing: it records)."""
-    from fewshot.run import experiment
     from fewshot.baselines.adaptations.dann import DANN
+    from fewshot.run import experiment
     from fewshot.run.harness import Budget
 
     bench = experiment.open_benchmark("digits", "uda", data_root, source="mnist", target="usps")

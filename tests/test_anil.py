@@ -2,8 +2,8 @@ import torch
 
 from baselines_helpers import short_training
 from fewshot.baselines.anil import ANIL
-from fewshot.core.episode import Episode, grouped_labels
 from fewshot.baselines.inner_loop import meta_parameters
+from fewshot.core.episode import Episode, grouped_labels
 from fewshot.core.learner import TaskSpec
 
 

@@ -95,7 +95,7 @@ def test_the_hand_written_backward_of_equal_halves_matches_autograd_to_second_or
     from fewshot.baselines.adaptations.autodial import _AlignHalves, aligned_halves
 
     torch.manual_seed(0)
-    norm, layer = _layer(0.8)
+    _norm, layer = _layer(0.8)
     halves = torch.randn(2, 3, 4, 2, 2, dtype=torch.float64)
     halves[1] = halves[1] * 2 + 1
     layer = layer.double()

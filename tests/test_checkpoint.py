@@ -5,8 +5,8 @@ import random
 import pytest
 import torch
 
-from fewshot.run import checkpoint
 from fewshot.core.errors import FewshotError
+from fewshot.run import checkpoint
 
 
 def _good(path):
@@ -40,7 +40,7 @@ def test_any_random_bytes_are_refused_as_corrupt(tmp_path):
     rng = random.Random(0)
     for _ in range(300):  # random bytes break the unpickler in many ways (IndexError, TypeError, ...)
         path.write_bytes(bytes(rng.getrandbits(8) for _ in range(rng.randrange(1, 3000))))
-        with pytest.raises(FewshotError, match="corrupt or not a fewshot checkpoint|not a fewshot checkpoint"):
+        with pytest.raises(FewshotError, match=r"corrupt or not a fewshot checkpoint|not a fewshot checkpoint"):
             checkpoint.load(path)
 
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from conftest import run_cli
-from fewshot.run import checkpoint
 from fewshot.cli import main
 from fewshot.records.store import ResultsStore
+from fewshot.run import checkpoint
 
 QUICK = ("--budget", "10steps", "--hp", "train_ways=10", "--hp", "train_queries=2", "--episodes", "20", "--quiet")
 

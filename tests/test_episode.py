@@ -5,8 +5,8 @@ from fewshot.core.episode import Episode, grouped_labels, random_episode
 
 
 def _episode(**changes):
-    fields = dict(support_x=torch.zeros(10, 1, 4, 4), support_y=grouped_labels(5, 2), query_x=torch.zeros(15, 1, 4, 4),
-                  query_y=grouped_labels(5, 3), class_ids=torch.arange(5))
+    fields = {"support_x": torch.zeros(10, 1, 4, 4), "support_y": grouped_labels(5, 2), "query_x": torch.zeros(15, 1, 4, 4),
+                  "query_y": grouped_labels(5, 3), "class_ids": torch.arange(5)}
     fields.update(changes)
     return Episode(**fields)
 

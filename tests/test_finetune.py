@@ -1,7 +1,7 @@
 import torch
 
-from fewshot.baselines.finetune import Classifier, cosine_scale
 from baselines_helpers import short_training
+from fewshot.baselines.finetune import Classifier, cosine_scale
 
 
 def test_cosine_classifier_scores_are_scaled_cosines():

@@ -5,9 +5,9 @@ import json
 
 import pytest
 import torch
-from conftest import run_cli
 from PIL import Image, ImageDraw
 
+from conftest import run_cli
 from fewshot.cli import main
 from fewshot.core import registry
 from fewshot.core.dataset import Dataset, imports_dir

@@ -3,8 +3,8 @@ import torch.nn.functional as F
 
 from baselines_helpers import short_training
 from fewshot.baselines.fomaml import FOMAML
-from fewshot.core.episode import Episode, grouped_labels
 from fewshot.baselines.inner_loop import adapt, detached_parameters
+from fewshot.core.episode import Episode, grouped_labels
 from fewshot.core.learner import TaskSpec
 
 

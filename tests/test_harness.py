@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from fewshot.run import experiment
-from fewshot.core.errors import FewshotError
 from fewshot.core.data import ClassImages, ClassInfo, Split
-from fewshot.run.harness import Budget, evaluate, evaluate_all_classes
+from fewshot.core.errors import FewshotError
 from fewshot.core.learner import Learner
 from fewshot.core.sampler import EpisodeSampler
+from fewshot.run import experiment
+from fewshot.run.harness import Budget, evaluate, evaluate_all_classes
 
 
 def test_budget_parsing():

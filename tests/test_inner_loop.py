@@ -6,9 +6,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from fewshot.baselines.inner_loop import adapt, detached_parameters, meta_parameters
 from fewshot.baselines.maml import MAML
 from fewshot.core.episode import Episode, grouped_labels
-from fewshot.baselines.inner_loop import adapt, detached_parameters, meta_parameters
 from fewshot.core.learner import TaskSpec
 
 

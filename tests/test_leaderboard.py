@@ -10,10 +10,10 @@ from fewshot.leaderboard.table import compare, render, sections
 
 
 def _run(id, learner="protonet", mean=0.9, **changes):
-    run = dict(id=id, learner=learner, hparams=json.dumps({}), dataset="omniglot", protocol="vinyals", split="test",
-               ways=5, shots=1, queries=15, episodes=600, seed=0, mean=mean, ci95=0.004, train_budget="100steps",
-               device="cpu", episodes_digest="d", protocol_kind="episodic", side="", source="", target="",
-               adaptation="none", selection="{}", report="accuracy", protocol_note="", unit="episode", figures={})
+    run = {"id": id, "learner": learner, "hparams": json.dumps({}), "dataset": "omniglot", "protocol": "vinyals", "split": "test",
+               "ways": 5, "shots": 1, "queries": 15, "episodes": 600, "seed": 0, "mean": mean, "ci95": 0.004, "train_budget": "100steps",
+               "device": "cpu", "episodes_digest": "d", "protocol_kind": "episodic", "side": "", "source": "", "target": "",
+               "adaptation": "none", "selection": "{}", "report": "accuracy", "protocol_note": "", "unit": "episode", "figures": {}}
     run.update(changes)
     return run
 
@@ -71,8 +71,8 @@ def test_paired_comparison_by_episode():
 
 
 def test_image_scored_runs_pair_image_by_image_and_refuse_old_batch_records():
-    cell = dict(dataset="digits", protocol="uda", ways=10, shots=0, queries=0, episodes=5, protocol_kind="images",
-                unit="image")
+    cell = {"dataset": "digits", "protocol": "uda", "ways": 10, "shots": 0, "queries": 0, "episodes": 5, "protocol_kind": "images",
+                "unit": "image"}
     a = {**_run(1, **cell), "accuracies": np.array([1.0, 1.0, 1.0, 0.0, 1.0])}
     b = {**_run(2, **cell), "accuracies": np.array([1.0, 0.0, 1.0, 0.0, 0.0])}
     outcome = compare(a, b)

@@ -3,8 +3,16 @@ import math
 import pytest
 import torch
 
-from fewshot.baselines.learned_optimizer import (Adam, CoordinatewiseLSTMCell, FlatLayout, SGD, detach_state, gradient_at,
-                                       optimise, preprocess)
+from fewshot.baselines.learned_optimizer import (
+    SGD,
+    Adam,
+    CoordinatewiseLSTMCell,
+    FlatLayout,
+    detach_state,
+    gradient_at,
+    optimise,
+    preprocess,
+)
 
 
 @pytest.mark.parametrize("value, expected", [

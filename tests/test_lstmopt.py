@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from baselines_helpers import random_episode, short_training
-from fewshot.baselines.lstmopt import LSTMOptimizer
 from fewshot.baselines.inner_loop import adapt, detached_parameters
+from fewshot.baselines.lstmopt import LSTMOptimizer
 from fewshot.core.learner import TaskSpec
 
 

@@ -11,7 +11,7 @@ from fewshot.core.learner import TaskSpec
 
 
 def _state(memory, usage, read_weights, heads):
-    batch, slots, _ = memory.shape
+    batch, _slots, _ = memory.shape
     return MemoryState(memory, usage, read_weights, least_used_weights(usage, heads), torch.zeros(batch, 0),
                        (torch.zeros(batch, 1), torch.zeros(batch, 1)))
 

@@ -1,9 +1,9 @@
 import torch
 
 from baselines_helpers import random_episode, short_training
-from fewshot.baselines.metalstm import MetaLSTM
 from fewshot.baselines.inner_loop import adapt, detached_parameters
 from fewshot.baselines.learned_optimizer import SGD, optimise
+from fewshot.baselines.metalstm import MetaLSTM
 from fewshot.core.learner import TaskSpec
 
 

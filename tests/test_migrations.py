@@ -6,8 +6,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli
 
+from conftest import REPO, run_cli
 from fewshot.records.migrations import SCHEMA_VERSION, V1_SCHEMA, V2_RUN_COLUMNS
 from fewshot.records.store import ResultsStore
 

@@ -9,8 +9,8 @@ from PIL import Image
 
 from fewshot.core.data import resize_strokes
 from fewshot.core.errors import FewshotError
-from fewshot.run.experiment import open_benchmark
 from fewshot.core.sampler import FixedSampler
+from fewshot.run.experiment import open_benchmark
 from fewshot.tasks import omniglot as omniglot_module
 
 
@@ -84,7 +84,7 @@ def test_truncated_npz_is_reported(data_root, tmp_path):
     folder = _copy_data(data_root, tmp_path)
     raw = (folder / "images_evaluation.npz").read_bytes()
     (folder / "images_evaluation.npz").write_bytes(raw[: len(raw) // 2])
-    with pytest.raises(FewshotError, match="images_evaluation.npz is corrupt or truncated"):
+    with pytest.raises(FewshotError, match=r"images_evaluation.npz is corrupt or truncated"):
         open_benchmark("omniglot", "lake", tmp_path)
 
 
@@ -93,14 +93,14 @@ def test_corrupt_npz_is_reported(data_root, tmp_path):
     raw = bytearray((folder / "images_background.npz").read_bytes())
     raw[len(raw) // 2 : len(raw) // 2 + 64] = bytes(64)
     (folder / "images_background.npz").write_bytes(bytes(raw))
-    with pytest.raises(FewshotError, match="images_background.npz is corrupt or truncated"):
+    with pytest.raises(FewshotError, match=r"images_background.npz is corrupt or truncated"):
         open_benchmark("omniglot", "lake", tmp_path)
 
 
 def test_corrupt_runs_zip_is_reported(data_root, tmp_path):
     folder = _copy_data(data_root, tmp_path)
     (folder / "all_runs.zip").write_bytes((data_root / "omniglot" / "all_runs.zip").read_bytes()[:5000])
-    with pytest.raises(FewshotError, match="all_runs.zip is corrupt or truncated"):
+    with pytest.raises(FewshotError, match=r"all_runs.zip is corrupt or truncated"):
         open_benchmark("omniglot", "lake-runs", tmp_path)
 
 

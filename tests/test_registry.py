@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
 
+from conftest import run_cli
 from fewshot.core import registry
 from fewshot.core.dataset import Dataset, DownloadFile, Importer
 from fewshot.core.errors import FewshotError
@@ -22,9 +22,9 @@ def test_builtins_register_through_entry_points():
 
 
 def test_unknown_names_list_the_known_ones():
-    with pytest.raises(FewshotError, match="unknown learner 'nope': known learners are .*finetune.*protonet"):
+    with pytest.raises(FewshotError, match=r"unknown learner 'nope': known learners are .*finetune.*protonet"):
         registry.learner("nope")
-    with pytest.raises(FewshotError, match="unknown dataset 'nope': known datasets are .*glyphs"):
+    with pytest.raises(FewshotError, match=r"unknown dataset 'nope': known datasets are .*glyphs"):
         registry.dataset("nope")
 
 
@@ -68,7 +68,7 @@ def test_a_dataset_plug_in_must_subclass_the_interface(monkeypatch):
             return Loose
 
     monkeypatch.setattr(registry, "_entries", lambda kind: {"loose": Entry()})
-    with pytest.raises(FewshotError, match="'loose' .*Loose.* does not subclass fewshot.core.dataset.Dataset"):
+    with pytest.raises(FewshotError, match=r"'loose' .*Loose.* does not subclass fewshot.core.dataset.Dataset"):
         registry.dataset("loose")
 
 

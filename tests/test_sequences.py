@@ -6,8 +6,13 @@ from fewshot.core.data import ClassImages, ClassInfo, Split
 from fewshot.core.errors import FewshotError
 from fewshot.core.learner import Learner, TaskSpec
 from fewshot.core.sampler import EpisodeSampler
-from fewshot.protocols.per_instance import (PerInstance, accuracy_by_presentation, evaluate_sequences, presentations,
-                                            sequence_order)
+from fewshot.protocols.per_instance import (
+    PerInstance,
+    accuracy_by_presentation,
+    evaluate_sequences,
+    presentations,
+    sequence_order,
+)
 
 
 def test_presentations_count_each_class_up_to_the_step():

@@ -7,13 +7,12 @@ import pytest
 import torch
 from scipy.io import savemat
 
-from fewshot.run import experiment
 from fewshot.core.errors import FewshotError
+from fewshot.run import experiment
 from fewshot.tasks.xlsa17 import import_xlsa17, imported_path
 
-
 CLASSES, ATTRIBUTES, DIM, PER_CLASS = 32, 16, 40, 30
-TRAIN, VAL, UNSEEN = range(0, 16), range(16, 22), range(22, 32)
+TRAIN, VAL, UNSEEN = range(16), range(16, 22), range(22, 32)
 
 
 def toy_files(folder, seed=0, **changes):

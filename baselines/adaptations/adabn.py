@@ -14,8 +14,8 @@ the classification of a query depends on the other queries of its episode
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 from torch import nn

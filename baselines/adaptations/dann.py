@@ -24,7 +24,14 @@ import math
 import torch
 import torch.nn.functional as F
 
-from fewshot.core.adaptation import Adaptation, DomainClassifier, Features, domain_labels, ganin_lambda, reverse_gradient
+from fewshot.core.adaptation import (
+    Adaptation,
+    DomainClassifier,
+    Features,
+    domain_labels,
+    ganin_lambda,
+    reverse_gradient,
+)
 
 
 class DANN(Adaptation):

@@ -14,9 +14,10 @@ exactly like a built-in.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterator, Mapping
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F

@@ -14,9 +14,10 @@ import json
 import os
 import tempfile
 import zipfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -95,7 +96,7 @@ class ClassImages:
         atomic_write(path, lambda f: np.savez(f, **arrays))
 
     @classmethod
-    def load(cls, path: Path) -> "ClassImages":
+    def load(cls, path: Path) -> ClassImages:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(z["meta"].tobytes().decode())
             return cls(
@@ -122,7 +123,7 @@ class Split:
     image_mask: torch.Tensor | None = None
 
     @classmethod
-    def of(cls, classes, rotations=None, image_mask=None) -> "Split":
+    def of(cls, classes, rotations=None, image_mask=None) -> Split:
         classes = torch.as_tensor(classes, dtype=torch.int64)
         rotations = torch.zeros_like(classes) if rotations is None else torch.as_tensor(rotations, dtype=torch.int64)
         if classes.shape != rotations.shape:
@@ -132,15 +133,15 @@ class Split:
     def __len__(self) -> int:
         return int(self.classes.numel())
 
-    def with_rotations(self) -> "Split":
+    def with_rotations(self) -> Split:
         """Every class in all four quarter turns, each turn a class of its own."""
         return Split.of(self.classes.repeat_interleave(4), torch.arange(4).repeat(len(self)), self.image_mask)
 
-    def restricted(self, mask: torch.Tensor) -> "Split":
+    def restricted(self, mask: torch.Tensor) -> Split:
         """The same classes, with only the images of ``mask`` (and of any mask the split already has)."""
         return Split(self.classes, self.rotations, mask if self.image_mask is None else self.image_mask & mask)
 
-    def union(self, other: "Split") -> "Split":
+    def union(self, other: Split) -> Split:
         if (self.image_mask is None) != (other.image_mask is None):
             raise ValueError("cannot join a split restricted to some images with one that is not")
         mask = None if self.image_mask is None else self.image_mask | other.image_mask

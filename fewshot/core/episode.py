@@ -10,9 +10,9 @@ side-information), ``side`` the class descriptions of zero-shot episodes.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable
 
 import torch
 
@@ -53,7 +53,7 @@ class Episode:
     def queries(self) -> int:
         return self.query_y.numel() // self.ways
 
-    def to(self, device: torch.device | str) -> "Episode":
+    def to(self, device: torch.device | str) -> Episode:
         move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
         return dataclasses.replace(
             self,
@@ -64,7 +64,7 @@ class Episode:
             side=move(self.side),
         )
 
-    def map_inputs(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "Episode":
+    def map_inputs(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Episode:
         """The same episode with ``fn`` applied to the support and query inputs (an embedding, say)."""
         return dataclasses.replace(self, support_x=fn(self.support_x), query_x=fn(self.query_x))
 
@@ -86,7 +86,7 @@ class LabelledImages:
     x: torch.Tensor
     y: torch.Tensor
 
-    def to(self, device: torch.device | str) -> "LabelledImages":
+    def to(self, device: torch.device | str) -> LabelledImages:
         return LabelledImages(self.x.to(device, non_blocking=True), self.y.to(device, non_blocking=True))
 
 

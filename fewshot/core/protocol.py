@@ -23,8 +23,9 @@ are chosen by ``matches``, of which exactly one registered protocol must say yes
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from fewshot.core.errors import FewshotError
 

@@ -12,8 +12,9 @@ al.'s convention) is the same images turned, never a copy.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch

@@ -8,10 +8,11 @@ cell pair episode by episode.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from fewshot.core.errors import FewshotError
-from fewshot.core.protocol import (DEFAULT_EPISODES, DEFAULT_QUERIES, Cell, Protocol, Section, Words, check_seed)
+from fewshot.core.protocol import DEFAULT_EPISODES, DEFAULT_QUERIES, Cell, Protocol, Section, Words, check_seed
 
 if TYPE_CHECKING:
     import torch

@@ -11,13 +11,13 @@ Two runs pair sequence by sequence, on the accuracy over all steps.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
-
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Callable
 
 from fewshot.core.errors import FewshotError
 from fewshot.core.learner import Learner

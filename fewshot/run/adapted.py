@@ -18,8 +18,9 @@ schedule (DANN's annealing) applies to both.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -45,7 +46,7 @@ class AdaptationBatch:
     target_x: torch.Tensor
     target_labelled: LabelledImages | None = None
 
-    def to(self, device) -> "AdaptationBatch":
+    def to(self, device) -> AdaptationBatch:
         source = [e.to(device) for e in self.source] if isinstance(self.source, list) else self.source.to(device)
         labelled = None if self.target_labelled is None else self.target_labelled.to(device)
         return AdaptationBatch(source, self.target_x.to(device, non_blocking=True), labelled)

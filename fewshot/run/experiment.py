@@ -9,25 +9,27 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 import fewshot
 from fewshot.core import registry
-from fewshot.core.protocol import Cell, Protocol, Words, choose
-from fewshot.run import checkpoint
 from fewshot.core.data import Benchmark, cache_key
-from fewshot.core.errors import FewshotError
 from fewshot.core.episode import LabelledImages
-from fewshot.run.harness import Budget, EvalResult, TrainOutcome, embed_items, evaluate_all_classes, train
+from fewshot.core.errors import FewshotError
 from fewshot.core.learner import EpisodeBatches, ImageBatches, Learner, TaskSpec, resolve_hparams
 from fewshot.core.paths import cache_dir, data_root
+from fewshot.core.protocol import Cell, Protocol, Words, choose
 from fewshot.core.sampler import EpisodeSampler, EpisodeSource, FixedSampler, ImagePool
 from fewshot.core.sampler import ImageBatches as ImageBatchSampler
+from fewshot.run import checkpoint
+from fewshot.run.harness import Budget, EvalResult, TrainOutcome, embed_items, evaluate_all_classes, train
+
 
 def open_benchmark(dataset: str | None, protocol: str | None, root: str | Path | None = None, size: int = 28,
                    source: str | None = None, target: str | None = None, target_labels: int = 0) -> Benchmark:

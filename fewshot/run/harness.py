@@ -15,8 +15,9 @@ import re
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,7 +40,7 @@ class Budget:
     minutes: float | None = None
 
     @classmethod
-    def parse(cls, text: str) -> "Budget":
+    def parse(cls, text: str) -> Budget:
         m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(steps?|min|minutes?)\s*", str(text))
         if not m:
             raise FewshotError(f"--budget {text!r}: write a number of steps (500steps) or minutes (10min)")

@@ -22,11 +22,11 @@ from pathlib import Path
 import click
 import numpy as np
 import torch
-from fewshot.baselines.learned_optimizer import LearnedOptimizerLearner, UpdateRule, hand_written_rule
 
+from fewshot.baselines.learned_optimizer import LearnedOptimizerLearner, UpdateRule, hand_written_rule
 from fewshot.core.sampler import EpisodeSampler, EpisodeSource
-from fewshot.run import experiment
 from fewshot.core.stats import mean_interval
+from fewshot.run import experiment
 
 LEARNERS = ("metalstm", "lstmopt")
 LEARNING_RATES = (0.01, 0.03, 0.1, 0.3, 1.0)
