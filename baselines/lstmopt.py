@@ -35,6 +35,7 @@ can be compared with the learned optimiser from the very same start. Unlike
 ``metalstm`` the initialisation is not learned: what the optimiser achieves is
 the update rule's alone.
 """
+
 from __future__ import annotations
 
 import torch
@@ -76,8 +77,13 @@ class CoordinatewiseLSTM(nn.Module):
 
 class LSTMOptimizer(LearnedOptimizerLearner):
     paper = "Andrychowicz et al. 2016, Learning to learn by gradient descent by gradient descent"
-    hparams = {**LearnedOptimizerLearner.hparams, "unroll": 5, "objective": "query", "train_queries": 5,
-               "output_scale": 0.1}
+    hparams = {
+        **LearnedOptimizerLearner.hparams,
+        "unroll": 5,
+        "objective": "query",
+        "train_queries": 5,
+        "output_scale": 0.1,
+    }
     hparam_choices = {**LearnedOptimizerLearner.hparam_choices, "objective": ("query", "support")}
     default_budget = {"glyphs": "1000steps", "omniglot": "2000steps", "*": "1000steps"}
 
@@ -97,8 +103,11 @@ class LSTMOptimizer(LearnedOptimizerLearner):
         loss_sum, correct = 0.0, 0.0
         for episode in batch:
             support_loss = self.loss_at(episode.support_x, episode.support_y)
-            objective_x, objective_y = ((episode.query_x, episode.query_y) if self.hp["objective"] == "query"
-                                        else (episode.support_x, episode.support_y))
+            objective_x, objective_y = (
+                (episode.query_x, episode.query_y)
+                if self.hp["objective"] == "query"
+                else (episode.support_x, episode.support_y)
+            )
             theta = self.initial_parameters()
             state = self.update_lstm.start(theta)
             for start in range(0, steps, unroll):

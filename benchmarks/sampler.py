@@ -3,6 +3,7 @@
 Usage: python benchmarks/sampler.py [--dataset omniglot --protocol vinyals --ways 5 --shots 1 --queries 15]
 Prints one JSON line, last. Goal: at least 2,000 episodes/s for Omniglot 5-way 1-shot 15 queries.
 """
+
 import argparse
 import json
 import time
@@ -37,10 +38,25 @@ def main() -> None:
     for i in range(args.episodes):
         sampler[i]
     episodes = args.episodes / (time.perf_counter() - start)
-    print(json.dumps({"benchmark": "sampler", "dataset": args.dataset, "protocol": args.protocol, "split": args.split,
-                      "ways": args.ways, "shots": args.shots, "queries": args.queries, "episodes": args.episodes,
-                      "episodes_per_s": round(episodes, 1), "plans_per_s": round(plans, 1), "goal_episodes_per_s": 2000,
-                      "threads": torch.get_num_threads(), "torch": torch.__version__}))
+    print(
+        json.dumps(
+            {
+                "benchmark": "sampler",
+                "dataset": args.dataset,
+                "protocol": args.protocol,
+                "split": args.split,
+                "ways": args.ways,
+                "shots": args.shots,
+                "queries": args.queries,
+                "episodes": args.episodes,
+                "episodes_per_s": round(episodes, 1),
+                "plans_per_s": round(plans, 1),
+                "goal_episodes_per_s": 2000,
+                "threads": torch.get_num_threads(),
+                "torch": torch.__version__,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

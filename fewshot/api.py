@@ -289,8 +289,10 @@ def benchmark(
     name = f"{bench.dataset}/{bench.protocol}"
     if bench.evaluation:
         scored = registry.protocol(bench.evaluation)
-        raise FewshotError(f"{name} is scored by the {scored.kind} protocol (each {scored.unit}), not by episodes: "
-                           f"evaluate it with `fewshot eval`")
+        raise FewshotError(
+            f"{name} is scored by the {scored.kind} protocol (each {scored.unit}), not by episodes: "
+            f"evaluate it with `fewshot eval`"
+        )
     if bench.zero_shot:
         raise FewshotError(
             f"{name} is a zero-shot protocol, whose classes are known by their descriptions: "
@@ -521,7 +523,9 @@ def register_learner(cls: L | None = None, name: str | None = None) -> L | Calla
         raise TypeError(f"register_learner takes a subclass of fewshot.Learner, not {cls!r}")
     name = cls.__name__.lower() if name is None else name
     if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise FewshotError(f"learner name {name!r}: use letters, numbers, '-' and '_', starting with a letter or number")
+        raise FewshotError(
+            f"learner name {name!r}: use letters, numbers, '-' and '_', starting with a letter or number"
+        )
     registry.register("learner", name, cls)
     return cls
 

@@ -1,4 +1,5 @@
 """Short real trainings shared by the learner tests."""
+
 import torch
 
 from fewshot.run import experiment

@@ -38,8 +38,9 @@ def test_one_step_follows_the_gradient_of_the_learners_loss_plus_the_adaptation_
     joined = plain.backbone(torch.cat([source.x, target]))
     src, tgt = joined[:8], joined[8:]
     loss = F.cross_entropy(plain.classifier(src), source.y)
-    loss = loss + MeanGap(100, 10, MeanGap.hparams, 10).loss(Features(src, plain.classifier(src)),
-                                                             Features(tgt, plain.classifier(tgt)), 0.0)
+    loss = loss + MeanGap(100, 10, MeanGap.hparams, 10).loss(
+        Features(src, plain.classifier(src)), Features(tgt, plain.classifier(tgt)), 0.0
+    )
     plain.optimizer.zero_grad()
     loss.backward()
     plain.optimizer.step()
@@ -54,8 +55,9 @@ def test_a_learner_step_that_never_runs_the_backbone_is_an_error():
     learner.train_step = lambda batch: {"loss": 0.0}
     wrapped = Adapted(learner, "meangap", MeanGap(100, 10, MeanGap.hparams, 10))
     with pytest.raises(Exception, match="never ran its backbone"):
-        wrapped.train_step(AdaptationBatch(LabelledImages(torch.rand(2, 1, 28, 28), torch.zeros(2).long()),
-                                           torch.rand(2, 1, 28, 28)))
+        wrapped.train_step(
+            AdaptationBatch(LabelledImages(torch.rand(2, 1, 28, 28), torch.zeros(2).long()), torch.rand(2, 1, 28, 28))
+        )
 
 
 def test_an_episodic_learner_meta_trains_on_source_episodes_while_aligning_to_target_images(glyphs):

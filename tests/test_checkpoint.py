@@ -10,7 +10,9 @@ from fewshot.run import checkpoint
 
 
 def _good(path):
-    checkpoint.save(path, {"learner": "protonet", "state": {"model": {"w": torch.ones(3)}}, "complete": True, "step": 1})
+    checkpoint.save(
+        path, {"learner": "protonet", "state": {"model": {"w": torch.ones(3)}}, "complete": True, "step": 1}
+    )
 
 
 def test_round_trip(tmp_path):

@@ -22,7 +22,10 @@ def test_classes_carry_name_script_and_instances(glyphs):
 
 
 def test_split_by_script(glyphs):
-    scripts = {role: {glyphs.data.classes[c].group for c in glyphs.split(role).classes.tolist()} for role in ("train", "val", "test")}
+    scripts = {
+        role: {glyphs.data.classes[c].group for c in glyphs.split(role).classes.tolist()}
+        for role in ("train", "val", "test")
+    }
     assert scripts["train"] == set(glyphs_module.SPLIT["train"])
     assert scripts["test"] == set(glyphs_module.SPLIT["test"])
     assert not scripts["train"] & scripts["test"] and not scripts["val"] & scripts["test"]
@@ -59,7 +62,11 @@ def test_every_class_is_described_by_its_name_s_attributes_and_by_its_name_as_te
     assert attributes.shape == (len(glyphs.data.classes), len(vocabulary))
     row = [c.name for c in glyphs.data.classes].index("LATIN SMALL LETTER E WITH ACUTE")
     assert {vocabulary[j] for j in attributes[row].nonzero().flatten().tolist()} == {
-        "script:LATIN", "case:SMALL", "base:E", "with:ACUTE"}
+        "script:LATIN",
+        "case:SMALL",
+        "base:E",
+        "with:ACUTE",
+    }
     _, text = source.describe(glyphs.data, "text")
     assert text.shape[0] == len(glyphs.data.classes) and torch.allclose(text.norm(dim=1), torch.ones(len(text)))
     with pytest.raises(ValueError, match="no 'sound' descriptions"):

@@ -1,4 +1,5 @@
 """The one statistics module: each interval against a value computed by hand or by another library."""
+
 import math
 
 import numpy as np

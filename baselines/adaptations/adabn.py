@@ -12,6 +12,7 @@ episode's own images (support and queries), then the network's are restored:
 the classification of a query depends on the other queries of its episode
 (transductive), as the leaderboard's protocol column says.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -58,16 +59,20 @@ class AdaBN(Adaptation):
 
     def attach(self, backbone: nn.Module) -> None:
         if not batch_norms(backbone):
-            raise ValueError("AdaBN recomputes batch-norm statistics and this network has none: choose one with "
-                             "batch norm (finetune on digits: --hp network=lenet-bn)")
+            raise ValueError(
+                "AdaBN recomputes batch-norm statistics and this network has none: choose one with "
+                "batch norm (finetune on digits: --hp network=lenet-bn)"
+            )
 
     def before_evaluation(self, backbone: nn.Module, target_batches: Iterator[torch.Tensor]) -> None:
         recompute_statistics(backbone, target_batches)
 
     @contextmanager
     def normalise_episode(self, backbone: nn.Module, images: torch.Tensor):
-        saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
-                 for m in batch_norms(backbone)]
+        saved = [
+            (m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
+            for m in batch_norms(backbone)
+        ]
         recompute_statistics(backbone, iter([images]))
         try:
             yield

@@ -32,6 +32,7 @@ source-only level (48-51% at 2,400 steps), 0.1 gave 31%, and reading the
 convolutional features as DANN does gave 12.8%, so the default stays the
 paper's form.
 """
+
 from __future__ import annotations
 
 import torch
@@ -53,7 +54,9 @@ class DomainConfusion(Adaptation):
         self.register_buffer("soft_sums", torch.zeros(width, width))
         self.register_buffer("soft_counts", torch.zeros(width))
 
-    def loss(self, source: Features, target: Features, progress: float, labelled: Features | None = None) -> torch.Tensor:
+    def loss(
+        self, source: Features, target: Features, progress: float, labelled: Features | None = None
+    ) -> torch.Tensor:
         joined = torch.cat([source.output, target.output])
         domains = domain_labels(source.output, target.output).long()
         discriminator_loss = F.cross_entropy(self.discriminator(joined.detach()), domains)

@@ -17,6 +17,7 @@ momentum 0.9 at 0.01), and the domain classifier is trained alike, annealed alik
 With Adam for the network as well, MNIST -> MNIST-M fell below source-only
 (45.8% against 52.8% after 3,000 steps; with SGD 57.6%).
 """
+
 from __future__ import annotations
 
 import math
@@ -42,10 +43,15 @@ class DANN(Adaptation):
         super().__init__(features, classes, hp, horizon, extracted)
         self.discriminator = DomainClassifier(extracted or features, hp["hidden"])
 
-    def loss(self, source: Features, target: Features, progress: float, labelled: Features | None = None) -> torch.Tensor:
+    def loss(
+        self, source: Features, target: Features, progress: float, labelled: Features | None = None
+    ) -> torch.Tensor:
         scale = self.hp["weight"] * ganin_lambda(progress, self.hp["gamma"])
-        joined = torch.cat([source.extracted, target.extracted]) if source.extracted is not None \
+        joined = (
+            torch.cat([source.extracted, target.extracted])
+            if source.extracted is not None
             else torch.cat([source.output, target.output])
+        )
         logits = self.discriminator(reverse_gradient(joined, scale)).squeeze(1)
         return F.binary_cross_entropy_with_logits(logits, domain_labels(source.output, target.output))
 

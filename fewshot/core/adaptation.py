@@ -12,6 +12,7 @@ overridden with ``--hp METHOD.NAME=VALUE``) and registers under the
 ``fewshot.adaptations`` entry-point group, so a third-party method plugs in
 exactly like a built-in.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
@@ -65,8 +66,9 @@ class Adaptation(nn.Module):
         """Told before the backbone runs on a joined batch: (source rows, target rows) come first, in that
         order (labelled target rows, if any, after them); ``None`` once it has run."""
 
-    def loss(self, source: Features, target: Features, progress: float,
-             labelled: Features | None = None) -> torch.Tensor:
+    def loss(
+        self, source: Features, target: Features, progress: float, labelled: Features | None = None
+    ) -> torch.Tensor:
         """The adaptation loss of one step; ``progress`` is the fraction of training done, in [0, 1];
         ``labelled``: the few labelled target images of ``--target-labels``, if given."""
         return source.output.new_zeros(())
@@ -84,6 +86,7 @@ class Adaptation(nn.Module):
 
 
 # -- shared mathematics ----------------------------------------------------------------------------
+
 
 class _ReverseGradient(torch.autograd.Function):
     @staticmethod
@@ -120,7 +123,7 @@ def kernel_family(source: torch.Tensor, target: torch.Tensor, kernels: int, mult
     n = len(pooled)
     base = torch.cdist(pooled, pooled).pow(2).sum() / max(n * n - n, 1)
     powers = torch.arange(kernels, dtype=pooled.dtype, device=pooled.device) - kernels // 2
-    return base.clamp_min(1e-12) * multiplier ** powers
+    return base.clamp_min(1e-12) * multiplier**powers
 
 
 def mmd(source: torch.Tensor, target: torch.Tensor, bandwidths: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ Activations run in the channels-last memory layout: on the 2-core CPUs this
 suite is developed on, a Conv-4 training step was 1.4x faster that way
 (``benchmarks/backbone.py``); results are the same up to float rounding.
 """
+
 from __future__ import annotations
 
 import torch
@@ -116,11 +117,18 @@ class MAMLConv4(nn.Module):
         blocks, channels = [], image_shape[0]
         for _ in range(4):
             if pool:
-                blocks += [nn.Conv2d(channels, hidden, 3, padding=1), nn.BatchNorm2d(hidden, track_running_stats=False),
-                           nn.ReLU(), nn.MaxPool2d(2)]
+                blocks += [
+                    nn.Conv2d(channels, hidden, 3, padding=1),
+                    nn.BatchNorm2d(hidden, track_running_stats=False),
+                    nn.ReLU(),
+                    nn.MaxPool2d(2),
+                ]
             else:
-                blocks += [nn.Conv2d(channels, hidden, 3, stride=2, padding=1),
-                           nn.BatchNorm2d(hidden, track_running_stats=False), nn.ReLU()]
+                blocks += [
+                    nn.Conv2d(channels, hidden, 3, stride=2, padding=1),
+                    nn.BatchNorm2d(hidden, track_running_stats=False),
+                    nn.ReLU(),
+                ]
             channels = hidden
         self.body = nn.Sequential(*blocks, nn.Flatten())
         with torch.no_grad():

@@ -6,6 +6,7 @@ whatever else its decoding depends on; every later run loads the arrays in
 well under a second. A :class:`Benchmark` bundles the decoded images with the
 class splits of one protocol.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -60,8 +61,10 @@ class ClassImages:
     def __post_init__(self) -> None:
         pixels = self.images.dtype == torch.uint8 and self.images.dim() == 4
         if not pixels and not self.is_features:
-            raise ValueError(f"images must be uint8 [n, C, H, W] or float32 features [n, D], "
-                             f"got {self.images.dtype} {tuple(self.images.shape)}")
+            raise ValueError(
+                f"images must be uint8 [n, C, H, W] or float32 features [n, D], "
+                f"got {self.images.dtype} {tuple(self.images.shape)}"
+            )
         if self.labels.shape != (self.images.shape[0],):
             raise ValueError("one label per image is required")
         if self.labels.numel() and bool((self.labels[1:] < self.labels[:-1]).any()):
@@ -245,7 +248,9 @@ def cached(name: str, version: int, size: int, build: Callable[[], ClassImages],
     try:
         data.save(path)
     except OSError as err:
-        raise FewshotError(f"cannot write the dataset cache {path}: {err}; set FEWSHOT_CACHE to a writable folder") from err
+        raise FewshotError(
+            f"cannot write the dataset cache {path}: {err}; set FEWSHOT_CACHE to a writable folder"
+        ) from err
     return dataclasses.replace(data, key=key)
 
 
@@ -262,6 +267,8 @@ def resize_strokes(images: torch.Tensor, size: int, chunk: int = 4096) -> torch.
     out = torch.empty(images.shape[0], 1, size, size, dtype=torch.uint8)
     for start in range(0, images.shape[0], chunk):
         block = images[start : start + chunk].unsqueeze(1).float()
-        small = torch.nn.functional.interpolate(block, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        small = torch.nn.functional.interpolate(
+            block, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        )
         out[start : start + chunk] = (small.clamp(0, 1) * 255).round().to(torch.uint8)
     return out

@@ -7,6 +7,7 @@ protocols, whose query set is every test image of every class (any number per
 class, in any order). ``class_ids`` are the dataset's class indices (for
 side-information), ``side`` the class descriptions of zero-shot episodes.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -37,7 +38,9 @@ class Episode:
         for name in ("support", "query"):
             x, y = getattr(self, f"{name}_x"), getattr(self, f"{name}_y")
             if x.shape[0] != y.shape[0] or y.dim() != 1 or (name == "support" and y.numel() % n):
-                raise ValueError(f"{name} set: {x.shape[0]} inputs, {y.numel()} labels, {n} classes do not form an episode")
+                raise ValueError(
+                    f"{name} set: {x.shape[0]} inputs, {y.numel()} labels, {n} classes do not form an episode"
+                )
         if self.side is not None and self.side.shape[0] != n:
             raise ValueError("side information needs one row per class")
 
@@ -90,11 +93,17 @@ class LabelledImages:
         return LabelledImages(self.x.to(device, non_blocking=True), self.y.to(device, non_blocking=True))
 
 
-def random_episode(ways: int, shots: int, queries: int, seed: int = 0, image_shape: tuple[int, ...] = (1, 28, 28)
-                   ) -> Episode:
+def random_episode(
+    ways: int, shots: int, queries: int, seed: int = 0, image_shape: tuple[int, ...] = (1, 28, 28)
+) -> Episode:
     """An episode of uniform random images with grouped labels, fixed by ``seed``: for timing learners
     and checking their mechanics, where the images' content does not matter."""
     generator = torch.Generator().manual_seed(seed)
-    return Episode(torch.rand(ways * shots, *image_shape, generator=generator), grouped_labels(ways, shots),
-                   torch.rand(ways * queries, *image_shape, generator=generator), grouped_labels(ways, queries),
-                   torch.arange(ways), seed=seed)
+    return Episode(
+        torch.rand(ways * shots, *image_shape, generator=generator),
+        grouped_labels(ways, shots),
+        torch.rand(ways * queries, *image_shape, generator=generator),
+        grouped_labels(ways, queries),
+        torch.arange(ways),
+        seed=seed,
+    )

@@ -24,6 +24,7 @@ the episode overrides ``embed(x)`` and implements ``predict_embedded(episode)``
 on episodes whose inputs have already been embedded; the harness can then embed
 every test image once (same numbers, fewer forward passes).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -164,8 +165,11 @@ class Learner(nn.Module):
     # -- checkpoints ----------------------------------------------------------------------
     def training_state(self) -> dict[str, Any]:
         """Parameters, buffers and the state of every optimiser and scheduler the learner owns."""
-        owned = {name: value.state_dict() for name, value in vars(self).items()
-                 if isinstance(value, (torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler))}
+        owned = {
+            name: value.state_dict()
+            for name, value in vars(self).items()
+            if isinstance(value, (torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler))
+        }
         return {"model": self.state_dict(), "optimizers": owned}
 
     def load_training_state(self, state: Mapping[str, Any]) -> None:
@@ -174,10 +178,14 @@ class Learner(nn.Module):
             getattr(self, name).load_state_dict(value)
 
 
-def query_loss_step(optimizer: torch.optim.Optimizer, batch: list[Episode],
-                    query_logits: Callable[[Episode], torch.Tensor],
-                    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
-                    workers: int = 1, max_grad_norm: float | None = None) -> dict[str, float]:
+def query_loss_step(
+    optimizer: torch.optim.Optimizer,
+    batch: list[Episode],
+    query_logits: Callable[[Episode], torch.Tensor],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
+    workers: int = 1,
+    max_grad_norm: float | None = None,
+) -> dict[str, float]:
     """One optimiser step on the queries' loss averaged over a batch of episodes
     (its gradient's norm clipped to ``max_grad_norm`` if given).
 
@@ -203,8 +211,9 @@ def query_loss_step(optimizer: torch.optim.Optimizer, batch: list[Episode],
     return {"loss": loss_sum, "acc": correct}
 
 
-def classification_step(optimizer: torch.optim.Optimizer, logits_of: Callable[[torch.Tensor], torch.Tensor],
-                        batch: LabelledImages) -> dict[str, float]:
+def classification_step(
+    optimizer: torch.optim.Optimizer, logits_of: Callable[[torch.Tensor], torch.Tensor], batch: LabelledImages
+) -> dict[str, float]:
     """One optimiser step on the cross-entropy of a batch of labelled images (pretraining a classifier)."""
     optimizer.zero_grad()
     logits = logits_of(batch.x)

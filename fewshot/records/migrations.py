@@ -177,7 +177,9 @@ def v2_columns_from_extra(extra: dict[str, Any], learner: str = "") -> dict[str,
     scores = extra.get("scores") if isinstance(extra.get("scores"), dict) else {}
     # The first edition recorded generalised zero-shot runs as mode all-classes with a harmonic mean among the scores.
     kind = "gzsl" if mode == "all-classes" and "harmonic" in scores else mode
-    unit = {"images": "image-batch", "all-classes": "class", "gzsl": "class", "per-instance": "sequence"}.get(kind, "episode")
+    unit = {"images": "image-batch", "all-classes": "class", "gzsl": "class", "per-instance": "sequence"}.get(
+        kind, "episode"
+    )
     return {
         "protocol_kind": kind,
         "side": _text(extra.get("side"), ""),

@@ -16,6 +16,7 @@ AutoDIAL's mixing weights) have an optimiser of their own, of the learner's
 kind and settings, stepped after the learner's; a method's learning-rate
 schedule (DANN's annealing) applies to both.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -70,9 +71,15 @@ def adaptable(learner: Learner) -> bool:
 
 
 class Adapted(Learner):
-    def __init__(self, learner: Learner, method: str, adaptation: Adaptation, target_batch: int = 64,
-                 target_labels: int = 0,
-                 target_images: Callable[[], Iterator[torch.Tensor]] | None = None):
+    def __init__(
+        self,
+        learner: Learner,
+        method: str,
+        adaptation: Adaptation,
+        target_batch: int = 64,
+        target_labels: int = 0,
+        target_images: Callable[[], Iterator[torch.Tensor]] | None = None,
+    ):
         super().__init__(learner.task, learner.hp)
         self.learner, self.adaptation, self.method = learner, adaptation, method
         self.target_batch, self.target_labels = target_batch, target_labels
@@ -86,8 +93,9 @@ class Adapted(Learner):
         own = [p for p in self.parameters() if id(p) not in learned and p.requires_grad]
         # The method's own parameters are trained like the learner's: the same optimiser and settings.
         like = next(iter(inner.values()), None)
-        self.optimizer = None if not own else type(like)(own, **like.defaults) if like is not None \
-            else torch.optim.Adam(own)
+        self.optimizer = (
+            None if not own else type(like)(own, **like.defaults) if like is not None else torch.optim.Adam(own)
+        )
         self._scheduled = list(inner.values()) + ([self.optimizer] if self.optimizer is not None else [])
         self._base_lrs = [[group["lr"] for group in opt.param_groups] for opt in self._scheduled]
         self._pending: dict[str, Any] | None = None
@@ -120,8 +128,12 @@ class Adapted(Learner):
             for group, lr in zip(opt.param_groups, base):
                 group["lr"] = lr * factor
         source_labels = batch.source.y if isinstance(batch.source, LabelledImages) else None
-        self._pending = {"target": batch.target_x, "labelled": batch.target_labelled, "labels": source_labels,
-                         "progress": progress}
+        self._pending = {
+            "target": batch.target_x,
+            "labelled": batch.target_labelled,
+            "labels": source_labels,
+            "progress": progress,
+        }
         if self.optimizer is not None:
             self.optimizer.zero_grad()
         try:
@@ -129,8 +141,10 @@ class Adapted(Learner):
         finally:
             missed, self._pending = self._pending is not None and "split" not in self._pending, None
         if missed:
-            raise FewshotError(f"--adapt {self.method}: the learner's training step never ran its backbone, so "
-                               f"there are no features to adapt")
+            raise FewshotError(
+                f"--adapt {self.method}: the learner's training step never ran its backbone, so "
+                f"there are no features to adapt"
+            )
         if self.optimizer is not None:
             self.optimizer.step()
         self.steps_done += 1
@@ -165,8 +179,9 @@ class Adapted(Learner):
 
         def features(rows: slice, labels: torch.Tensor | None) -> Features:
             out = output[rows]
-            return Features(out, head(out) if head is not None else None, labels,
-                            extracted[rows] if extracted is not None else None)
+            return Features(
+                out, head(out) if head is not None else None, labels, extracted[rows] if extracted is not None else None
+            )
 
         source = features(slice(0, sources), pending["labels"])
         target = features(slice(sources, sources + targets), None)
@@ -205,8 +220,10 @@ class Adapted(Learner):
     def training_state(self) -> dict[str, Any]:
         if not self.adaptation.changes_training:  # the learner's own checkpoint, shared with the source-only run
             return self.learner.training_state()
-        state = {"model": self.state_dict(),
-                 "optimizers": {name: opt.state_dict() for name, opt in self._inner_optimizers().items()}}
+        state = {
+            "model": self.state_dict(),
+            "optimizers": {name: opt.state_dict() for name, opt in self._inner_optimizers().items()},
+        }
         if self.optimizer is not None:
             state["adaptation_optimizer"] = self.optimizer.state_dict()
         return state
