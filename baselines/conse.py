@@ -40,6 +40,7 @@ class ConSE(ZeroShotLearner):
     def fit(self, train: LabelledImages, side: torch.Tensor) -> None:
         self.seen_side = unit_rows(side)
         if self.pixels and self.classifier.out_features == len(side):
+            assert self.standardize is not None, "prepare standardises the features before it fits"
             mean, std = self.standardize  # the pretrained layer reads unstandardised features x = z * std + mean
             weight = self.classifier.weight.detach()
             self.class_weight, self.class_bias = weight * std, self.classifier.bias.detach() + weight @ mean

@@ -212,8 +212,9 @@ def fit_head(
             grads = [(g_unit - unit_w * (g_unit * unit_w).sum(1, keepdim=True)) / norms]
         for i, (param, grad) in enumerate(zip(params, grads)):
             grad = grad + sgd["weight_decay"] * param
-            if buffers[i] is None:
-                buffers[i] = grad.clone()
+            buffer = buffers[i]
+            if buffer is None:
+                buffer = buffers[i] = grad.clone()
             else:
-                buffers[i].mul_(sgd["momentum"]).add_(grad, alpha=1 - sgd["dampening"])
-            param.sub_(sgd["lr"] * buffers[i])
+                buffer.mul_(sgd["momentum"]).add_(grad, alpha=1 - sgd["dampening"])
+            param.sub_(sgd["lr"] * buffer)

@@ -38,6 +38,8 @@ the update rule's alone.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -63,7 +65,7 @@ class CoordinatewiseLSTM(nn.Module):
         self.output_scale = output_scale
 
     def start(self, theta: torch.Tensor):
-        return tuple(cell.initial_state(theta) for cell in self.cells)
+        return tuple(cast(CoordinatewiseLSTMCell, cell).initial_state(theta) for cell in self.cells)
 
     def step(self, theta, loss, grad, state):
         x, new_state = preprocess(grad), []
@@ -111,11 +113,12 @@ class LSTMOptimizer(LearnedOptimizerLearner):
             theta = self.initial_parameters()
             state = self.update_lstm.start(theta)
             for start in range(0, steps, unroll):
-                segment = 0.0
+                segment: torch.Tensor | float = 0.0
                 for _ in range(min(unroll, steps - start)):
                     loss, grad = gradient_at(support_loss, theta)
                     theta, state = self.update_lstm.step(theta, loss, grad, state)
                     segment = segment + F.cross_entropy(self.logits(theta, objective_x), objective_y)
+                assert isinstance(segment, torch.Tensor), "a segment unrolls at least one step"
                 self.optimizer.zero_grad()
                 (segment / steps).backward()
                 clipped_step(self.optimizer, self.hp["grad_clip"])

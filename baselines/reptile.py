@@ -47,6 +47,9 @@ PAPER_SETTINGS = {
 
 
 class Reptile(Learner):
+    adam_steps: torch.Tensor  # buffers
+    meta_steps: torch.Tensor
+
     family = "gradient"
     paper = "Nichol et al. 2018, On First-Order Meta-Learning Algorithms"
     hparams = {

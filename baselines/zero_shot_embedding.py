@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +38,7 @@ class ZeroShotLearner(Learner):
     family = "zero-shot"
     needs_support = False
     uses_support = False
-    reads_sides = ("attributes", "text")
+    reads_sides: ClassVar[tuple[str, ...]] = ("attributes", "text")
     trains_on = ()
     default_budget = {"*": "3000steps"}
 

@@ -27,7 +27,7 @@ def main() -> None:
     args = ap.parse_args()
 
     bench = open_benchmark(args.dataset, args.protocol, args.data_root)
-    sampler = EpisodeSampler(bench.data, bench.split(args.split), args.ways, args.shots, args.queries, seed=0)
+    sampler = EpisodeSampler(bench.data, bench.required_split(args.split), args.ways, args.shots, args.queries, seed=0)
     for i in range(100):  # warm-up
         sampler[i]
     start = time.perf_counter()

@@ -123,7 +123,7 @@ class Glyphs(Dataset):
                 tables[side] = self.describe(data, side)[1]
             return tables[side]
 
-        sides = {"sides": tuple(self.descriptions), "describe": describe}
+        sides = tuple(self.descriptions)
         if protocol != "scripts" and (source or target or target_labels):
             raise FewshotError(
                 f"font-family shifts are episodes of the scripts protocol; leave out --protocol {protocol}"
@@ -137,14 +137,15 @@ class Glyphs(Dataset):
                 notes=f"{protocol}: unseen classes are new combinations of seen attribute values",
                 zero_shot=True,
                 evaluation="gzsl" if protocol == "gzsl" else "",
-                **sides,
+                sides=sides,
+                describe=describe,
             )
         scripts = np.array([c.group for c in data.classes])
         splits = {role: Split.of(np.flatnonzero(np.isin(scripts, names))) for role, names in SPLIT.items()}
         if source is None and target is None:
             if target_labels:
                 raise FewshotError("--target-labels needs a domain shift: add --source and --target")
-            return Benchmark(self.name, protocol, data, splits, notes="split by script", **sides)
+            return Benchmark(self.name, protocol, data, splits, notes="split by script", sides=sides, describe=describe)
         return self.shifted(data, protocol, splits, source, target, target_labels)
 
     def shifted(
@@ -167,6 +168,7 @@ class Glyphs(Dataset):
             raise FewshotError(f"--source and --target are both {source}: a domain shift needs two different families")
         if target_labels:
             raise FewshotError("--target-labels applies to the digits' uda protocol; few-shot shifts use none")
+        assert data.domains is not None, "every glyph image is drawn in a font family (its domain)"
         shifted = shifted_splits(splits, data.domains, FAMILIES.index(source), FAMILIES.index(target))
         return Benchmark(
             self.name,
@@ -341,8 +343,10 @@ def build(size: int = 28) -> ClassImages:
         )
         for j in range(INSTANCES):
             face = available[j % len(available)]
+            image = drawn[face]
+            assert image is not None, "the available faces are those that draw the glyph"
             faces.append(face)
-            drawings.append(drawn[face])
+            drawings.append(image)
     theta, stroke = _jitter(np.array([c.meta["codepoint"] for c in classes]))
     images = torch.empty(len(drawings), 1, size, size, dtype=torch.uint8)
     for start in range(0, len(drawings), 4096):

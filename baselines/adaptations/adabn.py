@@ -28,6 +28,13 @@ def batch_norms(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
 
 
+def running_statistics(norm: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A tracking batch norm's running mean, running variance and batch count (the buffers AdaBN recomputes)."""
+    mean, var, tracked = norm.running_mean, norm.running_var, norm.num_batches_tracked
+    assert mean is not None and var is not None and tracked is not None, "batch_norms keeps only tracking layers"
+    return mean, var, tracked
+
+
 @torch.no_grad()
 def recompute_statistics(backbone: nn.Module, batches: Iterator[torch.Tensor]) -> None:
     """Every batch-norm layer's running mean and variance, set to the statistics of all the images in ``batches``
@@ -69,15 +76,11 @@ class AdaBN(Adaptation):
 
     @contextmanager
     def normalise_episode(self, backbone: nn.Module, images: torch.Tensor):
-        saved = [
-            (m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
-            for m in batch_norms(backbone)
-        ]
+        saved = [tuple(buffer.clone() for buffer in running_statistics(m)) for m in batch_norms(backbone)]
         recompute_statistics(backbone, iter([images]))
         try:
             yield
         finally:
-            for m, (mean, var, tracked) in zip(batch_norms(backbone), saved):
-                m.running_mean.copy_(mean)
-                m.running_var.copy_(var)
-                m.num_batches_tracked.copy_(tracked)
+            for m, buffers in zip(batch_norms(backbone), saved):
+                for buffer, value in zip(running_statistics(m), buffers):
+                    buffer.copy_(value)

@@ -40,6 +40,11 @@ from fewshot.core.adaptation import Adaptation, Features, entropy
 class AlignmentLayer(nn.Module):
     """A batch-norm layer that normalises source and target rows of one batch by mixed domain statistics."""
 
+    source_mean: torch.Tensor  # buffers
+    source_var: torch.Tensor
+    target_mean: torch.Tensor
+    target_var: torch.Tensor
+
     def __init__(self, norm: nn.modules.batchnorm._BatchNorm | int, alpha: float = 1.0):
         """Replaces the batch-norm layer ``norm`` (keeping its parameters and statistics), or, given a number
         of features, is a new layer with a unit scale and zero shift."""

@@ -43,6 +43,9 @@ from fewshot.core.adaptation import Adaptation, DomainClassifier, Features, doma
 
 
 class DomainConfusion(Adaptation):
+    soft_sums: torch.Tensor  # buffers
+    soft_counts: torch.Tensor
+
     paper = "Tzeng et al. 2015, Simultaneous Deep Transfer Across Domains and Tasks"
     hparams = {"weight": 1.0, "soft_weight": 0.1, "temperature": 2.0, "hidden": 100}
     uses_target_labels = True
@@ -67,6 +70,7 @@ class DomainConfusion(Adaptation):
         if source.logits is not None and source.labels is not None:
             self._update_soft_labels(source.logits.detach(), source.labels)
         if labelled is not None:
+            assert labelled.logits is not None and labelled.labels is not None, "labelled target images have logits"
             total = total + F.cross_entropy(labelled.logits, labelled.labels)
             total = total + self.hp["soft_weight"] * self.soft_label_loss(labelled.logits, labelled.labels)
         return total

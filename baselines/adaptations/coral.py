@@ -23,5 +23,6 @@ class DeepCORAL(Adaptation):
         self, source: Features, target: Features, progress: float, labelled: Features | None = None
     ) -> torch.Tensor:
         if source.logits is not None:
+            assert target.logits is not None, "both domains pass through the same backbone and head"
             return self.hp["weight"] * coral(source.logits, target.logits)
         return self.hp["weight"] * coral(source.output, target.output)

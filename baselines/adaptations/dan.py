@@ -35,6 +35,7 @@ class DAN(Adaptation):
     ) -> torch.Tensor:
         layers = [(source.output, target.output)]
         if source.logits is not None:
+            assert target.logits is not None, "both domains pass through the same backbone and head"
             layers.append((source.logits, target.logits))
         total = sum(mmd(s, t, kernel_family(s, t, self.hp["kernels"], self.hp["multiplier"])) for s, t in layers)
         return self.hp["weight"] * ganin_lambda(progress) * total

@@ -47,11 +47,11 @@ class DANN(Adaptation):
         self, source: Features, target: Features, progress: float, labelled: Features | None = None
     ) -> torch.Tensor:
         scale = self.hp["weight"] * ganin_lambda(progress, self.hp["gamma"])
-        joined = (
-            torch.cat([source.extracted, target.extracted])
-            if source.extracted is not None
-            else torch.cat([source.output, target.output])
-        )
+        if source.extracted is not None:
+            assert target.extracted is not None, "both domains pass through the same backbone"
+            joined = torch.cat([source.extracted, target.extracted])
+        else:
+            joined = torch.cat([source.output, target.output])
         logits = self.discriminator(reverse_gradient(joined, scale)).squeeze(1)
         return F.binary_cross_entropy_with_logits(logits, domain_labels(source.output, target.output))
 

@@ -26,6 +26,7 @@ class JAN(Adaptation):
     def loss(
         self, source: Features, target: Features, progress: float, labelled: Features | None = None
     ) -> torch.Tensor:
+        assert source.logits is not None and target.logits is not None, "JAN needs the learner's head (needs_head)"
         features = kernel_family(source.output, target.output, self.hp["kernels"], self.hp["multiplier"])
         outputs = source.output.new_tensor([self.hp["softmax_variance"]])
         discrepancy = joint_mmd(

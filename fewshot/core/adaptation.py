@@ -133,11 +133,16 @@ def mmd(source: torch.Tensor, target: torch.Tensor, bandwidths: torch.Tensor) ->
 
 def joint_mmd(sources: list[torch.Tensor], targets: list[torch.Tensor], bandwidths: list[torch.Tensor]) -> torch.Tensor:
     """Squared MMD under the product of one kernel per layer (Long et al. 2017's joint MMD; one layer: plain MMD)."""
-    k_ss = k_tt = k_st = 1.0
+    k_ss: torch.Tensor | float = 1.0
+    k_tt: torch.Tensor | float = 1.0
+    k_st: torch.Tensor | float = 1.0
     for source, target, widths in zip(sources, targets, bandwidths):
         k_ss = k_ss * gaussian_kernel_mean(source, source, widths)
         k_tt = k_tt * gaussian_kernel_mean(target, target, widths)
         k_st = k_st * gaussian_kernel_mean(source, target, widths)
+    assert isinstance(k_ss, torch.Tensor) and isinstance(k_tt, torch.Tensor) and isinstance(k_st, torch.Tensor), (
+        "joint_mmd needs at least one layer"
+    )
     return k_ss.mean() + k_tt.mean() - 2 * k_st.mean()
 
 

@@ -76,7 +76,7 @@ class ClassImages:
 
     @property
     def image_shape(self) -> tuple[int, ...]:
-        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+        return tuple(self.images.shape[1:])
 
     def class_counts(self) -> torch.Tensor:
         return torch.bincount(self.labels, minlength=len(self.classes))
@@ -88,7 +88,8 @@ class ClassImages:
             "domain_names": list(self.domain_names),
             "extras": sorted(self.extras),
         }
-        arrays = {
+        # Any: numpy's stubs would match a **dict of arrays against savez's allow_pickle flag.
+        arrays: dict[str, Any] = {
             "images": self.images.numpy(),
             "labels": self.labels.numpy(),
             "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
@@ -147,7 +148,7 @@ class Split:
     def union(self, other: Split) -> Split:
         if (self.image_mask is None) != (other.image_mask is None):
             raise ValueError("cannot join a split restricted to some images with one that is not")
-        mask = None if self.image_mask is None else self.image_mask | other.image_mask
+        mask = None if self.image_mask is None or other.image_mask is None else self.image_mask | other.image_mask
         return Split.of(torch.cat([self.classes, other.classes]), torch.cat([self.rotations, other.rotations]), mask)
 
 
@@ -205,6 +206,15 @@ class Benchmark:
 
     def split(self, role: str) -> Split | None:
         return self.splits.get(role)
+
+    def required_split(self, role: str) -> Split:
+        """The split of ``role``, or an error naming the splits the benchmark has."""
+        split = self.splits.get(role)
+        if split is None:
+            raise FewshotError(
+                f"{self.dataset}/{self.protocol} has no {role} split (it has: {', '.join(self.splits) or 'none'})"
+            )
+        return split
 
 
 def shifted_splits(splits: Mapping[str, Split], domains: torch.Tensor, source: int, target: int) -> dict[str, Split]:

@@ -57,14 +57,14 @@ class Episode:
         return self.query_y.numel() // self.ways
 
     def to(self, device: torch.device | str) -> Episode:
-        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+        move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
         return dataclasses.replace(
             self,
             support_x=move(self.support_x),
             support_y=move(self.support_y),
             query_x=move(self.query_x),
             query_y=move(self.query_y),
-            side=move(self.side),
+            side=None if self.side is None else move(self.side),
         )
 
     def map_inputs(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Episode:

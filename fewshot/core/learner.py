@@ -46,7 +46,7 @@ class TaskSpec:
 
     dataset: str
     protocol: str
-    image_shape: tuple[int, int, int]
+    image_shape: tuple[int, ...]  # [C, H, W] for images, [D] for precomputed features
     ways: int
     shots: int
     queries: int
@@ -92,7 +92,7 @@ class Learner(nn.Module):
     # Hyperparameters chosen on the validation classes when not fixed with --hp: name -> candidate values.
     hparam_grid: ClassVar[Mapping[str, tuple]] = {}
     # How the learner meets the benchmark's episodes, where that differs from the usual; the leaderboard's protocol column shows it.
-    protocol_note: ClassVar[str] = ""
+    protocol_note: str = ""  # a class default; an instance may name its own (Reptile's transductive mode, Adapted)
     # Whether predict classifies an episode's queries together (batch statistics of the query batch, say), so a
     # query's label may depend on the others: recorded with every run and shown beside its figure.
     transductive: bool = False
@@ -106,7 +106,9 @@ class Learner(nn.Module):
     def train_batches(self) -> EpisodeBatches | ImageBatches | None:
         return None
 
-    def train_step(self, batch: list[Episode] | LabelledImages) -> dict[str, float]:
+    # ``batch`` is what ``train_batches`` promises: a list of Episodes for EpisodeBatches, LabelledImages for
+    # ImageBatches; each learner annotates the one it asks for, hence Any here.
+    def train_step(self, batch: Any) -> dict[str, float]:
         raise FewshotError(f"{type(self).__name__} declares training batches but has no train_step")
 
     # -- evaluation -----------------------------------------------------------------------

@@ -11,9 +11,10 @@ name beside the registered ones.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, cast
 
 from fewshot.core.dataset import Dataset, Importer, import_record, imported_names
 from fewshot.core.errors import FewshotError
@@ -149,4 +150,5 @@ def dataset(name: str) -> Dataset:
         raise FewshotError(f"dataset {family!r} has no variants: write --dataset {family}")
     if not variant:
         raise FewshotError(f"--dataset {name!r}: name the imported dataset after the colon, as in {family}:AWA2")
-    return cls(variant)
+    # A dataset that declares variants takes the variant's name (Dataset.variants).
+    return cast(Callable[[str], Dataset], cls)(variant)

@@ -132,6 +132,13 @@ class _Materialize:
             query_items=query_items,
         )
 
+    # What each sampler defines: the number of episodes and the integers of each.
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def plan(self, index: int) -> EpisodePlan:
+        raise NotImplementedError
+
     def __getitem__(self, index: int) -> Episode:
         return self.materialize(self.plan(index))
 

@@ -93,7 +93,7 @@ class AllClasses(Protocol):
 
     def seen(self, setup: Setup) -> torch.Tensor:
         """One flag per class row of the test split: whether it is a training class (none, in zero-shot)."""
-        return torch.zeros(len(setup.bench.split(setup.cell.split)), dtype=torch.bool)
+        return torch.zeros(len(setup.bench.required_split(setup.cell.split)), dtype=torch.bool)
 
     def evaluate(
         self,
@@ -106,8 +106,13 @@ class AllClasses(Protocol):
     ) -> EvalResult:
         from fewshot.run.harness import evaluate_all_classes
 
+        if setup.side is None:
+            raise FewshotError(
+                f"{setup.cell.dataset}/{setup.cell.protocol}: every class is scored by its description, and this "
+                f"run has none: choose a zero-shot learner"
+            )
         result = evaluate_all_classes(
-            learner, setup.bench.data, setup.bench.split(setup.cell.split), setup.side, device
+            learner, setup.bench.data, setup.bench.required_split(setup.cell.split), setup.side, device
         )
         return self.scored(result, self.seen(setup))
 
@@ -173,6 +178,6 @@ class AllClasses(Protocol):
 
 def seen_classes(setup: Setup) -> torch.Tensor:
     """Which class rows of the test split are training classes."""
-    split, train = setup.bench.split(setup.cell.split), setup.bench.split("train")
+    split, train = setup.bench.required_split(setup.cell.split), setup.bench.split("train")
     trained = train.classes.numpy() if train is not None else np.empty(0, dtype=np.int64)
     return torch.from_numpy(np.isin(split.classes.numpy(), trained))

@@ -10,6 +10,7 @@ the seed, so two runs pair image by image.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -47,7 +48,7 @@ class Images(Protocol):
         return bench.evaluation == "images"
 
     def resolve(self, bench: Benchmark, words: Words) -> Cell:
-        classes = len(bench.split("train"))
+        classes = len(bench.required_split("train"))
         require_unsaid(
             bench,
             words,
@@ -60,7 +61,7 @@ class Images(Protocol):
         check_seed(words.seed)
         from fewshot.core.sampler import ImagePool
 
-        images = len(ImagePool(bench.data, bench.split("test")).items()[0])
+        images = len(ImagePool(bench.data, bench.required_split("test")).items()[0])
         return Cell(
             bench.dataset,
             bench.protocol,
@@ -102,7 +103,7 @@ class Images(Protocol):
         was_training = learner.training
         learner.eval()
         start = time.perf_counter()
-        items, rows = ImagePool(setup.bench.data, setup.bench.split(setup.cell.split)).items()
+        items, rows = ImagePool(setup.bench.data, setup.bench.required_split(setup.cell.split)).items()
         order = np.random.default_rng([setup.cell.seed, ORDER_STREAM]).permutation(len(items))
         items, rows = items[order], rows[order]
         try:
@@ -139,7 +140,7 @@ class Images(Protocol):
             ),
         ]
 
-    def compare(self, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    def compare(self, a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
         if a.get("unit") != b.get("unit"):
             raise FewshotError(
                 f"runs {a['id']} and {b['id']} recorded different units ({a.get('unit')} and "

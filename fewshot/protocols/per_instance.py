@@ -190,6 +190,7 @@ class PerInstance(Protocol):
         )
 
     def figures(self, result: EvalResult) -> dict[str, float]:
+        assert result.by_presentation is not None, "evaluate_sequences scores every presentation"
         means, halves = presentation_summary(result.by_presentation)
         figures = {f"presentation_{k + 1}": float(v) for k, v in enumerate(means)}
         figures.update({f"presentation_{k + 1}_ci95": float(v) for k, v in enumerate(halves)})
@@ -199,6 +200,7 @@ class PerInstance(Protocol):
         from fewshot.leaderboard.papers import presentation_references
 
         cell = setup.cell
+        assert result.by_presentation is not None, "evaluate_sequences scores every presentation"
         means, halves = presentation_summary(result.by_presentation)
         shown = [k for k in SANTORO_PRESENTATIONS if k <= cell.shots]
         lines = [

@@ -19,7 +19,7 @@ schedule (DANN's annealing) applies to both.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +71,8 @@ def adaptable(learner: Learner) -> bool:
 
 
 class Adapted(Learner):
+    steps_done: torch.Tensor  # a buffer
+
     def __init__(
         self,
         learner: Learner,
@@ -88,7 +90,7 @@ class Adapted(Learner):
         self.transductive = learner.transductive or adaptation.transductive
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.int64))
         inner = self._inner_optimizers()
-        adaptation.attach(learner.backbone)
+        adaptation.attach(self._backbone)
         learned = {id(p) for opt in inner.values() for group in opt.param_groups for p in group["params"]}
         own = [p for p in self.parameters() if id(p) not in learned and p.requires_grad]
         # The method's own parameters are trained like the learner's: the same optimiser and settings.
@@ -100,11 +102,17 @@ class Adapted(Learner):
         self._base_lrs = [[group["lr"] for group in opt.param_groups] for opt in self._scheduled]
         self._pending: dict[str, Any] | None = None
         self.last_loss = 0.0
-        learner.backbone.register_forward_pre_hook(self._join_target)
-        learner.backbone.register_forward_hook(self._split_and_add_loss)
-        extractor = getattr(learner.backbone, "extractor_end", None)
+        self._backbone.register_forward_pre_hook(self._join_target)
+        self._backbone.register_forward_hook(self._split_and_add_loss)
+        extractor = getattr(self._backbone, "extractor_end", None)
         if extractor:
-            learner.backbone.get_submodule(extractor).register_forward_hook(self._keep_extracted)
+            self._backbone.get_submodule(extractor).register_forward_hook(self._keep_extracted)
+
+    @property
+    def _backbone(self) -> nn.Module:
+        backbone = getattr(self.learner, "backbone", None)
+        assert isinstance(backbone, nn.Module), "only adaptable learners (a backbone module) are adapted"
+        return backbone
 
     def network_name(self) -> str:
         return self.learner.network_name()
@@ -113,7 +121,8 @@ class Adapted(Learner):
         return {name: value for name, value in vars(self.learner).items() if isinstance(value, torch.optim.Optimizer)}
 
     # -- training -------------------------------------------------------------------------
-    def train_batches(self) -> AdaptationBatches | None:
+    # The wrapper's own batch kind, which only the engine reads (it dispatches on the type).
+    def train_batches(self) -> EpisodeBatches | ImageBatches | AdaptationBatches | None:  # type: ignore[override]
         spec = self.learner.train_batches()
         if spec is None or not self.adaptation.changes_training:
             return spec
@@ -200,13 +209,14 @@ class Adapted(Learner):
         if not self.adaptation.transductive:
             return self.learner.predict(episode)
         images = torch.cat([episode.support_x, episode.query_x])
-        with self.adaptation.normalise_episode(self.learner.backbone, images):
+        with self.adaptation.normalise_episode(self._backbone, images):
             return self.learner.predict(episode)
 
     def predict_embedded(self, episode: Episode) -> torch.Tensor:
         return self.learner.predict_embedded(episode)
 
-    def caches_embeddings(self) -> bool:  # an instance's answer: a transductive method embeds per episode
+    # An instance's answer where Learner's is the class's: a transductive method embeds per episode.
+    def caches_embeddings(self) -> bool:  # type: ignore[override]
         return self.learner.caches_embeddings() and not self.adaptation.transductive
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
@@ -214,7 +224,7 @@ class Adapted(Learner):
 
     def before_evaluation(self) -> None:
         if self.target_images is not None:
-            self.adaptation.before_evaluation(self.learner.backbone, self.target_images())
+            self.adaptation.before_evaluation(self._backbone, self.target_images())
 
     # -- checkpoints ----------------------------------------------------------------------
     def training_state(self) -> dict[str, Any]:
@@ -228,7 +238,7 @@ class Adapted(Learner):
             state["adaptation_optimizer"] = self.optimizer.state_dict()
         return state
 
-    def load_training_state(self, state: dict[str, Any]) -> None:
+    def load_training_state(self, state: Mapping[str, Any]) -> None:
         if not self.adaptation.changes_training:
             self.learner.load_training_state(state)
             return

@@ -13,7 +13,7 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -30,6 +30,9 @@ from fewshot.core.sampler import EpisodeSampler, EpisodeSource, FixedSampler, Im
 from fewshot.core.sampler import ImageBatches as ImageBatchSampler
 from fewshot.run import checkpoint
 from fewshot.run.harness import Budget, EvalResult, TrainOutcome, embed_items, evaluate_all_classes, train
+
+if TYPE_CHECKING:
+    from fewshot.core.adaptation import Adaptation
 
 
 def open_benchmark(
@@ -131,7 +134,7 @@ class Setup:
         return registry.protocol(self.cell.kind)()
 
     @property
-    def adapt_cls(self) -> type | None:
+    def adapt_cls(self) -> type[Adaptation] | None:
         return None if self.adapt == "none" else registry.adaptation(self.adapt)
 
     @property
@@ -194,7 +197,10 @@ def make_setup(
     if bench.data.is_features and not cls.reads_sides:
         raise FewshotError(f"{bench.dataset} holds precomputed image features, not images: choose a zero-shot learner")
     cell = dataclasses.replace(cell, side=resolve_side(bench, learner, cls, cell, side))
-    table = bench.describe(cell.side) if cell.side else None
+    table = None
+    if cell.side:
+        assert bench.describe is not None, "resolve_side names only sides the benchmark describes"
+        table = bench.describe(cell.side)
     return Setup(
         learner,
         cls,
@@ -307,15 +313,17 @@ def _adapted(setup: Setup, learner: Learner, budget: Budget | None, device: torc
         )
     head = getattr(learner, "head", None)
     classes = learner.task.train_classes
-    widths = feature_widths(learner.backbone, setup.task.image_shape)
-    adaptation = setup.adapt_cls(
+    backbone, adapt_cls = learner.backbone, setup.adapt_cls
+    assert isinstance(backbone, torch.nn.Module) and adapt_cls is not None, "checked above: adaptable, and --adapt"
+    widths = feature_widths(backbone, setup.task.image_shape)
+    adaptation = adapt_cls(
         widths[0],
         classes if head is not None else 0,
         setup.adapt_hp,
         budget.steps if budget is not None and budget.steps else 0,
         extracted=widths[1],
     )
-    target = setup.bench.split("target")
+    target = setup.bench.required_split("target")
     pool = ImageBatchSampler(setup.bench.data, target, ADAPTATION_BATCH, setup.cell.seed, role="target")
 
     def target_images():  # every unlabelled target training image once, in batches, for AdaBN's statistics
@@ -371,12 +379,12 @@ def batches_for(setup: Setup, learner: Learner) -> Callable[[int], Any] | None:
         source_at = _source_batches(setup, spec.source)
         data, seed = setup.bench.data, setup.cell.seed
         # Target images go to training without their labels: only ``.x`` of the target batches is kept.
-        target = ImageBatchSampler(data, setup.bench.split("target"), spec.target_batch, seed, role="target")
+        target = ImageBatchSampler(data, setup.bench.required_split("target"), spec.target_batch, seed, role="target")
         labelled = None
         if spec.labelled:
             labelled = ImageBatchSampler(
                 data,
-                setup.bench.split("target_labelled"),
+                setup.bench.required_split("target_labelled"),
                 min(spec.labelled, spec.target_batch),
                 seed,
                 role="target-labelled",
@@ -562,6 +570,7 @@ def embedded_split(
     learner.eval()
     features = embed_items(learner, setup.bench.data, items, device, batch)
     learner.train(was_training)
+    assert setup.side is not None, "only learners that prepare on class descriptions embed whole splits"
     return LabelledImages(features, torch.from_numpy(rows.copy()).to(device)), setup.side[split.classes].to(device)
 
 

@@ -55,7 +55,10 @@ class Budget:
         return cls(minutes=float(value))
 
     def done(self, step: int, seconds: float) -> bool:
-        return step >= self.steps if self.steps is not None else seconds >= self.minutes * 60
+        if self.steps is not None:
+            return step >= self.steps
+        assert self.minutes is not None, "a budget has steps or minutes"
+        return seconds >= self.minutes * 60
 
     def __str__(self) -> str:
         return f"{self.steps}steps" if self.steps is not None else f"{self.minutes:g}min"
@@ -155,6 +158,7 @@ def _embedded_episode(
     """The episode of ``plan`` with its inputs gathered from an embedding table (rows of sorted ``items``)."""
     ways = len(plan.class_ids)
     gather = lambda ids: table[torch.from_numpy(np.searchsorted(items, ids)).to(device)]  # noqa: E731
+    side = getattr(source, "side", None)  # zero-shot samplers carry every class's description
     return Episode(
         support_x=gather(plan.support_items),
         support_y=grouped_labels(ways, len(plan.support_items) // ways).to(device),
@@ -162,9 +166,7 @@ def _embedded_episode(
         query_y=grouped_labels(ways, len(plan.query_items) // ways).to(device),
         class_ids=torch.from_numpy(plan.class_ids),
         seed=plan.seed,
-        side=None
-        if getattr(source, "side", None) is None
-        else source.side[torch.from_numpy(plan.class_ids)].to(device),
+        side=None if side is None else side[torch.from_numpy(plan.class_ids)].to(device),
         support_items=torch.from_numpy(plan.support_items),
         query_items=torch.from_numpy(plan.query_items),
     )
