@@ -9,12 +9,13 @@ are ``maml``'s (the paper keeps MAML's hyperparameters); see
 ``fewshot.baselines.maml``. The default Omniglot budget is 3,000 meta-steps
 (about 30 minutes on one core); ``--budget 60000steps`` is MAML's paper budget.
 """
+
 from __future__ import annotations
 
-from fewshot.core.backbones import head_with
-from fewshot.baselines.maml import MAML
-from fewshot.core.episode import Episode
 from fewshot.baselines.inner_loop import Params, adapt
+from fewshot.baselines.maml import MAML
+from fewshot.core.backbones import head_with
+from fewshot.core.episode import Episode
 
 
 class ANIL(MAML):
@@ -22,7 +23,7 @@ class ANIL(MAML):
     default_budget = {**MAML.default_budget, "omniglot": "3000steps"}
 
     def adapt_to(self, episode: Episode, params: Params, steps: int, second_order: bool) -> Params:
-        head = {name[len("head."):]: p for name, p in params.items() if name.startswith("head.")}
+        head = {name[len("head.") :]: p for name, p in params.items() if name.startswith("head.")}
         features = self.net.features_with(params, episode.support_x)
         head = adapt(head_with, head, features, episode.support_y, steps, self.step_sizes(), second_order=second_order)
         return {**params, **{f"head.{name}": p for name, p in head.items()}}

@@ -14,6 +14,7 @@ seen classes (as the paper uses its ImageNet CNN's); on given features it is a
 softmax regression fitted in ``prepare``. ``top`` (T) is chosen on the
 validation classes when not fixed with ``--hp``.
 """
+
 from __future__ import annotations
 
 import torch
@@ -39,12 +40,20 @@ class ConSE(ZeroShotLearner):
     def fit(self, train: LabelledImages, side: torch.Tensor) -> None:
         self.seen_side = unit_rows(side)
         if self.pixels and self.classifier.out_features == len(side):
+            assert self.standardize is not None, "prepare standardises the features before it fits"
             mean, std = self.standardize  # the pretrained layer reads unstandardised features x = z * std + mean
             weight = self.classifier.weight.detach()
             self.class_weight, self.class_bias = weight * std, self.classifier.bias.detach() + weight @ mean
             return
-        layer = fit_linear(train.x, len(side), F.cross_entropy, train.y, steps=self.hp["head_steps"],
-                           lr=self.hp["head_lr"], weight_decay=0.0)
+        layer = fit_linear(
+            train.x,
+            len(side),
+            F.cross_entropy,
+            train.y,
+            steps=self.hp["head_steps"],
+            lr=self.hp["head_lr"],
+            weight_decay=0.0,
+        )
         self.class_weight, self.class_bias = layer.weight.detach(), layer.bias.detach()
 
     def scores(self, features: torch.Tensor, side: torch.Tensor) -> torch.Tensor:

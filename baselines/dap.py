@@ -30,6 +30,7 @@ on the Conv-4 embedding of the seen classes (or the given ResNet features),
 standardised, trained jointly and class-balanced by mini-batch Adam; their L2 penalty ``l2`` is
 chosen on the validation classes when not fixed with ``--hp``.
 """
+
 from __future__ import annotations
 
 import torch
@@ -51,8 +52,9 @@ def binary_attributes(side: torch.Tensor, threshold: torch.Tensor | None) -> tor
     return side.float() if threshold is None else (side.float() > threshold).float()
 
 
-def attribute_log_odds_scores(probabilities: torch.Tensor, signatures: torch.Tensor,
-                              priors: torch.Tensor) -> torch.Tensor:
+def attribute_log_odds_scores(
+    probabilities: torch.Tensor, signatures: torch.Tensor, priors: torch.Tensor
+) -> torch.Tensor:
     """log prod_m p(a_m = a^c_m | x) / p(a_m = a^c_m) for every image (rows) and class signature (columns)."""
     p, prior = probabilities.clamp(EPS, 1 - EPS), priors.clamp(EPS, 1 - EPS)
     present = (p.log() - prior.log()) @ signatures.T
@@ -73,8 +75,15 @@ class DAP(ZeroShotLearner):
         frequency = signatures[train.y].mean(0).clamp(EPS, 1 - EPS)  # of each attribute among training images
         balance = (1 - frequency) / frequency
         loss = lambda logits, y: F.binary_cross_entropy_with_logits(logits, signatures[y], pos_weight=balance)  # noqa: E731
-        layer = fit_linear(train.x, signatures.shape[1], loss, train.y, steps=self.hp["head_steps"],
-                           lr=self.hp["head_lr"], weight_decay=self.hp["l2"])
+        layer = fit_linear(
+            train.x,
+            signatures.shape[1],
+            loss,
+            train.y,
+            steps=self.hp["head_steps"],
+            lr=self.hp["head_lr"],
+            weight_decay=self.hp["l2"],
+        )
         self.attribute_weight, self.attribute_bias = layer.weight.detach(), layer.bias.detach()
         self.priors = torch.full((signatures.shape[1],), 0.5)  # the even prior the balanced classifiers assume
 

@@ -18,6 +18,7 @@ be fine-tuned afterwards; here it is the Conv-4 embedding of the seen classes
 (or the given ResNet features), standardised, and stays fixed. Adam replaces
 the paper's SGD.
 """
+
 from __future__ import annotations
 
 import torch
@@ -37,8 +38,9 @@ def hinge_rank_loss(scores: torch.Tensor, labels: torch.Tensor, margin: float, r
 
 class DeViSE(ZeroShotLearner):
     paper = "Frome et al. 2013, DeViSE: A Deep Visual-Semantic Embedding Model"
-    hparams = hparams_with_embedding({"margin": 1.0, "rank": "sum", "head_steps": 2000, "head_lr": 1e-3,
-                                      "head_weight_decay": 0.0})
+    hparams = hparams_with_embedding(
+        {"margin": 1.0, "rank": "sum", "head_steps": 2000, "head_lr": 1e-3, "head_weight_decay": 0.0}
+    )
     hparam_choices = {"rank": ("sum", "max")}
     eval_hparams = frozenset({"margin", "rank", "head_steps", "head_lr", "head_weight_decay"})
     hparam_grid = {"margin": (0.1, 0.5, 1.0, 2.0)}
@@ -48,8 +50,17 @@ class DeViSE(ZeroShotLearner):
         loss = lambda scores, y: hinge_rank_loss(scores, y, self.hp["margin"], self.hp["rank"])  # noqa: E731
         # x (M S^T) rather than (x M) S^T: the same scores, far fewer operations when a batch outnumbers the features
         scores = lambda layer, x: x @ (layer.weight.T @ described.T)  # noqa: E731
-        layer = fit_linear(train.x, described.shape[1], loss, train.y, steps=self.hp["head_steps"],
-                           lr=self.hp["head_lr"], weight_decay=self.hp["head_weight_decay"], bias=False, outputs=scores)
+        layer = fit_linear(
+            train.x,
+            described.shape[1],
+            loss,
+            train.y,
+            steps=self.hp["head_steps"],
+            lr=self.hp["head_lr"],
+            weight_decay=self.hp["head_weight_decay"],
+            bias=False,
+            outputs=scores,
+        )
         self.projection = layer.weight.detach().T  # [features, description dim]
 
     def scores(self, features: torch.Tensor, side: torch.Tensor) -> torch.Tensor:

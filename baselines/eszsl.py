@@ -17,6 +17,7 @@ grid and protocol). Deviations: features are the Conv-4 embedding of the
 seen classes (or the given ResNet features), standardised; descriptions are
 L2-normalised per class.
 """
+
 from __future__ import annotations
 
 import torch
@@ -27,8 +28,9 @@ from fewshot.core.episode import LabelledImages
 GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
 
 
-def eszsl_solution(features: torch.Tensor, labels: torch.Tensor, side: torch.Tensor, gamma: float,
-                   lam: float) -> torch.Tensor:
+def eszsl_solution(
+    features: torch.Tensor, labels: torch.Tensor, side: torch.Tensor, gamma: float, lam: float
+) -> torch.Tensor:
     """V (d x a) of the closed form, from features [m, d], class rows [m] and descriptions [z, a], in float64."""
     x, s = features.double(), side.double()
     # Y S^T without forming Y: row i is 2 s_{y_i} - sum_c s_c, since Y is +1 at the true class and -1 elsewhere

@@ -30,6 +30,7 @@ chosen per dataset; here batches of 64 for a fixed step budget (faster on a
 CPU, same objective). Fine-tuning randomness (initial classifier, batch
 order) is seeded by the episode, so results do not depend on episode order.
 """
+
 from __future__ import annotations
 
 import copy
@@ -55,7 +56,9 @@ class Classifier(nn.Module):
         super().__init__()
         bound = 1 / math.sqrt(features)  # torch.nn.Linear's default initialisation
         self.weight = nn.Parameter((torch.rand(classes, features, generator=generator) * 2 - 1) * bound)
-        self.bias = nn.Parameter((torch.rand(classes, generator=generator) * 2 - 1) * bound) if kind == "linear" else None
+        self.bias = (
+            nn.Parameter((torch.rand(classes, generator=generator) * 2 - 1) * bound) if kind == "linear" else None
+        )
         self.kind, self.scale = kind, cosine_scale(classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -82,10 +85,15 @@ class FineTune(Learner):
         "ft_dampening": 0.9,
         "ft_weight_decay": 1e-3,
     }
-    hparam_choices = {"head": ("linear", "cosine"), "tune_blocks": (0, 1, 2, 3, 4),
-                      "network": ("auto", *NETWORKS), "optimizer": ("auto", "adam", "sgd")}
-    eval_hparams = frozenset({"tune_blocks", "ft_epochs", "ft_batch", "ft_lr", "ft_momentum", "ft_dampening",
-                              "ft_weight_decay"})
+    hparam_choices = {
+        "head": ("linear", "cosine"),
+        "tune_blocks": (0, 1, 2, 3, 4),
+        "network": ("auto", *NETWORKS),
+        "optimizer": ("auto", "adam", "sgd"),
+    }
+    eval_hparams = frozenset(
+        {"tune_blocks", "ft_epochs", "ft_batch", "ft_lr", "ft_momentum", "ft_dampening", "ft_weight_decay"}
+    )
     trains_on = ()
     default_budget = {"glyphs": "3000steps", "omniglot": "15000steps", "digits": "3000steps", "*": "5000steps"}
 
@@ -118,8 +126,12 @@ class FineTune(Learner):
         return self.backbone.features(x, 0, self.frozen_blocks)
 
     def sgd(self) -> dict[str, float]:
-        return {"lr": self.hp["ft_lr"], "momentum": self.hp["ft_momentum"], "dampening": self.hp["ft_dampening"],
-                "weight_decay": self.hp["ft_weight_decay"]}
+        return {
+            "lr": self.hp["ft_lr"],
+            "momentum": self.hp["ft_momentum"],
+            "dampening": self.hp["ft_dampening"],
+            "weight_decay": self.hp["ft_weight_decay"],
+        }
 
     def predict_embedded(self, episode: Episode) -> torch.Tensor:
         generator = torch.Generator().manual_seed(episode.seed)
@@ -155,8 +167,9 @@ def _batches(count: int, epochs: int, batch: int, generator: torch.Generator):
             yield order[start : start + batch]
 
 
-def fine_tune(network: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, batch: int, sgd: dict,
-              generator: torch.Generator) -> None:
+def fine_tune(
+    network: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, batch: int, sgd: dict, generator: torch.Generator
+) -> None:
     """The paper's fine-tuning loop with autograd and ``torch.optim.SGD`` (used when blocks are tuned)."""
     optimizer = torch.optim.SGD(network.parameters(), **sgd)
     with torch.enable_grad():
@@ -168,8 +181,9 @@ def fine_tune(network: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int,
 
 
 @torch.no_grad()
-def fit_head(head: Classifier, x: torch.Tensor, y: torch.Tensor, epochs: int, batch: int, sgd: dict,
-             generator: torch.Generator) -> None:
+def fit_head(
+    head: Classifier, x: torch.Tensor, y: torch.Tensor, epochs: int, batch: int, sgd: dict, generator: torch.Generator
+) -> None:
     """The same loop on fixed features with the classifier's gradients written out.
 
     Identical mathematics to :func:`fine_tune` (cross-entropy gradients of the
@@ -198,8 +212,9 @@ def fit_head(head: Classifier, x: torch.Tensor, y: torch.Tensor, epochs: int, ba
             grads = [(g_unit - unit_w * (g_unit * unit_w).sum(1, keepdim=True)) / norms]
         for i, (param, grad) in enumerate(zip(params, grads)):
             grad = grad + sgd["weight_decay"] * param
-            if buffers[i] is None:
-                buffers[i] = grad.clone()
+            buffer = buffers[i]
+            if buffer is None:
+                buffer = buffers[i] = grad.clone()
             else:
-                buffers[i].mul_(sgd["momentum"]).add_(grad, alpha=1 - sgd["dampening"])
-            param.sub_(sgd["lr"] * buffers[i])
+                buffer.mul_(sgd["momentum"]).add_(grad, alpha=1 - sgd["dampening"])
+            param.sub_(sgd["lr"] * buffer)

@@ -7,6 +7,7 @@ parameters, applied to the shared ones. Everything else (network, Omniglot
 settings, transductive batch norm, deviations) is ``maml``'s; see
 ``fewshot.baselines.maml``.
 """
+
 from __future__ import annotations
 
 from fewshot.baselines.maml import MAML

@@ -16,16 +16,17 @@ updates and several tasks can adapt at once.
 * ``forward`` is whatever the loop adapts: ANIL passes the head alone, with
   the body's features as its input, so the body is computed once per episode.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Mapping, Union
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 Params = dict[str, torch.Tensor]
-StepSizes = Union[float, Mapping[str, torch.Tensor]]
+StepSizes = float | Mapping[str, torch.Tensor]
 Forward = Callable[[Params, torch.Tensor], torch.Tensor]
 
 
@@ -39,13 +40,24 @@ def detached_parameters(module: nn.Module) -> Params:
     return {name: p.detach().requires_grad_() for name, p in module.named_parameters()}
 
 
-def adapt(forward: Forward, params: Params, x: torch.Tensor, y: torch.Tensor, steps: int, step_sizes: StepSizes, *,
-          second_order: bool, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy) -> Params:
+def adapt(
+    forward: Forward,
+    params: Params,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    steps: int,
+    step_sizes: StepSizes,
+    *,
+    second_order: bool,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
+) -> Params:
     """``steps`` steps of gradient descent on ``loss_fn(forward(params, x), y)``; returns new parameters."""
     with torch.enable_grad():
         for _ in range(steps):
             loss = loss_fn(forward(params, x), y)
             grads = torch.autograd.grad(loss, list(params.values()), create_graph=second_order)
-            params = {name: p - (step_sizes if isinstance(step_sizes, float) else step_sizes[name]) * g
-                      for (name, p), g in zip(params.items(), grads)}
+            params = {
+                name: p - (step_sizes if isinstance(step_sizes, float) else step_sizes[name]) * g
+                for (name, p), g in zip(params.items(), grads)
+            }
     return params

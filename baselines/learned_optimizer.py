@@ -16,18 +16,20 @@ Both papers ignore the second derivatives through the gradient inputs
 parameters, so the meta-gradient flows through the chain of updates and the
 rule's own outputs, never through the gradients the rule was given.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fewshot.baselines.inner_loop import Params
 from fewshot.core.backbones import MAMLConv4
 from fewshot.core.episode import Episode
-from fewshot.baselines.inner_loop import Params
 from fewshot.core.learner import EpisodeBatches, Learner, TaskSpec
 
 LossAt = Callable[[torch.Tensor], torch.Tensor]
@@ -36,7 +38,9 @@ LossAt = Callable[[torch.Tensor], torch.Tensor]
 class UpdateRule(Protocol):
     def start(self, theta: torch.Tensor) -> Any: ...
 
-    def step(self, theta: torch.Tensor, loss: torch.Tensor, grad: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]: ...
+    def step(
+        self, theta: torch.Tensor, loss: torch.Tensor, grad: torch.Tensor, state: Any
+    ) -> tuple[torch.Tensor, Any]: ...
 
 
 def preprocess(x: torch.Tensor, p: float = 10.0) -> torch.Tensor:
@@ -116,7 +120,7 @@ class Adam:
         first = beta1 * first + (1 - beta1) * grad
         second = beta2 * second + (1 - beta2) * grad.square()
         t += 1
-        update = (first / (1 - beta1 ** t)) / ((second / (1 - beta2 ** t)).sqrt() + self.eps)
+        update = (first / (1 - beta1**t)) / ((second / (1 - beta2**t)).sqrt() + self.eps)
         return theta - self.lr * update, (first, second, t)
 
 
@@ -133,7 +137,7 @@ class CoordinatewiseLSTMCell(nn.Module):
 
     def __init__(self, inputs: int, hidden: int):
         super().__init__()
-        bound = hidden ** -0.5  # nn.LSTMCell's initialisation
+        bound = hidden**-0.5  # nn.LSTMCell's initialisation
         self.weight = nn.Parameter(torch.empty(4 * hidden, inputs + hidden).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(4 * hidden).uniform_(-bound, bound))
         self.hidden = hidden
@@ -146,8 +150,8 @@ class CoordinatewiseLSTMCell(nn.Module):
         h, c = state
         gates = self.weight @ torch.cat([x, h])
         gates += self.bias[:, None]
-        input_, forget, output = torch.sigmoid(gates[:3 * self.hidden]).chunk(3)
-        c = torch.addcmul(forget * c, input_, torch.tanh(gates[3 * self.hidden:]))
+        input_, forget, output = torch.sigmoid(gates[: 3 * self.hidden]).chunk(3)
+        c = torch.addcmul(forget * c, input_, torch.tanh(gates[3 * self.hidden :]))
         return output * torch.tanh(c), c
 
 
@@ -212,10 +216,16 @@ class LearnedOptimizerLearner(Learner):
     def loss_at(self, x: torch.Tensor, y: torch.Tensor) -> LossAt:
         return lambda theta: F.cross_entropy(self.logits(theta, x), y)
 
-    def trajectory(self, episode: Episode, steps: int | None = None, rule: UpdateRule | None = None) -> list[torch.Tensor]:
+    def trajectory(
+        self, episode: Episode, steps: int | None = None, rule: UpdateRule | None = None
+    ) -> list[torch.Tensor]:
         """The classifier's parameters before and after each update on the episode's support set."""
-        return optimise(self.loss_at(episode.support_x, episode.support_y), self.initial_parameters(),
-                        self.hp["inner_steps"] if steps is None else steps, rule or self.rule())
+        return optimise(
+            self.loss_at(episode.support_x, episode.support_y),
+            self.initial_parameters(),
+            self.hp["inner_steps"] if steps is None else steps,
+            rule or self.rule(),
+        )
 
     def train_batches(self) -> EpisodeBatches:
         return EpisodeBatches(self.task.ways, self.task.shots, self.hp["train_queries"], 1)

@@ -35,15 +35,23 @@ can be compared with the learned optimiser from the very same start. Unlike
 ``metalstm`` the initialisation is not learned: what the optimiser achieves is
 the update rule's alone.
 """
+
 from __future__ import annotations
+
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fewshot.baselines.learned_optimizer import (
+    CoordinatewiseLSTMCell,
+    LearnedOptimizerLearner,
+    detach_state,
+    gradient_at,
+    preprocess,
+)
 from fewshot.core.episode import Episode
-from fewshot.baselines.learned_optimizer import (CoordinatewiseLSTMCell, LearnedOptimizerLearner, detach_state, gradient_at,
-                                       preprocess)
 from fewshot.core.learner import TaskSpec, clipped_step
 
 
@@ -57,7 +65,7 @@ class CoordinatewiseLSTM(nn.Module):
         self.output_scale = output_scale
 
     def start(self, theta: torch.Tensor):
-        return tuple(cell.initial_state(theta) for cell in self.cells)
+        return tuple(cast(CoordinatewiseLSTMCell, cell).initial_state(theta) for cell in self.cells)
 
     def step(self, theta, loss, grad, state):
         x, new_state = preprocess(grad), []
@@ -71,8 +79,13 @@ class CoordinatewiseLSTM(nn.Module):
 
 class LSTMOptimizer(LearnedOptimizerLearner):
     paper = "Andrychowicz et al. 2016, Learning to learn by gradient descent by gradient descent"
-    hparams = {**LearnedOptimizerLearner.hparams, "unroll": 5, "objective": "query", "train_queries": 5,
-               "output_scale": 0.1}
+    hparams = {
+        **LearnedOptimizerLearner.hparams,
+        "unroll": 5,
+        "objective": "query",
+        "train_queries": 5,
+        "output_scale": 0.1,
+    }
     hparam_choices = {**LearnedOptimizerLearner.hparam_choices, "objective": ("query", "support")}
     default_budget = {"glyphs": "1000steps", "omniglot": "2000steps", "*": "1000steps"}
 
@@ -92,16 +105,20 @@ class LSTMOptimizer(LearnedOptimizerLearner):
         loss_sum, correct = 0.0, 0.0
         for episode in batch:
             support_loss = self.loss_at(episode.support_x, episode.support_y)
-            objective_x, objective_y = ((episode.query_x, episode.query_y) if self.hp["objective"] == "query"
-                                        else (episode.support_x, episode.support_y))
+            objective_x, objective_y = (
+                (episode.query_x, episode.query_y)
+                if self.hp["objective"] == "query"
+                else (episode.support_x, episode.support_y)
+            )
             theta = self.initial_parameters()
             state = self.update_lstm.start(theta)
             for start in range(0, steps, unroll):
-                segment = 0.0
+                segment: torch.Tensor | float = 0.0
                 for _ in range(min(unroll, steps - start)):
                     loss, grad = gradient_at(support_loss, theta)
                     theta, state = self.update_lstm.step(theta, loss, grad, state)
                     segment = segment + F.cross_entropy(self.logits(theta, objective_x), objective_y)
+                assert isinstance(segment, torch.Tensor), "a segment unrolls at least one step"
                 self.optimizer.zero_grad()
                 (segment / steps).backward()
                 clipped_step(self.optimizer, self.hp["grad_clip"])

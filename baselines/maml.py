@@ -23,18 +23,21 @@ after 3,000 and 95.8% after 6,000; the paper's is ``--budget 60000steps``).
 Cells other than 5- and 20-way take the 5-way settings below 20 ways and the
 20-way ones from 20 ways up (``paper_defaults``).
 """
+
 from __future__ import annotations
 
 import torch
 
+from fewshot.baselines.inner_loop import Params, StepSizes, adapt, detached_parameters, meta_parameters
 from fewshot.core.backbones import MAMLConv4
 from fewshot.core.episode import Episode
-from fewshot.baselines.inner_loop import Params, StepSizes, adapt, detached_parameters, meta_parameters
 from fewshot.core.learner import EpisodeBatches, Learner, TaskSpec, paper_defaults, query_loss_step
 
 # The paper's Omniglot settings per number of ways: inner step size, inner steps, test steps, meta-batch.
-PAPER_SETTINGS = {5: {"inner_lr": 0.4, "inner_steps": 1, "test_steps": 3, "meta_batch": 32},
-                  20: {"inner_lr": 0.1, "inner_steps": 5, "test_steps": 5, "meta_batch": 16}}
+PAPER_SETTINGS = {
+    5: {"inner_lr": 0.4, "inner_steps": 1, "test_steps": 3, "meta_batch": 32},
+    20: {"inner_lr": 0.1, "inner_steps": 5, "test_steps": 5, "meta_batch": 16},
+}
 
 
 class MAML(Learner):
@@ -71,8 +74,15 @@ class MAML(Learner):
 
     def adapt_to(self, episode: Episode, params: Params, steps: int, second_order: bool) -> Params:
         """The parameters after ``steps`` gradient steps on the episode's support set."""
-        return adapt(self.net.forward_with, params, episode.support_x, episode.support_y, steps, self.step_sizes(),
-                     second_order=second_order)
+        return adapt(
+            self.net.forward_with,
+            params,
+            episode.support_x,
+            episode.support_y,
+            steps,
+            self.step_sizes(),
+            second_order=second_order,
+        )
 
     # -- the learner interface ------------------------------------------------------------
     def train_step(self, batch: list[Episode]) -> dict[str, float]:

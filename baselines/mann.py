@@ -55,6 +55,7 @@ Deviations, each a hyperparameter where the paper's choice can be restored:
   re-implementations. The paper's 5-character string labels for 15-way
   tasks are not built.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -76,11 +77,17 @@ class MemoryState:
     reads: torch.Tensor  # [B, heads * size]
     hidden: tuple[torch.Tensor, torch.Tensor]
 
-    def expand(self, copies: int) -> "MemoryState":
+    def expand(self, copies: int) -> MemoryState:
         """The same state repeated ``copies`` times per batch row (queries stepping from one state)."""
         rep = lambda t: t.repeat_interleave(copies, dim=0)  # noqa: E731
-        return MemoryState(rep(self.memory), rep(self.usage), rep(self.read_weights), rep(self.least_used),
-                           rep(self.reads), (rep(self.hidden[0]), rep(self.hidden[1])))
+        return MemoryState(
+            rep(self.memory),
+            rep(self.usage),
+            rep(self.read_weights),
+            rep(self.least_used),
+            rep(self.reads),
+            (rep(self.hidden[0]), rep(self.hidden[1])),
+        )
 
 
 def least_used_weights(usage: torch.Tensor, n: int) -> torch.Tensor:
@@ -89,8 +96,9 @@ def least_used_weights(usage: torch.Tensor, n: int) -> torch.Tensor:
     return torch.zeros_like(usage).scatter_(1, smallest, 1.0)
 
 
-def content_read(memory: torch.Tensor, keys: torch.Tensor,
-                 strengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def content_read(
+    memory: torch.Tensor, keys: torch.Tensor, strengths: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Read weights softmax_i(strength * cosine(k, M(i))) and reads: ``memory`` [B, N, size], ``keys`` [B, H, size]."""
     similarity = F.normalize(keys, dim=2, eps=1e-8) @ F.normalize(memory, dim=2, eps=1e-8).transpose(1, 2)
     if strengths is not None:
@@ -99,8 +107,14 @@ def content_read(memory: torch.Tensor, keys: torch.Tensor,
     return read_weights, read_weights @ memory
 
 
-def lrua_step(state: MemoryState, keys: torch.Tensor, gates: torch.Tensor, gamma: float,
-              strengths: torch.Tensor | None = None, read_after_write: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def lrua_step(
+    state: MemoryState,
+    keys: torch.Tensor,
+    gates: torch.Tensor,
+    gamma: float,
+    strengths: torch.Tensor | None = None,
+    read_after_write: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One LRUA write and read. ``keys`` [B, H, size], ``gates`` [B, H] (pre-sigmoid),
     ``strengths`` [B, H] (multiplies the cosines before the softmax; None: 1, as in the paper).
     ``read_after_write``: read M_t, as the paper's equations do; False reads M_{t-1}.
@@ -163,21 +177,29 @@ class MANN(Learner):
         usage = torch.zeros(batch, hp["slots"], device=device)
         return MemoryState(
             memory=torch.full((batch, hp["slots"], hp["slot_size"]), 1e-6, device=device),
-            usage=usage, read_weights=read_weights, least_used=least_used_weights(usage, hp["heads"]),
+            usage=usage,
+            read_weights=read_weights,
+            least_used=least_used_weights(usage, hp["heads"]),
             reads=torch.zeros(batch, self.read_size, device=device),
-            hidden=(torch.zeros(batch, hp["controller"], device=device), torch.zeros(batch, hp["controller"], device=device)),
+            hidden=(
+                torch.zeros(batch, hp["controller"], device=device),
+                torch.zeros(batch, hp["controller"], device=device),
+            ),
         )
 
     def _keys(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         keys = self.keys(h).view(h.shape[0], self.hp["heads"], self.hp["slot_size"])
         return keys, (1 + F.softplus(self.strengths(h)) if self.strengths is not None else None)
 
-    def step(self, state: MemoryState, pixels: torch.Tensor, previous_label: torch.Tensor) -> tuple[torch.Tensor, MemoryState]:
+    def step(
+        self, state: MemoryState, pixels: torch.Tensor, previous_label: torch.Tensor
+    ) -> tuple[torch.Tensor, MemoryState]:
         h, c = self.lstm(torch.cat([pixels, previous_label, state.reads], dim=1), state.hidden)
         batch = h.shape[0]
         keys, strengths = self._keys(h)
-        memory, read_weights, reads, usage, least_used = lrua_step(state, keys, self.gates(h), self.hp["gamma"], strengths,
-                                                                   self.hp["read_after_write"])
+        memory, read_weights, reads, usage, least_used = lrua_step(
+            state, keys, self.gates(h), self.hp["gamma"], strengths, self.hp["read_after_write"]
+        )
         reads = reads.reshape(batch, -1)
         logits = self.output(torch.cat([h, reads], dim=1))
         return logits, MemoryState(memory, usage, read_weights, least_used, reads, (h, c))
@@ -203,8 +225,9 @@ class MANN(Learner):
             outputs.append(logits)
         return torch.stack(outputs, dim=1), state
 
-    def run(self, support_x: torch.Tensor, support_y: torch.Tensor,
-            query_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def run(
+        self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The episodic protocol for a batch of episodes: support ``[B, T, ...]`` as a labelled sequence, a
         closing step (blank image, the last support label), then every query from that state with no label.
 
@@ -228,8 +251,11 @@ class MANN(Learner):
         keys, strengths = self._keys(h)
         batch, heads = state.memory.shape[0], keys.shape[1]
         # every query of an episode reads the same memory, M_{t-1}: one batched read, no copies
-        _, reads = content_read(state.memory, keys.reshape(batch, queries * heads, -1),
-                                None if strengths is None else strengths.reshape(batch, queries * heads))
+        _, reads = content_read(
+            state.memory,
+            keys.reshape(batch, queries * heads, -1),
+            None if strengths is None else strengths.reshape(batch, queries * heads),
+        )
         return self.output(torch.cat([h, reads.reshape(batch * queries, -1)], dim=1))
 
     @staticmethod
@@ -250,13 +276,19 @@ class MANN(Learner):
             support_logits, query_logits = self.run(support_x, support_y, query_x)
         else:  # sequences only (the per-instance protocol's training)
             support_logits, query_logits = self.run_sequence(support_x, support_y)[0], None
-        logits = support_logits.flatten(0, 1) if query_logits is None else torch.cat([support_logits.flatten(0, 1), query_logits])
+        logits = (
+            support_logits.flatten(0, 1)
+            if query_logits is None
+            else torch.cat([support_logits.flatten(0, 1), query_logits])
+        )
         labels = support_y.flatten() if query_logits is None else torch.cat([support_y.flatten(), query_y])
         loss = F.cross_entropy(logits, labels)
         loss.backward()
         nn.utils.clip_grad_norm_(self.parameters(), self.hp["clip"])
         self.optimizer.step()
-        scored, truth = (support_logits.flatten(0, 1), support_y.flatten()) if query_logits is None else (query_logits, query_y)
+        scored, truth = (
+            (support_logits.flatten(0, 1), support_y.flatten()) if query_logits is None else (query_logits, query_y)
+        )
         return {"loss": loss.item(), "acc": (scored.argmax(1) == truth).float().mean().item()}
 
     def _stack(self, batch: list[Episode]):

@@ -28,6 +28,7 @@ does not give its optimiser settings) and a fixed budget of episodes. The
 logits returned are log P(y | x, S), so the harness's arg-max is the paper's
 prediction.
 """
+
 from __future__ import annotations
 
 import torch
@@ -93,8 +94,9 @@ class MatchingNet(Learner):
         ways = min(self.hp["train_ways"] or self.task.ways, self.task.train_classes)
         return EpisodeBatches(ways, self.task.shots, self.hp["train_queries"])
 
-    def log_probabilities(self, support: torch.Tensor, support_y: torch.Tensor, query: torch.Tensor,
-                          ways: int) -> torch.Tensor:
+    def log_probabilities(
+        self, support: torch.Tensor, support_y: torch.Tensor, query: torch.Tensor, ways: int
+    ) -> torch.Tensor:
         if self.context is not None:
             support = self.context.support(support)
             query = self.context.query(query, support)

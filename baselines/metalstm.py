@@ -31,13 +31,14 @@ With ``--hp update_rule=sgd`` (or ``adam``) the same learned initial
 parameters are trained by a hand-written rule instead, for the comparison the
 paper makes with fine-tuning.
 """
+
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from fewshot.core.episode import Episode
 from fewshot.baselines.learned_optimizer import CoordinatewiseLSTMCell, LearnedOptimizerLearner, preprocess
+from fewshot.core.episode import Episode
 from fewshot.core.learner import TaskSpec, query_loss_step
 
 
@@ -59,8 +60,9 @@ class MetaLSTMCell(nn.Module):
 
     def forward(self, h, theta, grad, gates):
         """New parameters [P] and gates [2, P] (forget, input) from the layer below's ``h`` [hidden, P]."""
-        gates = torch.sigmoid(torch.addmm(self.bias, self.weight_h, h)
-                              + self.weight_theta * theta + self.weight_previous * gates)
+        gates = torch.sigmoid(
+            torch.addmm(self.bias, self.weight_h, h) + self.weight_theta * theta + self.weight_previous * gates
+        )
         return gates[0] * theta - gates[1] * grad, gates
 
 

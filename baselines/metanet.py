@@ -32,6 +32,7 @@ are not given in full): 30,000 on Omniglot, where 5-way 1-shot accuracy read
 96.1% after 10,000, 96.7% after 20,000 and 97.0% after 30,000. m has 20
 hidden units in 2 layers, d 20 LSTM units.
 """
+
 from __future__ import annotations
 
 import math
@@ -61,8 +62,9 @@ class WeightGenerator(nn.Module):
 
     def __init__(self, hidden: int):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(2, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                                 nn.Linear(hidden, 1))
+        self.net = nn.Sequential(
+            nn.Linear(2, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1)
+        )
 
     def forward(self, gradients: torch.Tensor) -> torch.Tensor:
         return self.net(preprocess_gradients(gradients)).squeeze(-1)
@@ -114,8 +116,9 @@ class MetaNet(Learner):
         slow = F.relu(self.repr_layer(features))
         return slow if fast is None else slow + F.relu(features @ fast.T)
 
-    def task_fast_weights(self, features: torch.Tensor, labels: torch.Tensor, generator: torch.Generator,
-                          create_graph: bool) -> torch.Tensor:
+    def task_fast_weights(
+        self, features: torch.Tensor, labels: torch.Tensor, generator: torch.Generator, create_graph: bool
+    ) -> torch.Tensor:
         """Q* = d(G, {grad_Q L_emb(pair t)}) over T pairs of support images."""
         count = features.shape[0]
         if count < 2:

@@ -12,6 +12,7 @@ Deviation: the paper trains until the validation loss stops improving; here
 training runs for a fixed budget of episodes (see ``default_budget``), so
 that a benchmark cell is reproducible from its configuration alone.
 """
+
 from __future__ import annotations
 
 import torch

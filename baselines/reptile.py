@@ -27,23 +27,29 @@ meta-iterations and anneals ``epsilon`` over them; here the budget is a CPU's
 (``default_budget``) and ``epsilon`` reaches 0 after ``anneal_steps`` steps
 (then stays 0), a hyperparameter, because a learner never sees its budget.
 """
+
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch.func import vmap
 
+from fewshot.baselines.inner_loop import Params, detached_parameters
 from fewshot.core.backbones import MAMLConv4
 from fewshot.core.episode import Episode
-from fewshot.baselines.inner_loop import Params, detached_parameters
 from fewshot.core.learner import EpisodeBatches, Learner, TaskSpec, paper_defaults
 
 # The paper's Omniglot flags per number of ways: inner batch, inner steps, inner lr, test batch.
-PAPER_SETTINGS = {5: {"inner_batch": 10, "inner_steps": 5, "inner_lr": 1e-3, "test_batch": 5},
-                  20: {"inner_batch": 20, "inner_steps": 10, "inner_lr": 5e-4, "test_batch": 10}}
+PAPER_SETTINGS = {
+    5: {"inner_batch": 10, "inner_steps": 5, "inner_lr": 1e-3, "test_batch": 5},
+    20: {"inner_batch": 20, "inner_steps": 10, "inner_lr": 5e-4, "test_batch": 10},
+}
 
 
 class Reptile(Learner):
+    adam_steps: torch.Tensor  # buffers
+    meta_steps: torch.Tensor
+
     family = "gradient"
     paper = "Nichol et al. 2018, On First-Order Meta-Learning Algorithms"
     hparams = {
@@ -79,7 +85,9 @@ class Reptile(Learner):
         return EpisodeBatches(self.task.ways, self.hp["train_shots"], 0, self.hp["meta_batch"])
 
     # -- the inner loop: Adam with beta1 = 0 on mini-batches of one task --------------------
-    def train_on(self, x: torch.Tensor, y: torch.Tensor, steps: int, batch: int, seed: int, keep_moments: bool) -> Params:
+    def train_on(
+        self, x: torch.Tensor, y: torch.Tensor, steps: int, batch: int, seed: int, keep_moments: bool
+    ) -> Params:
         """A copy of the parameters trained on (x, y): ``steps`` Adam steps on shuffled mini-batches."""
         params = detached_parameters(self.net)
         moments = {name: getattr(self, _moment_name(name)).clone() for name in params}
@@ -91,7 +99,7 @@ class Reptile(Learner):
                 loss = F.cross_entropy(self.net.forward_with(params, x[rows]), y[rows])
                 grads = torch.autograd.grad(loss, list(params.values()))
                 t += 1
-                step = lr * (1 - beta2 ** t) ** 0.5  # with beta1 = 0 the first moment is the gradient itself
+                step = lr * (1 - beta2**t) ** 0.5  # with beta1 = 0 the first moment is the gradient itself
                 with torch.no_grad():
                     for (name, p), g in zip(params.items(), grads):
                         moments[name].mul_(beta2).add_(g * g, alpha=1 - beta2)
@@ -109,8 +117,14 @@ class Reptile(Learner):
         meta = dict(self.net.named_parameters())
         moved = {name: torch.zeros_like(p) for name, p in meta.items()}
         for episode in batch:
-            trained = self.train_on(episode.support_x, episode.support_y, s["inner_steps"], s["inner_batch"],
-                                    episode.seed, keep_moments=True)
+            trained = self.train_on(
+                episode.support_x,
+                episode.support_y,
+                s["inner_steps"],
+                s["inner_batch"],
+                episode.seed,
+                keep_moments=True,
+            )
             for name, p in trained.items():
                 moved[name] += (p.detach() - meta[name].detach()) / len(batch)
         with torch.no_grad():
@@ -122,8 +136,9 @@ class Reptile(Learner):
     @torch.no_grad()
     def predict(self, episode: Episode) -> torch.Tensor:
         s = self.settings
-        fast = self.train_on(episode.support_x, episode.support_y, s["test_steps"], s["test_batch"], episode.seed,
-                             keep_moments=False)
+        fast = self.train_on(
+            episode.support_x, episode.support_y, s["test_steps"], s["test_batch"], episode.seed, keep_moments=False
+        )
         if s["transductive"]:
             return self.net.forward_with(fast, episode.query_x)
 

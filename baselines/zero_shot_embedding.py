@@ -15,10 +15,12 @@ training split's mean and deviation first. Support images, when an episode
 has them, are ignored: these learners know every test class by its
 description alone.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +38,7 @@ class ZeroShotLearner(Learner):
     family = "zero-shot"
     needs_support = False
     uses_support = False
-    reads_sides = ("attributes", "text")
+    reads_sides: ClassVar[tuple[str, ...]] = ("attributes", "text")
     trains_on = ()
     default_budget = {"*": "3000steps"}
 
@@ -71,8 +73,10 @@ class ZeroShotLearner(Learner):
         if episode.side is None:
             raise FewshotError(f"{type(self).__name__} needs episodes that carry class descriptions (side)")
         if self.standardize is None:
-            raise FewshotError(f"{type(self).__name__} was not prepared: its head is fitted by `prepare` before "
-                               f"evaluation (fewshot.run.experiment.evaluate_setup does it)")
+            raise FewshotError(
+                f"{type(self).__name__} was not prepared: its head is fitted by `prepare` before "
+                f"evaluation (fewshot.run.experiment.evaluate_setup does it)"
+            )
         mean, std = self.standardize
         with torch.no_grad():
             return self.scores((episode.query_x - mean) / std, episode.side)
@@ -88,9 +92,20 @@ def unit_rows(side: torch.Tensor) -> torch.Tensor:
     return F.normalize(side.float(), dim=1, eps=1e-8)
 
 
-def fit_linear(x: torch.Tensor, out_features: int, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-               y: torch.Tensor, *, steps: int, lr: float, weight_decay: float, batch: int = 256, bias: bool = True,
-               seed: int = 0, outputs: Callable[[nn.Linear, torch.Tensor], torch.Tensor] | None = None) -> nn.Linear:
+def fit_linear(
+    x: torch.Tensor,
+    out_features: int,
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    y: torch.Tensor,
+    *,
+    steps: int,
+    lr: float,
+    weight_decay: float,
+    batch: int = 256,
+    bias: bool = True,
+    seed: int = 0,
+    outputs: Callable[[nn.Linear, torch.Tensor], torch.Tensor] | None = None,
+) -> nn.Linear:
     """A linear map from features to ``out_features`` trained by ``steps`` Adam steps on ``loss(outputs, labels)``
     over seeded mini-batches, epoch after epoch (the heads of DeViSE, DAP, and ConSE's classifier on given
     features). Steps rather than epochs, so that a small training split is fitted as well as a large one.
@@ -109,7 +124,7 @@ def fit_linear(x: torch.Tensor, out_features: int, loss: Callable[[torch.Tensor,
         for step in range(steps):
             if step % per_epoch == 0:
                 order = torch.randperm(len(y), generator=generator).to(x.device)
-            rows = order[(step % per_epoch) * batch:(step % per_epoch + 1) * batch]
+            rows = order[(step % per_epoch) * batch : (step % per_epoch + 1) * batch]
             optimizer.zero_grad()
             loss(layer(x[rows]) if outputs is None else outputs(layer, x[rows]), y[rows]).backward()
             optimizer.step()

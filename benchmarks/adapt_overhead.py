@@ -12,6 +12,7 @@ and replaces the batch norm of one that has it, is also timed on the batch-norm 
 network's reference; the goal is judged there (its layers against the batch norm they replace), and
 ``batch_norm_cost`` shows what normalisation layers cost the plain network. Prints one JSON line, last.
 """
+
 import argparse
 import json
 import statistics
@@ -19,9 +20,9 @@ import time
 
 import torch
 
-from fewshot.run import experiment
 from fewshot.core import registry
 from fewshot.core.adaptation import Adaptation
+from fewshot.run import experiment
 from fewshot.run.adapted import Adapted
 from fewshot.run.harness import Budget
 from fewshot.run.runtime import tune_allocator
@@ -30,8 +31,9 @@ from fewshot.run.runtime import tune_allocator
 def build(setup, variant):
     name, _, network = variant.partition("@")  # "@lenet-bn": on the digit network with batch norm
     overrides = {"network": network} if network else {}
-    learner = experiment.build(experiment.make_setup("finetune", overrides, setup.bench, setup.cell),
-                               torch.device("cpu"))
+    learner = experiment.build(
+        experiment.make_setup("finetune", overrides, setup.bench, setup.cell), torch.device("cpu")
+    )
     if name == "source-only":
         return learner
     method = Adaptation if name == "forwarded" else registry.adaptation(name)
@@ -50,12 +52,13 @@ def main() -> None:
     cell = experiment.resolve_cell(bench, None, None, None, None, 0)
     setup = experiment.make_setup("finetune", {}, bench, cell, None, "dann")
     batches = experiment.batches_for(setup, experiment.build(setup, torch.device("cpu"), Budget(steps=1000)))
+    assert batches is not None, "finetune trains on batches"
     methods = [n for n in registry.names("adaptation") if registry.adaptation(n).changes_training]
     # AutoDIAL replaces batch norm where a network has it and inserts its layers where it has none: it is also
     # timed on the batch-norm network against that network's own reference.
     variants = ["source-only", "forwarded", *methods, "forwarded@lenet-bn", "autodial@lenet-bn"]
     learners = {name: build(setup, name) for name in variants}
-    times = {name: [] for name in variants}
+    times: dict[str, list[float]] = {name: [] for name in variants}
     rounds = max(args.steps // 10, 1)
     for round_ in range(rounds + 1):
         for name in variants:
@@ -73,16 +76,23 @@ def main() -> None:
     # are what the method adds. Inserted into a network without normalisation, they also cost what having
     # normalisation layers at all costs (batch_norm_cost), which is the architecture's, not the method's.
     judged = {**overhead, "autodial": round(median["autodial@lenet-bn"] / median["forwarded@lenet-bn"] - 1, 3)}
-    print(json.dumps({
-        "benchmark": "adapt_overhead", "shift": "->".join(args.shift), "threads": torch.get_num_threads(),
-        "steps_per_variant": rounds * 10, "step_ms": {k: round(1000 * v, 2) for k, v in median.items()},
-        "target_forward_ratio": round(reference / median["source-only"], 3),
-        "overhead": overhead,
-        "autodial_on_batch_norm_overhead": judged["autodial"],
-        "batch_norm_cost": round(median["forwarded@lenet-bn"] / reference - 1, 3),
-        "worst": max(judged, key=judged.get),
-        "within_30_percent": all(v <= 0.30 for v in judged.values()),
-    }))
+    print(
+        json.dumps(
+            {
+                "benchmark": "adapt_overhead",
+                "shift": "->".join(args.shift),
+                "threads": torch.get_num_threads(),
+                "steps_per_variant": rounds * 10,
+                "step_ms": {k: round(1000 * v, 2) for k, v in median.items()},
+                "target_forward_ratio": round(reference / median["source-only"], 3),
+                "overhead": overhead,
+                "autodial_on_batch_norm_overhead": judged["autodial"],
+                "batch_norm_cost": round(median["forwarded@lenet-bn"] / reference - 1, 3),
+                "worst": max(judged, key=lambda k: judged[k]),
+                "within_30_percent": all(v <= 0.30 for v in judged.values()),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

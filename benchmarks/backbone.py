@@ -3,6 +3,7 @@
 Usage: python benchmarks/backbone.py [--images 360] [--no-tune-allocator]
 Prints one JSON line, last: seconds per step for both layouts and their ratio.
 """
+
 import argparse
 import json
 import time
@@ -45,10 +46,20 @@ def main() -> None:
     tuned = False if args.no_tune_allocator else tune_allocator()
     default = seconds_per_step(args.images, False, args.steps)
     channels_last = seconds_per_step(args.images, True, args.steps)
-    print(json.dumps({"benchmark": "backbone", "images": args.images, "allocator_tuned": tuned,
-                      "default_s_per_step": round(default, 4), "channels_last_s_per_step": round(channels_last, 4),
-                      "speedup": round(default / channels_last, 2), "threads": torch.get_num_threads(),
-                      "torch": torch.__version__}))
+    print(
+        json.dumps(
+            {
+                "benchmark": "backbone",
+                "images": args.images,
+                "allocator_tuned": tuned,
+                "default_s_per_step": round(default, 4),
+                "channels_last_s_per_step": round(channels_last, 4),
+                "speedup": round(default / channels_last, 2),
+                "threads": torch.get_num_threads(),
+                "torch": torch.__version__,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ By default the sweep is the standard table of a paper: 5-way and 20-way,
   python benchmarks/eval_cache.py [--learner protonet --dataset omniglot --protocol vinyals] [--cells 5x1,20x5]
 Prints one JSON line, last. Goal: 10x.
 """
+
 import argparse
 import json
 import os
@@ -57,22 +58,47 @@ def main() -> None:
             plain = evaluate(learner, source, args.episodes, use_cache=False)
             cached = evaluate(learner, source, args.episodes, use_cache=True)
             persisted = evaluate(learner, source, args.episodes, persist=True)
-            same = np.array_equal(plain.accuracies, cached.accuracies) and np.array_equal(plain.accuracies, persisted.accuracies)
-            cells.append({"ways": ways, "shots": shots, "plain_s": round(plain.seconds, 2), "cached_s": round(cached.seconds, 2),
-                          "persisted_s": round(persisted.seconds, 2), "table": persisted.table_source,
-                          "speedup_cached": round(plain.seconds / cached.seconds, 2), "same_accuracies": same})
+            same = np.array_equal(plain.accuracies, cached.accuracies) and np.array_equal(
+                plain.accuracies, persisted.accuracies
+            )
+            cells.append(
+                {
+                    "ways": ways,
+                    "shots": shots,
+                    "plain_s": round(plain.seconds, 2),
+                    "cached_s": round(cached.seconds, 2),
+                    "persisted_s": round(persisted.seconds, 2),
+                    "table": persisted.table_source,
+                    "speedup_cached": round(plain.seconds / cached.seconds, 2),
+                    "same_accuracies": same,
+                }
+            )
             totals["plain"] += plain.seconds
             totals["cached"] += cached.seconds
             totals["persisted"] += persisted.seconds
             print(json.dumps(cells[-1]), flush=True)
-    print(json.dumps({"benchmark": "eval_cache", "learner": args.learner, "dataset": args.dataset,
-                      "protocol": args.protocol, "queries": args.queries, "episodes": args.episodes, "cells": cells,
-                      "sweep_plain_s": round(totals["plain"], 2), "sweep_cached_s": round(totals["cached"], 2),
-                      "sweep_persisted_s": round(totals["persisted"], 2),
-                      "speedup_cached": round(totals["plain"] / totals["cached"], 2),
-                      "speedup_persisted": round(totals["plain"] / totals["persisted"], 2),
-                      "same_accuracies": all(c["same_accuracies"] for c in cells), "goal_speedup": 10,
-                      "threads": torch.get_num_threads(), "torch": torch.__version__}))
+    print(
+        json.dumps(
+            {
+                "benchmark": "eval_cache",
+                "learner": args.learner,
+                "dataset": args.dataset,
+                "protocol": args.protocol,
+                "queries": args.queries,
+                "episodes": args.episodes,
+                "cells": cells,
+                "sweep_plain_s": round(totals["plain"], 2),
+                "sweep_cached_s": round(totals["cached"], 2),
+                "sweep_persisted_s": round(totals["persisted"], 2),
+                "speedup_cached": round(totals["plain"] / totals["cached"], 2),
+                "speedup_persisted": round(totals["plain"] / totals["persisted"], 2),
+                "same_accuracies": all(c["same_accuracies"] for c in cells),
+                "goal_speedup": 10,
+                "threads": torch.get_num_threads(),
+                "torch": torch.__version__,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

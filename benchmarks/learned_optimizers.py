@@ -12,6 +12,7 @@ Prints one JSON line, last:
   episode each, the learners' defaults).
 Images are random (speed does not depend on them), 28x28 like the datasets.
 """
+
 import argparse
 import json
 import time
@@ -20,13 +21,12 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from fewshot.baselines.learned_optimizer import CoordinatewiseLSTMCell, optimise
 from fewshot.baselines.lstmopt import LSTMOptimizer
 from fewshot.baselines.metalstm import MetaLSTM
 from fewshot.core.episode import random_episode
-from fewshot.baselines.learned_optimizer import CoordinatewiseLSTMCell, optimise
 from fewshot.core.learner import TaskSpec
 from fewshot.run.runtime import tune_allocator
-
 
 
 def seconds(fn, repeats: int) -> float:
@@ -78,21 +78,36 @@ def main() -> None:
     metalstm.eval()
     with torch.no_grad():
         trajectory = seconds(lambda: metalstm.trajectory(test), args.repeats)
-        functional = seconds(lambda: optimise(support_loss_functional, metalstm.initial_parameters(),
-                                              metalstm.hp["inner_steps"], metalstm.learned_rule()), args.repeats)
+        functional = seconds(
+            lambda: optimise(
+                support_loss_functional,
+                metalstm.initial_parameters(),
+                metalstm.hp["inner_steps"],
+                metalstm.learned_rule(),
+            ),
+            args.repeats,
+        )
     metalstm.train()
     metalstm_batch = [random_episode(args.ways, args.shots, metalstm.hp["train_queries"], 1)]
     lstmopt_batch = [random_episode(args.ways, args.shots, lstmopt.hp["train_queries"], 1)]
     metalstm_step = seconds(lambda: metalstm.train_step(metalstm_batch), args.repeats)
     lstmopt_step = seconds(lambda: lstmopt.train_step(lstmopt_batch), args.repeats)
-    print(json.dumps({
-        "cell": f"{args.ways}-way {args.shots}-shot, {args.queries} queries", "threads": torch.get_num_threads(),
-        "coordinates": coordinates,
-        "cell_ms": round(1000 * cell, 2), "lstmcell_ms": round(1000 * lstmcell, 2),
-        "cell_speedup": round(lstmcell / cell, 2),
-        "trajectory_ms": round(1000 * trajectory, 1), "functional_call_ms": round(1000 * functional, 1),
-        "metalstm_steps_per_s": round(1 / metalstm_step, 2), "lstmopt_steps_per_s": round(1 / lstmopt_step, 2),
-    }))
+    print(
+        json.dumps(
+            {
+                "cell": f"{args.ways}-way {args.shots}-shot, {args.queries} queries",
+                "threads": torch.get_num_threads(),
+                "coordinates": coordinates,
+                "cell_ms": round(1000 * cell, 2),
+                "lstmcell_ms": round(1000 * lstmcell, 2),
+                "cell_speedup": round(lstmcell / cell, 2),
+                "trajectory_ms": round(1000 * trajectory, 1),
+                "functional_call_ms": round(1000 * functional, 1),
+                "metalstm_steps_per_s": round(1 / metalstm_step, 2),
+                "lstmopt_steps_per_s": round(1 / lstmopt_step, 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ reference's ``reference_tasks_per_s`` and ``reference_peak_rss_mb`` (the same
 measure, in its own process), and ``speedup``, the ratio of the two rates.
 ``--reference ''`` skips the reference.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,17 +39,34 @@ FLAGS = ("ways", "shots", "queries", "meta_batch", "steps", "size", "iterations"
 def episodes(args: argparse.Namespace) -> list[Episode]:
     generator = torch.Generator().manual_seed(0)
     shape = (1, args.size, args.size)
-    return [Episode(torch.randn(args.ways * args.shots, *shape, generator=generator), grouped_labels(args.ways, args.shots),
-                    torch.randn(args.ways * args.queries, *shape, generator=generator),
-                    grouped_labels(args.ways, args.queries), torch.arange(args.ways), seed=i)
-            for i in range(args.meta_batch)]
+    return [
+        Episode(
+            torch.randn(args.ways * args.shots, *shape, generator=generator),
+            grouped_labels(args.ways, args.shots),
+            torch.randn(args.ways * args.queries, *shape, generator=generator),
+            grouped_labels(args.ways, args.queries),
+            torch.arange(args.ways),
+            seed=i,
+        )
+        for i in range(args.meta_batch)
+    ]
 
 
 def suite_rate(args: argparse.Namespace) -> float:
     torch.manual_seed(0)
     task = TaskSpec("random", "benchmark", (1, args.size, args.size), args.ways, args.shots, args.queries, 100)
-    learner = MAML(task, {**MAML.hparams, "inner_lr": 0.4, "inner_steps": args.steps, "meta_batch": args.meta_batch,
-                          "train_queries": args.queries, "first_order": args.first_order, "pool": args.pool})
+    learner = MAML(
+        task,
+        {
+            **MAML.hparams,
+            "inner_lr": 0.4,
+            "inner_steps": args.steps,
+            "meta_batch": args.meta_batch,
+            "train_queries": args.queries,
+            "first_order": args.first_order,
+            "pool": args.pool,
+        },
+    )
     batch = episodes(args)
     learner.train_step(batch)  # warm-up, as the reference does
     start = time.perf_counter()
@@ -104,15 +122,21 @@ def main() -> None:
     args = ap.parse_args()
     tune_allocator()
     rate = suite_rate(args)
-    figures = {"impl": "fewshot maml", "tasks_per_s": round(rate, 2),
-               "peak_rss_mb": round(peak_rss_mb(), 1)}
+    figures = {"impl": "fewshot maml", "tasks_per_s": round(rate, 2), "peak_rss_mb": round(peak_rss_mb(), 1)}
     if args.reference:
         reference = reference_run(args)
-        figures.update(reference_tasks_per_s=reference["tasks_per_s"],
-                       reference_peak_rss_mb=round(reference["peak_rss_mb"], 1),
-                       speedup=round(rate / reference["tasks_per_s"], 2))
-    figures.update({flag: getattr(args, flag) for flag in FLAGS}, first_order=args.first_order, pool=args.pool,
-                   threads=torch.get_num_threads(), torch=torch.__version__)
+        figures.update(
+            reference_tasks_per_s=reference["tasks_per_s"],
+            reference_peak_rss_mb=round(reference["peak_rss_mb"], 1),
+            speedup=round(rate / reference["tasks_per_s"], 2),
+        )
+    figures.update(
+        {flag: getattr(args, flag) for flag in FLAGS},
+        first_order=args.first_order,
+        pool=args.pool,
+        threads=torch.get_num_threads(),
+        torch=torch.__version__,
+    )
     print(json.dumps(figures))
 
 

@@ -6,6 +6,7 @@ Prints one JSON line, last: training episodes/s with the meta-batch stepped toge
 per-instance evaluation sequences/s with 50 sequences stepped together and one by one.
 Images are random (speed does not depend on them), 28x28 like the datasets.
 """
+
 import argparse
 import json
 import time
@@ -16,7 +17,6 @@ from fewshot.baselines.mann import MANN
 from fewshot.core.episode import random_episode
 from fewshot.core.learner import TaskSpec
 from fewshot.run.runtime import tune_allocator
-
 
 
 def rate(fn, items: int, repeats: int) -> float:
@@ -52,18 +52,27 @@ def main() -> None:
     x = torch.rand(50, steps, 1, 28, 28)
     y = torch.randint(0, args.ways, (50, steps))
     sequences_batched = rate(lambda: learner.predict_sequences(x, y), 50, args.repeats)
-    sequences_single = rate(lambda: [learner.predict_sequences(x[i:i + 1], y[i:i + 1]) for i in range(50)], 50, 1)
-    print(json.dumps({
-        "benchmark": "mann", "ways": args.ways, "train_episode": f"{args.train_shots}-shot {args.train_queries}-query",
-        "meta_batch": args.meta_batch, "train_episodes_per_s": round(train_batched, 1),
-        "train_episodes_per_s_one_at_a_time": round(train_single, 1),
-        "train_batching_speedup": round(train_batched / train_single, 2),
-        "eval_episodes_per_s": round(eval_episodic, 1), "eval_cell": f"{args.ways}-way {args.shots}-shot {args.queries}-query",
-        "per_instance_sequences_per_s": round(sequences_batched, 1),
-        "per_instance_sequences_per_s_one_at_a_time": round(sequences_single, 1),
-        "per_instance_batching_speedup": round(sequences_batched / sequences_single, 2),
-        "threads": torch.get_num_threads(), "torch": torch.__version__,
-    }))
+    sequences_single = rate(lambda: [learner.predict_sequences(x[i : i + 1], y[i : i + 1]) for i in range(50)], 50, 1)
+    print(
+        json.dumps(
+            {
+                "benchmark": "mann",
+                "ways": args.ways,
+                "train_episode": f"{args.train_shots}-shot {args.train_queries}-query",
+                "meta_batch": args.meta_batch,
+                "train_episodes_per_s": round(train_batched, 1),
+                "train_episodes_per_s_one_at_a_time": round(train_single, 1),
+                "train_batching_speedup": round(train_batched / train_single, 2),
+                "eval_episodes_per_s": round(eval_episodic, 1),
+                "eval_cell": f"{args.ways}-way {args.shots}-shot {args.queries}-query",
+                "per_instance_sequences_per_s": round(sequences_batched, 1),
+                "per_instance_sequences_per_s_one_at_a_time": round(sequences_single, 1),
+                "per_instance_batching_speedup": round(sequences_batched / sequences_single, 2),
+                "threads": torch.get_num_threads(),
+                "torch": torch.__version__,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

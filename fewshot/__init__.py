@@ -30,7 +30,7 @@ _root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
 if _os.path.isfile(_os.path.join(_root, "tasks", "__init__.py")) and not _os.path.isdir(
     _os.path.join(_os.path.dirname(_os.path.abspath(__file__)), "tasks")
 ):
-    __path__.append(_root)  # type: ignore[name-defined]
+    __path__.append(_root)
 
 # Exported name -> the module that defines it, imported on first access.
 _EXPORTS = {

@@ -212,12 +212,14 @@ class EpisodeSet:
         if shuffle and kwargs.get("generator") is None and kwargs.get("sampler") is None:
             kwargs["generator"] = torch.Generator().manual_seed(self.seed)
         kwargs["worker_init_fn"] = functools.partial(_init_worker, kwargs.get("worker_init_fn"))
+        # Unbatched (batch_size None), the loader hands the collate function one episode, not a list.
+        collate: Callable[[Any], Any] = _one if batch_size is None else list
         return DataLoader(
             _Indexed(self.source, len(self)),
             batch_size=batch_size,
             shuffle=shuffle,
             num_workers=num_workers,
-            collate_fn=_one if batch_size is None else list,
+            collate_fn=collate,
             **kwargs,
         )
 
@@ -289,8 +291,10 @@ def benchmark(
     name = f"{bench.dataset}/{bench.protocol}"
     if bench.evaluation:
         scored = registry.protocol(bench.evaluation)
-        raise FewshotError(f"{name} is scored by the {scored.kind} protocol (each {scored.unit}), not by episodes: "
-                           f"evaluate it with `fewshot eval`")
+        raise FewshotError(
+            f"{name} is scored by the {scored.kind} protocol (each {scored.unit}), not by episodes: "
+            f"evaluate it with `fewshot eval`"
+        )
     if bench.zero_shot:
         raise FewshotError(
             f"{name} is a zero-shot protocol, whose classes are known by their descriptions: "
@@ -516,12 +520,14 @@ def register_learner(cls: L | None = None, name: str | None = None) -> L | Calla
     >>> unregister_learner("my-pixels")
     """
     if cls is None:
-        return functools.partial(register_learner, name=name)  # type: ignore[return-value]
+        return functools.partial(register_learner, name=name)
     if not (isinstance(cls, type) and issubclass(cls, Learner)):
         raise TypeError(f"register_learner takes a subclass of fewshot.Learner, not {cls!r}")
     name = cls.__name__.lower() if name is None else name
     if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise FewshotError(f"learner name {name!r}: use letters, numbers, '-' and '_', starting with a letter or number")
+        raise FewshotError(
+            f"learner name {name!r}: use letters, numbers, '-' and '_', starting with a letter or number"
+        )
     registry.register("learner", name, cls)
     return cls
 

@@ -4,6 +4,7 @@ Keyed by (learner, dataset, protocol, ways, shots); accuracies in percent on
 the same protocol (Omniglot ``vinyals``: 1,200 training characters with
 rotations, 423 test characters, 28x28).
 """
+
 from __future__ import annotations
 
 PAPER_ACCURACY: dict[tuple[str, str, str, int, int], tuple[float, str]] = {
@@ -113,10 +114,8 @@ TZENG_2017 = "Tzeng et al. 2017, Table 2"
 ADAPTATION_ACCURACY: dict[tuple[str, str, str], dict[str, tuple[float, str]]] = {
     ("mnist", "mnist-m", "uda"): {"none": (52.25, GANIN_2016), "dann": (76.66, GANIN_2016)},
     ("mnist", "mnist-m", "target-only"): {"none": (95.96, GANIN_2016)},
-    ("mnist", "usps", "uda"): {"none": (75.2, TZENG_2017), "dann": (77.1, TZENG_2017),
-                               "confusion": (79.1, TZENG_2017)},
-    ("usps", "mnist", "uda"): {"none": (57.1, TZENG_2017), "dann": (73.0, TZENG_2017),
-                               "confusion": (66.5, TZENG_2017)},
+    ("mnist", "usps", "uda"): {"none": (75.2, TZENG_2017), "dann": (77.1, TZENG_2017), "confusion": (79.1, TZENG_2017)},
+    ("usps", "mnist", "uda"): {"none": (57.1, TZENG_2017), "dann": (73.0, TZENG_2017), "confusion": (66.5, TZENG_2017)},
 }
 
 

@@ -3,10 +3,12 @@
 A run is a row of the results store (``fewshot.records.store``), read through
 its columns; no section parses a blob.
 """
+
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Hashable
+from collections.abc import Callable, Hashable
+from typing import Any
 
 from fewshot.core.errors import FewshotError
 
@@ -30,8 +32,10 @@ def label(run: dict[str, Any]) -> str:
     chosen = as_dict(run.get("selection")).get("chosen", {})
     changed = [f"{k}={v}" for k, v in sorted(hp.items()) if k in defaults and defaults[k] != v and k not in chosen]
     if chosen:
-        changed.append(", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in chosen.items())
-                       + " chosen on val")
+        changed.append(
+            ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in chosen.items())
+            + " chosen on val"
+        )
     adaptation = run.get("adaptation") or "none"
     shown = run["learner"] + (f" + {adaptation}" if adaptation != "none" else "")
     return shown + (f" ({', '.join(changed)})" if changed else "")
@@ -54,8 +58,14 @@ def latest(runs: list[dict[str, Any]], *more: Callable[[dict[str, Any]], Hashabl
     """The latest run of each configuration (label, budget, side, shift, cell, and ``more`` keys)."""
     found: dict[tuple, dict[str, Any]] = {}
     for run in sorted(runs, key=lambda r: r["id"]):
-        key = (label(run), run.get("train_budget"), run.get("side"), shift(run), *(run[k] for k in CELL),
-               *(f(run) for f in more))
+        key = (
+            label(run),
+            run.get("train_budget"),
+            run.get("side"),
+            shift(run),
+            *(run[k] for k in CELL),
+            *(f(run) for f in more),
+        )
         found[key] = run
     return list(found.values())
 

@@ -6,6 +6,7 @@ together and checks that two runs may be compared at all. When a configuration
 was run more than once, its latest run is shown; superseded runs are not
 shown, and the header says how many are hidden.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -37,10 +38,12 @@ def render(runs: list[dict[str, Any]], fmt: str, hidden: int = 0) -> str:
     """The leaderboard of ``runs`` as Markdown, CSV or a single HTML page; ``hidden`` superseded runs are counted."""
     parts = sections(runs)
     if not parts:
-        return "no runs recorded yet: `fewshot eval --learner NAME --ways 5 --shots 1` records one (`fewshot learners`)\n"
+        return (
+            "no runs recorded yet: `fewshot eval --learner NAME --ways 5 --shots 1` records one (`fewshot learners`)\n"
+        )
     unknown = sorted({r["protocol_kind"] for r in runs} - set(registry.names("protocol")))
     hidden_text = f" ({hidden} superseded runs hidden: `fewshot runs --all` lists them)" if hidden else ""
-    missing = (f"\nRuns of protocols not installed here are left out: {', '.join(unknown)}.\n" if unknown else "")
+    missing = f"\nRuns of protocols not installed here are left out: {', '.join(unknown)}.\n" if unknown else ""
     if fmt == "csv":
         return "\n".join(section.table.to_csv(index=False) for section in parts)
     if fmt == "md":
@@ -61,10 +64,15 @@ def markdown(frame: Any) -> str:
 def html_page(parts: list[Section], runs: int, hidden_text: str) -> str:
     import html
 
-    body = "".join(f"<h2>{html.escape(s.title)}</h2><p>{html.escape(s.intro)}</p>{s.table.to_html(index=False)}"
-                   + "".join(charts(s.points)) for s in parts)
-    return ("<!doctype html><html><head><meta charset='utf-8'><title>fewshot leaderboard</title></head><body>"
-            f"<h1>fewshot leaderboard</h1><p>{runs} recorded runs{html.escape(hidden_text)}</p>{body}</body></html>\n")
+    body = "".join(
+        f"<h2>{html.escape(s.title)}</h2><p>{html.escape(s.intro)}</p>{s.table.to_html(index=False)}"
+        + "".join(charts(s.points))
+        for s in parts
+    )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>fewshot leaderboard</title></head><body>"
+        f"<h1>fewshot leaderboard</h1><p>{runs} recorded runs{html.escape(hidden_text)}</p>{body}</body></html>\n"
+    )
 
 
 def charts(points: Any) -> list[str]:
@@ -92,8 +100,10 @@ def charts(points: Any) -> list[str]:
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=90)
         plt.close(fig)
-        images.append(f'<img alt="{html.escape(str(title))}" '
-                      f'src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">')
+        images.append(
+            f'<img alt="{html.escape(str(title))}" '
+            f'src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
+        )
     return images
 
 
@@ -102,12 +112,22 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     differing = [k for k in (*CELL, "protocol_kind") if a[k] != b[k]]
     if differing or a["episodes_digest"] != b["episodes_digest"]:
         what = ", ".join(f"{k} {a[k]} vs {b[k]}" for k in differing) or "the episodes' images differ"
-        raise FewshotError(f"runs {a['id']} and {b['id']} were not evaluated on identical episodes ({what}); "
-                           f"compare two runs of the same benchmark cell")
+        raise FewshotError(
+            f"runs {a['id']} and {b['id']} were not evaluated on identical episodes ({what}); "
+            f"compare two runs of the same benchmark cell"
+        )
     if len(a["accuracies"]) != len(b["accuracies"]):
         raise FewshotError(f"runs {a['id']} and {b['id']} have different per-episode records; compare complete runs")
     outcome = registry.protocol(a["protocol_kind"])().compare(a, b)
-    return {"a": label(a), "b": label(b), "run_a": a["id"], "run_b": b["id"], "unit": outcome["unit"],
-            "pairs": outcome["pairs"], "difference": round(100 * outcome["difference"], 4),
-            "ci95": round(100 * outcome["ci95"], 4), "significant": outcome["significant"],
-            "verdict": outcome["verdict"]}
+    return {
+        "a": label(a),
+        "b": label(b),
+        "run_a": a["id"],
+        "run_b": b["id"],
+        "unit": outcome["unit"],
+        "pairs": outcome["pairs"],
+        "difference": round(100 * outcome["difference"], 4),
+        "ci95": round(100 * outcome["ci95"], 4),
+        "significant": outcome["significant"],
+        "verdict": outcome["verdict"],
+    }

@@ -11,10 +11,11 @@ of signed hashed features of its words and of its words' character trigrams
 the same on every machine and Python run (Python's ``hash`` of a string is
 salted per process).
 """
+
 from __future__ import annotations
 
 import zlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -28,7 +29,7 @@ def text_features(text: str) -> list[str]:
     for word in text.lower().split():
         features.append(f"w:{word}")
         padded = f"<{word}>"
-        features.extend(f"c:{padded[i:i + 3]}" for i in range(len(padded) - 2))
+        features.extend(f"c:{padded[i : i + 3]}" for i in range(len(padded) - 2))
     return features
 
 
@@ -64,6 +65,7 @@ def zero_shot_split(attributes: torch.Tensor, unseen: int, val: int, seed: int) 
             occurrences[binary[c]] -= 1
             moved.append(int(c))
     if len(moved) < unseen + val:
-        raise ValueError(f"only {len(moved)} classes can be unseen with all their attributes seen; "
-                         f"{unseen + val} were asked for")
+        raise ValueError(
+            f"only {len(moved)} classes can be unseen with all their attributes seen; {unseen + val} were asked for"
+        )
     return {"train": np.setdiff1d(kept, moved), "val": np.sort(moved[unseen:]), "test": np.sort(moved[:unseen])}

@@ -28,6 +28,7 @@ Protocols (``--source`` / ``--target``, default MNIST -> MNIST-M):
 
 Both use Ganin et al.'s small digit network (``fewshot.core.backbones.LeNet``).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -67,8 +68,10 @@ def load_domain(root: Path, domain: str) -> ClassImages:
     path = domain_file(root, domain)
     digest = file_digest(path)
     if digest != FILES[domain][1]:
-        raise FewshotError(f"{path} is corrupt or not the expected release (md5 {digest}, expected "
-                           f"{FILES[domain][1]}); restore it from ../shared/data")
+        raise FewshotError(
+            f"{path} is corrupt or not the expected release (md5 {digest}, expected "
+            f"{FILES[domain][1]}); restore it from ../shared/data"
+        )
     return cached(f"digits-{domain}", VERSION, SIZE, lambda: _decode(path, domain), md5=digest)
 
 
@@ -90,8 +93,9 @@ def _decode(path: Path, domain: str) -> ClassImages:
     pixels = torch.from_numpy(images)
     pixels = pixels.permute(0, 3, 1, 2) if pixels.dim() == 4 else pixels.unsqueeze(1)
     if pixels.shape[-1] != SIZE:
-        upsampled = F.interpolate(pixels.float(), size=(SIZE, SIZE), mode="bilinear", antialias=True,
-                                  align_corners=False)
+        upsampled = F.interpolate(
+            pixels.float(), size=(SIZE, SIZE), mode="bilinear", antialias=True, align_corners=False
+        )
         pixels = upsampled.round().clamp(0, 255).to(torch.uint8)
     order = np.argsort(labels, kind="stable")
     test_sorted = is_test[order]
@@ -99,8 +103,10 @@ def _decode(path: Path, domain: str) -> ClassImages:
         images=pixels[torch.from_numpy(order)].contiguous(),
         labels=torch.from_numpy(labels[order]),
         classes=DIGITS,
-        extras={"train": torch.from_numpy(np.flatnonzero(~test_sorted)),
-                "test": torch.from_numpy(np.flatnonzero(test_sorted))},
+        extras={
+            "train": torch.from_numpy(np.flatnonzero(~test_sorted)),
+            "test": torch.from_numpy(np.flatnonzero(test_sorted)),
+        },
     )
 
 
@@ -119,7 +125,7 @@ def paired(parts: dict[str, ClassImages]) -> ClassImages:
     repeated to three channels if any part is in colour. ``extras``: ``{domain}_train`` / ``{domain}_test``."""
     channels = max(p.images.shape[1] for p in parts.values())
     images, labels, domains, roles = [], [], [], []
-    for index, (name, part) in enumerate(parts.items()):
+    for index, (_name, part) in enumerate(parts.items()):
         images.append(part.images.expand(-1, channels, -1, -1))
         labels.append(part.labels)
         domains.append(torch.full_like(part.labels, index))
@@ -129,10 +135,14 @@ def paired(parts: dict[str, ClassImages]) -> ClassImages:
     labels_all = torch.cat(labels)
     order = torch.argsort(labels_all, stable=True)
     domain_all, role_all = torch.cat(domains)[order], torch.cat(roles)[order]
-    extras = {f"{name}_{role}": torch.nonzero((domain_all == i) & (role_all == r)).squeeze(1)
-              for i, name in enumerate(parts) for r, role in enumerate(("train", "test"))}
-    return ClassImages(torch.cat(images)[order].contiguous(), labels_all[order], DIGITS, domain_all,
-                       tuple(parts), extras)
+    extras = {
+        f"{name}_{role}": torch.nonzero((domain_all == i) & (role_all == r)).squeeze(1)
+        for i, name in enumerate(parts)
+        for r, role in enumerate(("train", "test"))
+    }
+    return ClassImages(
+        torch.cat(images)[order].contiguous(), labels_all[order], DIGITS, domain_all, tuple(parts), extras
+    )
 
 
 # Tzeng et al. 2017 (ADDA) sample 2,000 MNIST and 1,800 USPS training images for the MNIST <-> USPS shifts.
@@ -143,8 +153,10 @@ SAMPLE_SEED = 0
 class Digits(Dataset):
     name = "digits"
     summary = "handwritten digits in three domains (MNIST 10k, USPS, MNIST-M) for domain adaptation"
-    citation = ("LeCun, Bottou, Bengio and Haffner 1998 (MNIST), Proc. IEEE 86(11); Hull 1994 (USPS), IEEE TPAMI "
-                "16(5); Ganin and Lempitsky 2015 (MNIST-M), ICML")
+    citation = (
+        "LeCun, Bottou, Bengio and Haffner 1998 (MNIST), Proc. IEEE 86(11); Hull 1994 (USPS), IEEE TPAMI "
+        "16(5); Ganin and Lempitsky 2015 (MNIST-M), ICML"
+    )
     protocols = ("uda", "target-only")
     default_protocol = "uda"
     domains = DOMAINS
@@ -156,8 +168,15 @@ class Digits(Dataset):
             return False, f"missing {', '.join(missing)} under {Path(root) / 'digits'}"
         return True, f"{Path(root) / 'digits'}: {', '.join(FILES[d][0] for d in DOMAINS)}"
 
-    def benchmark(self, protocol: str, root: Path, size: int = 28, source: str | None = None,
-                  target: str | None = None, target_labels: int = 0) -> Benchmark:
+    def benchmark(
+        self,
+        protocol: str,
+        root: Path,
+        size: int = 28,
+        source: str | None = None,
+        target: str | None = None,
+        target_labels: int = 0,
+    ) -> Benchmark:
         source, target = source or self.default_shift[0], target or self.default_shift[1]
         for role, domain in (("source", source), ("target", target)):
             if domain not in DOMAINS:
@@ -176,17 +195,30 @@ class Digits(Dataset):
             mask[torch.as_tensor(rows)] = True
             return Split.of(every, image_mask=mask)
 
-        splits = {"train": images(pools[source] if protocol == "uda" else pools[target]),
-                  "test": images(data.extras[f"{target}_test"].numpy())}
+        splits = {
+            "train": images(pools[source] if protocol == "uda" else pools[target]),
+            "test": images(data.extras[f"{target}_test"].numpy()),
+        }
         if protocol == "uda":  # target-only trains on the labelled target images: nothing is left to adapt to
             splits["target"] = images(pools[target])
         if target_labels:
             splits["target_labelled"] = images(labelled_subset(data.labels.numpy(), pools[target], target_labels))
         sizes = f"{len(pools[source])} {source} / {len(pools[target])} {target} training images"
-        note = (f"{protocol}: {source} -> {target}, {sizes}{' (sampled as in Tzeng et al. 2017)' if sampled else ''}; "
-                f"scored on {len(data.extras[f'{target}_test'])} {target} test images")
-        return Benchmark(self.name, protocol, data, splits, notes=note, network="lenet", source=source,
-                         target=target, evaluation="images")
+        note = (
+            f"{protocol}: {source} -> {target}, {sizes}{' (sampled as in Tzeng et al. 2017)' if sampled else ''}; "
+            f"scored on {len(data.extras[f'{target}_test'])} {target} test images"
+        )
+        return Benchmark(
+            self.name,
+            protocol,
+            data,
+            splits,
+            notes=note,
+            network="lenet",
+            source=source,
+            target=target,
+            evaluation="images",
+        )
 
 
 def _training_pool(data: ClassImages, domain: str, count: int | None) -> np.ndarray:

@@ -148,17 +148,20 @@ class FolderImport(Importer):
                 f"give either a folder of class sub-folders or --csv FILE: "
                 f"fewshot data import {FORMAT} DIR --name {name}"
             )
-        if csv_file is None:
-            base, layout, rows = Path(path), "folder", folder_rows(Path(path))
+        if path is not None:  # exactly one of path and csv_file, checked above
+            given = Path(path)
+            base, layout, rows = given, "folder", folder_rows(given)
         else:
-            base, layout, rows = Path(csv_file).parent, "csv", csv_rows(Path(csv_file))
+            assert csv_file is not None
+            given = Path(csv_file)
+            base, layout, rows = given.parent, "csv", csv_rows(given)
         classes, splits = checked_splits(rows, source=str(path or csv_file))
         data, digest = decode(rows, classes, base, size, channels)
         record = {
             "name": name,
             "format": FORMAT,
             "layout": layout,
-            "source": str(Path(path or csv_file).resolve()),
+            "source": str(given.resolve()),
             "images": len(rows),
             "size": size,
             "channels": channels,
@@ -215,7 +218,7 @@ def csv_rows(csv_file: Path) -> list[Row]:
                     f"{csv_file} has no {' or '.join(missing)} column: its header must be "
                     f"path,label or path,label,split"
                 )
-            with_split = "split" in reader.fieldnames
+            with_split = "split" in (reader.fieldnames or [])
             for line, entry in enumerate(reader, start=2):
                 where = f"{csv_file}, line {line}"
                 relative, label = (entry["path"] or "").strip(), (entry["label"] or "").strip()
@@ -261,7 +264,7 @@ def checked_splits(rows: list[Row], source: str) -> tuple[list[str], dict[str, d
 
 
 def _csv_split(rows: list[Row], source: str) -> dict[str, list[str]]:
-    role_of: dict[str, str] = {}
+    role_of: dict[str, str | None] = {}
     for row in rows:
         if role_of.setdefault(row.label, row.split) != row.split:
             raise FewshotError(
@@ -323,7 +326,7 @@ def _decoded(raw: bytes, file: Path, size: int, channels: int) -> np.ndarray:
         with Image.open(io.BytesIO(raw)) as image:
             image.draft(mode, (size, size))  # a JPEG decodes at the smallest scale still >= size: far faster
             upright = ImageOps.exif_transpose(image).convert(mode)
-            square = ImageOps.fit(upright, (size, size), method=Image.BICUBIC)
+            square = ImageOps.fit(upright, (size, size), method=Image.Resampling.BICUBIC)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise FewshotError(f"{file} is refused as a possible decompression bomb ({err})") from None
     except PILLOW_ERRORS as err:

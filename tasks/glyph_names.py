@@ -20,10 +20,11 @@ attribute, named ``group:VALUE``:
 The vocabulary of a dataset is every attribute that occurs in its class names
 (``attribute_matrix``), sorted, so the same names give the same columns.
 """
+
 from __future__ import annotations
 
 import re
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 
@@ -37,11 +38,11 @@ def name_attributes(name: str, scripts: Sequence[str]) -> tuple[str, ...]:
     script = next((s for s in sorted(scripts, key=len, reverse=True) if name.startswith(s + " ")), None)
     if script is None:
         raise ValueError(f"{name!r} does not start with a known script ({', '.join(scripts)})")
-    rest = name[len(script) + 1:]
+    rest = name[len(script) + 1 :]
     forms: list[str] = []
     if (positional := POSITIONAL_FORM.search(rest)) is not None:
         forms.append(positional.group(1))
-        rest = rest[:positional.start()]
+        rest = rest[: positional.start()]
     head, _, modifiers = rest.partition(" WITH ")
     if " SMALL CAPITAL " in f" {head} ":
         forms.append("SMALL CAPITAL")
@@ -54,8 +55,13 @@ def name_attributes(name: str, scripts: Sequence[str]) -> tuple[str, ...]:
     base = words[-1]
     forms = words[:-1] + forms
     withs = [phrase.strip() for phrase in modifiers.split(" AND ")] if modifiers else []
-    return (f"script:{script}", *(f"case:{c}" for c in case), f"base:{base}", *(f"form:{f}" for f in forms),
-            *(f"with:{w}" for w in withs))
+    return (
+        f"script:{script}",
+        *(f"case:{c}" for c in case),
+        f"base:{base}",
+        *(f"form:{f}" for f in forms),
+        *(f"with:{w}" for w in withs),
+    )
 
 
 def attribute_matrix(attribute_sets: Iterable[Sequence[str]]) -> tuple[tuple[str, ...], torch.Tensor]:

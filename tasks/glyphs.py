@@ -25,6 +25,7 @@ stroke-width jitter (thinner, as drawn, or thicker).
 The cache key records the matplotlib version, the Unicode database version and
 the md5 of every font file, since each changes the images.
 """
+
 from __future__ import annotations
 
 import os
@@ -47,11 +48,22 @@ from fewshot.tasks.glyph_names import attribute_matrix, name_attributes
 
 VERSION = 1
 FACES = (  # (file, family), in the order a letter's instances cycle through them
-    ("DejaVuSans.ttf", "sans"), ("DejaVuSerif.ttf", "serif"), ("DejaVuSansMono.ttf", "mono"), ("STIXGeneral.ttf", "serif"),
-    ("DejaVuSans-Bold.ttf", "sans"), ("DejaVuSerif-Bold.ttf", "serif"), ("DejaVuSansMono-Bold.ttf", "mono"),
-    ("STIXGeneralBol.ttf", "serif"), ("DejaVuSans-Oblique.ttf", "sans"), ("DejaVuSerif-Italic.ttf", "serif"),
-    ("DejaVuSansMono-Oblique.ttf", "mono"), ("STIXGeneralItalic.ttf", "serif"), ("DejaVuSans-BoldOblique.ttf", "sans"),
-    ("DejaVuSerif-BoldItalic.ttf", "serif"), ("DejaVuSansMono-BoldOblique.ttf", "mono"), ("STIXGeneralBolIta.ttf", "serif"),
+    ("DejaVuSans.ttf", "sans"),
+    ("DejaVuSerif.ttf", "serif"),
+    ("DejaVuSansMono.ttf", "mono"),
+    ("STIXGeneral.ttf", "serif"),
+    ("DejaVuSans-Bold.ttf", "sans"),
+    ("DejaVuSerif-Bold.ttf", "serif"),
+    ("DejaVuSansMono-Bold.ttf", "mono"),
+    ("STIXGeneralBol.ttf", "serif"),
+    ("DejaVuSans-Oblique.ttf", "sans"),
+    ("DejaVuSerif-Italic.ttf", "serif"),
+    ("DejaVuSansMono-Oblique.ttf", "mono"),
+    ("STIXGeneralItalic.ttf", "serif"),
+    ("DejaVuSans-BoldOblique.ttf", "sans"),
+    ("DejaVuSerif-BoldItalic.ttf", "serif"),
+    ("DejaVuSansMono-BoldOblique.ttf", "mono"),
+    ("STIXGeneralBolIta.ttf", "serif"),
 )
 FAMILIES = ("sans", "serif", "mono")
 SPLIT = {
@@ -70,8 +82,10 @@ class Glyphs(Dataset):
     name = "glyphs"
     default = True  # renders from the fonts matplotlib ships: the quick start needs no files
     summary = "letters of 15 Unicode scripts rendered from matplotlib's fonts, 20 instances each (offline)"
-    citation = ("fewshot's own benchmark: letters of The Unicode Standard (Unicode Consortium) in the DejaVu and "
-                "STIX fonts matplotlib ships")
+    citation = (
+        "fewshot's own benchmark: letters of The Unicode Standard (Unicode Consortium) in the DejaVu and "
+        "STIX fonts matplotlib ships"
+    )
     protocols = ("scripts", "zsl", "gzsl")
     default_protocol = "scripts"
     descriptions: ClassVar[Mapping[str, str]] = {
@@ -92,8 +106,15 @@ class Glyphs(Dataset):
             return tuple(f"bucket{j}" for j in range(embedding.shape[1])), embedding
         raise ValueError(f"glyphs has no {side!r} descriptions: choose one of {', '.join(self.descriptions)}")
 
-    def benchmark(self, protocol: str, root: Path, size: int = 28, source: str | None = None,
-                  target: str | None = None, target_labels: int = 0) -> Benchmark:
+    def benchmark(
+        self,
+        protocol: str,
+        root: Path,
+        size: int = 28,
+        source: str | None = None,
+        target: str | None = None,
+        target_labels: int = 0,
+    ) -> Benchmark:
         data = load(size)
         tables: dict[str, torch.Tensor] = {}
 
@@ -102,23 +123,40 @@ class Glyphs(Dataset):
                 tables[side] = self.describe(data, side)[1]
             return tables[side]
 
-        sides = {"sides": tuple(self.descriptions), "describe": describe}
+        sides = tuple(self.descriptions)
         if protocol != "scripts" and (source or target or target_labels):
-            raise FewshotError(f"font-family shifts are episodes of the scripts protocol; leave out --protocol {protocol}")
+            raise FewshotError(
+                f"font-family shifts are episodes of the scripts protocol; leave out --protocol {protocol}"
+            )
         if protocol in ("zsl", "gzsl"):
-            return Benchmark(self.name, protocol, data, self.zero_shot_splits(data, protocol),
-                             notes=f"{protocol}: unseen classes are new combinations of seen attribute values",
-                             zero_shot=True, evaluation="gzsl" if protocol == "gzsl" else "", **sides)
+            return Benchmark(
+                self.name,
+                protocol,
+                data,
+                self.zero_shot_splits(data, protocol),
+                notes=f"{protocol}: unseen classes are new combinations of seen attribute values",
+                zero_shot=True,
+                evaluation="gzsl" if protocol == "gzsl" else "",
+                sides=sides,
+                describe=describe,
+            )
         scripts = np.array([c.group for c in data.classes])
         splits = {role: Split.of(np.flatnonzero(np.isin(scripts, names))) for role, names in SPLIT.items()}
         if source is None and target is None:
             if target_labels:
                 raise FewshotError("--target-labels needs a domain shift: add --source and --target")
-            return Benchmark(self.name, protocol, data, splits, notes="split by script", **sides)
+            return Benchmark(self.name, protocol, data, splits, notes="split by script", sides=sides, describe=describe)
         return self.shifted(data, protocol, splits, source, target, target_labels)
 
-    def shifted(self, data: ClassImages, protocol: str, splits: dict[str, Split], source: str | None,
-                target: str | None, target_labels: int) -> Benchmark:
+    def shifted(
+        self,
+        data: ClassImages,
+        protocol: str,
+        splits: dict[str, Split],
+        source: str | None,
+        target: str | None,
+        target_labels: int,
+    ) -> Benchmark:
         """Few-shot across font families: episodes of the training scripts in ``source`` letters, test episodes of
         the test scripts in ``target`` letters, and the training scripts' ``target`` letters unlabelled."""
         if source is None or target is None:
@@ -130,9 +168,18 @@ class Glyphs(Dataset):
             raise FewshotError(f"--source and --target are both {source}: a domain shift needs two different families")
         if target_labels:
             raise FewshotError("--target-labels applies to the digits' uda protocol; few-shot shifts use none")
+        assert data.domains is not None, "every glyph image is drawn in a font family (its domain)"
         shifted = shifted_splits(splits, data.domains, FAMILIES.index(source), FAMILIES.index(target))
-        return Benchmark(self.name, protocol, data, shifted, source=source, target=target, default_queries=5,
-                         notes=f"split by script; {source} letters in training, {target} letters in test episodes")
+        return Benchmark(
+            self.name,
+            protocol,
+            data,
+            shifted,
+            source=source,
+            target=target,
+            default_queries=5,
+            notes=f"split by script; {source} letters in training, {target} letters in test episodes",
+        )
 
     def zero_shot_splits(self, data: ClassImages, protocol: str) -> dict[str, Split]:
         """``zsl``: seen (train), val and unseen (test) classes of ``ZERO_SHOT``'s sizes and seed, each val
@@ -151,8 +198,11 @@ class Glyphs(Dataset):
         seen = torch.from_numpy(np.isin(data.labels.numpy(), roles["train"]))
         unseen = torch.from_numpy(np.isin(data.labels.numpy(), roles["test"]))
         held_out = seen & (rank < ZERO_SHOT["held_out"])
-        return {"train": Split.of(roles["train"], image_mask=seen & ~held_out), "val": Split.of(roles["val"]),
-                "test": Split.of(np.union1d(roles["train"], roles["test"]), image_mask=held_out | unseen)}
+        return {
+            "train": Split.of(roles["train"], image_mask=seen & ~held_out),
+            "val": Split.of(roles["val"]),
+            "test": Split.of(np.union1d(roles["train"], roles["test"]), image_mask=held_out | unseen),
+        }
 
 
 def font_dir() -> Path:
@@ -161,8 +211,15 @@ def font_dir() -> Path:
 
 def load(size: int = 28) -> ClassImages:
     fonts = {name: file_digest(font_dir() / name) for name, _ in FACES}
-    return cached("glyphs", VERSION, size, lambda: build(size), matplotlib=matplotlib.__version__,
-                  unicode=unicodedata.unidata_version, fonts=fonts)
+    return cached(
+        "glyphs",
+        VERSION,
+        size,
+        lambda: build(size),
+        matplotlib=matplotlib.__version__,
+        unicode=unicodedata.unidata_version,
+        fonts=fonts,
+    )
 
 
 def script_of(name: str) -> str | None:
@@ -200,8 +257,19 @@ class _Renderer:
         if max(ink.shape) > limit:  # a rare tall or wide letter is scaled down to fit
             scale = limit / max(ink.shape)
             shape = (max(1, round(ink.shape[0] * scale)), max(1, round(ink.shape[1] * scale)))
-            ink = F.interpolate(torch.from_numpy(ink.astype(np.float32))[None, None], size=shape, mode="bilinear",
-                                antialias=True, align_corners=False)[0, 0].round().clamp(0, 255).numpy().astype(np.uint8)
+            ink = (
+                F.interpolate(
+                    torch.from_numpy(ink.astype(np.float32))[None, None],
+                    size=shape,
+                    mode="bilinear",
+                    antialias=True,
+                    align_corners=False,
+                )[0, 0]
+                .round()
+                .clamp(0, 255)
+                .numpy()
+                .astype(np.uint8)
+            )
         out = np.zeros((self.canvas, self.canvas), np.uint8)
         top, left = (self.canvas - ink.shape[0]) // 2, (self.canvas - ink.shape[1]) // 2
         out[top : top + ink.shape[0], left : left + ink.shape[1]] = ink
@@ -266,13 +334,19 @@ def build(size: int = 28) -> ClassImages:
         available = [face for face, image in drawn.items() if image is not None]
         if len(available) < 2:
             continue
-        classes.append(ClassInfo(unicodedata.name(chr(head)), script_of(unicodedata.name(chr(head))) or "",
-                                 {"codepoint": head, "char": chr(head),
-                                  "merged": [unicodedata.name(chr(c)) for c in group[1:]]}))
+        classes.append(
+            ClassInfo(
+                unicodedata.name(chr(head)),
+                script_of(unicodedata.name(chr(head))) or "",
+                {"codepoint": head, "char": chr(head), "merged": [unicodedata.name(chr(c)) for c in group[1:]]},
+            )
+        )
         for j in range(INSTANCES):
             face = available[j % len(available)]
+            image = drawn[face]
+            assert image is not None, "the available faces are those that draw the glyph"
             faces.append(face)
-            drawings.append(drawn[face])
+            drawings.append(image)
     theta, stroke = _jitter(np.array([c.meta["codepoint"] for c in classes]))
     images = torch.empty(len(drawings), 1, size, size, dtype=torch.uint8)
     for start in range(0, len(drawings), 4096):
@@ -285,5 +359,4 @@ def build(size: int = 28) -> ClassImages:
         images[part] = (F.avg_pool2d(x, 2).clamp(0, 1) * 255).round().to(torch.uint8)
     family = torch.tensor([FAMILIES.index(FACES[f][1]) for f in faces])
     labels = torch.arange(len(classes)).repeat_interleave(INSTANCES)
-    return ClassImages(images=images, labels=labels, classes=tuple(classes), domains=family,
-                       domain_names=FAMILIES)
+    return ClassImages(images=images, labels=labels, classes=tuple(classes), domains=family, domain_names=FAMILIES)

@@ -28,6 +28,7 @@ Protocols:
   class, 20 episodes). Their published error rates: people 4.5%, Bayesian
   program learning 3.3%, Koch et al.'s Siamese net 8.0%, Lake's ConvNet 13.5%.
 """
+
 from __future__ import annotations
 
 import csv
@@ -67,8 +68,10 @@ SNELL_SPLITS = "https://raw.githubusercontent.com/jakesnell/prototypical-network
 class Omniglot(Dataset):
     name = "omniglot"
     summary = "1,623 handwritten characters, 50 alphabets, 20 drawers (Lake et al. 2015)"
-    citation = ("Lake, Salakhutdinov and Tenenbaum 2015, Human-level concept learning through probabilistic "
-                "program induction, Science 350(6266)")
+    citation = (
+        "Lake, Salakhutdinov and Tenenbaum 2015, Human-level concept learning through probabilistic "
+        "program induction, Science 350(6266)"
+    )
     protocols = ("vinyals", "lake", "lake-runs")
     default_protocol = "vinyals"
     domains = ("omniglot", "mnist")
@@ -76,11 +79,15 @@ class Omniglot(Dataset):
     manifest = (
         DownloadFile("images_background.zip", RELEASE + "images_background.zip", "68d2efa1b9178cc56df9314c21c6e718"),
         DownloadFile("images_evaluation.zip", RELEASE + "images_evaluation.zip", "6b91aef0f799c5bb55b94e3f2daec811"),
-        DownloadFile("images_background_small1.zip", RELEASE + "images_background_small1.zip",
-                     "e704a628b5459e08445c13499850abc4"),
-        DownloadFile("images_background_small2.zip", RELEASE + "images_background_small2.zip",
-                     "b75a71a51d3b13f821f212756fe481fd"),
-        DownloadFile("all_runs.zip", RELEASE + "one-shot-classification/all_runs.zip", "e8996daecdf12afeeb4a53a179f06b19"),
+        DownloadFile(
+            "images_background_small1.zip", RELEASE + "images_background_small1.zip", "e704a628b5459e08445c13499850abc4"
+        ),
+        DownloadFile(
+            "images_background_small2.zip", RELEASE + "images_background_small2.zip", "b75a71a51d3b13f821f212756fe481fd"
+        ),
+        DownloadFile(
+            "all_runs.zip", RELEASE + "one-shot-classification/all_runs.zip", "e8996daecdf12afeeb4a53a179f06b19"
+        ),
         DownloadFile("vinyals/train.txt", SNELL_SPLITS + "train.txt", "433d1fcc2b20dcee2983ceb524586f7f"),
         DownloadFile("vinyals/val.txt", SNELL_SPLITS + "val.txt", "78c535fa427b12b6596908376a0b3f34"),
         DownloadFile("vinyals/test.txt", SNELL_SPLITS + "test.txt", "43534e6d5f9e74acbb7de1b4874abad8"),
@@ -92,11 +99,22 @@ class Omniglot(Dataset):
         layout = _layout(folder)
         if layout is None:
             return False, f"missing under {folder}: {FETCH_HINT}"
-        extras = [n for n, p in (("vinyals", folder / "vinyals" / "trainval.txt"), ("lake-runs", folder / RUNS_FILE)) if not p.exists()]
+        extras = [
+            n
+            for n, p in (("vinyals", folder / "vinyals" / "trainval.txt"), ("lake-runs", folder / RUNS_FILE))
+            if not p.exists()
+        ]
         return True, f"{layout} in {folder}" + (f" (missing the files of: {', '.join(extras)})" if extras else "")
 
-    def benchmark(self, protocol: str, root: Path, size: int = 28, source: str | None = None,
-                  target: str | None = None, target_labels: int = 0) -> Benchmark:
+    def benchmark(
+        self,
+        protocol: str,
+        root: Path,
+        size: int = 28,
+        source: str | None = None,
+        target: str | None = None,
+        target_labels: int = 0,
+    ) -> Benchmark:
         if source is not None or target is not None or target_labels:
             return self.to_digits(protocol, root, size, source, target, target_labels)
         folder = Path(root) / "omniglot"
@@ -106,24 +124,40 @@ class Omniglot(Dataset):
         background = Split.of(torch.nonzero(in_set).squeeze(1))
         evaluation = Split.of(torch.nonzero(~in_set).squeeze(1))
         if protocol == "vinyals":
-            splits = {role: _vinyals_split(folder, file, table) for role, file in
-                      (("train", "trainval.txt"), ("val", "val.txt"), ("test", "test.txt"))}
+            splits = {
+                role: _vinyals_split(folder, file, table)
+                for role, file in (("train", "trainval.txt"), ("val", "val.txt"), ("test", "test.txt"))
+            }
             return Benchmark(self.name, protocol, data, splits, notes="Vinyals et al. split, rotations as classes")
         if protocol == "lake":
-            return Benchmark(self.name, protocol, data, {"train": background, "test": evaluation},
-                             notes="Lake et al. background/evaluation split")
+            return Benchmark(
+                self.name,
+                protocol,
+                data,
+                {"train": background, "test": evaluation},
+                notes="Lake et al. background/evaluation split",
+            )
         if protocol == "lake-runs":
             if "runs_support" not in data.extras:
                 raise FewshotError(f"no {RUNS_FILE} in {folder}: the lake-runs protocol needs it; {FETCH_HINT}")
-            runs = FixedEpisodes(data.extras["runs_classes"], data.extras["runs_support"] * 4, data.extras["runs_query"] * 4)
-            return Benchmark(self.name, protocol, data, {"train": background}, fixed={"test": runs},
-                             fixed_cell={"ways": 20, "shots": 1, "queries": 1, "episodes": 20}, report="error",
-                             notes="Lake et al.'s 20 within-alphabet runs")
+            runs = FixedEpisodes(
+                data.extras["runs_classes"], data.extras["runs_support"] * 4, data.extras["runs_query"] * 4
+            )
+            return Benchmark(
+                self.name,
+                protocol,
+                data,
+                {"train": background},
+                fixed={"test": runs},
+                fixed_cell={"ways": 20, "shots": 1, "queries": 1, "episodes": 20},
+                report="error",
+                notes="Lake et al.'s 20 within-alphabet runs",
+            )
         raise FewshotError(f"unknown omniglot protocol {protocol!r}: choose one of {', '.join(self.protocols)}")
 
-
-    def to_digits(self, protocol: str, root: Path, size: int, source: str | None, target: str | None,
-                  target_labels: int) -> Benchmark:
+    def to_digits(
+        self, protocol: str, root: Path, size: int, source: str | None, target: str | None, target_labels: int
+    ) -> Benchmark:
         """Omniglot as the source of few-shot episodes on MNIST digits: training and validation episodes from
         Omniglot's split, test episodes from the ten digits' test images, MNIST's training digits unlabelled."""
         if (source or "omniglot", target) != ("omniglot", "mnist"):
@@ -137,21 +171,33 @@ class Omniglot(Dataset):
         base = self.benchmark(protocol, root, size)
         digits = load_domain(Path(root), "mnist")
         offset = len(base.data.classes)
-        data = ClassImages(torch.cat([base.data.images, digits.images]),
-                           torch.cat([base.data.labels, digits.labels + offset]),
-                           base.data.classes + tuple(ClassInfo(c.name, "MNIST", {"digit": int(c.name)})
-                                                     for c in digits.classes),
-                           domains=torch.cat([torch.zeros_like(base.data.labels), torch.ones_like(digits.labels)]),
-                           domain_names=self.domains, key=f"{base.data.key}+{digits.key}")
+        data = ClassImages(
+            torch.cat([base.data.images, digits.images]),
+            torch.cat([base.data.labels, digits.labels + offset]),
+            base.data.classes + tuple(ClassInfo(c.name, "MNIST", {"digit": int(c.name)}) for c in digits.classes),
+            domains=torch.cat([torch.zeros_like(base.data.labels), torch.ones_like(digits.labels)]),
+            domain_names=self.domains,
+            key=f"{base.data.key}+{digits.key}",
+        )
         in_mnist = torch.zeros(len(data.labels), dtype=torch.bool)
         test_rows = torch.zeros_like(in_mnist)
         test_rows[digits.extras["test"] + len(base.data.labels)] = True
-        in_mnist[len(base.data.labels):] = True
+        in_mnist[len(base.data.labels) :] = True
         mnist = Split.of(torch.arange(offset, offset + 10))
-        splits = {**{role: base.splits[role] for role in ("train", "val") if role in base.splits},
-                  "test": mnist.restricted(test_rows), "target": mnist.restricted(in_mnist & ~test_rows)}
-        return Benchmark(self.name, protocol, data, splits, source="omniglot", target="mnist",
-                         notes=f"{base.notes}; test episodes of MNIST digits (10 classes, 2,000 test images)")
+        splits = {
+            **{role: base.splits[role] for role in ("train", "val") if role in base.splits},
+            "test": mnist.restricted(test_rows),
+            "target": mnist.restricted(in_mnist & ~test_rows),
+        }
+        return Benchmark(
+            self.name,
+            protocol,
+            data,
+            splits,
+            source="omniglot",
+            target="mnist",
+            notes=f"{base.notes}; test episodes of MNIST digits (10 classes, 2,000 test images)",
+        )
 
 
 def _layout(folder: Path) -> str | None:
@@ -171,8 +217,9 @@ def load(folder: Path, size: int = 28) -> ClassImages:
     runs = folder / RUNS_FILE
     sources = [folder / n for n in names] + ([runs] if runs.exists() else [])
     digests = {p.name: _guarded(p, file_digest, p) for p in sources}
-    return cached("omniglot", VERSION, size, lambda: _decode(folder, layout, runs if runs.exists() else None, size),
-                  files=digests)
+    return cached(
+        "omniglot", VERSION, size, lambda: _decode(folder, layout, runs if runs.exists() else None, size), files=digests
+    )
 
 
 def _guarded(path: Path, fn, *args):
@@ -182,15 +229,19 @@ def _guarded(path: Path, fn, *args):
     except FewshotError:
         raise
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, csv.Error) as err:
-        raise FewshotError(f"{path} is corrupt or truncated ({type(err).__name__}: {err}); "
-                           f"fetch it again with `fewshot data fetch omniglot`") from err
+        raise FewshotError(
+            f"{path} is corrupt or truncated ({type(err).__name__}: {err}); "
+            f"fetch it again with `fewshot data fetch omniglot`"
+        ) from err
 
 
 def _decode(folder: Path, layout: str, runs: Path | None, size: int) -> ClassImages:
     if layout == "arrays":
         table = _guarded(folder / ARRAY_FILES[2], _read_table, folder / ARRAY_FILES[2])
-        strokes = [_guarded(folder / f, _read_npz, folder / f, len([t for t in table if t["set"] == s]))
-                   for f, s in zip(ARRAY_FILES[:2], SETS)]
+        strokes = [
+            _guarded(folder / f, _read_npz, folder / f, len([t for t in table if t["set"] == s]))
+            for f, s in zip(ARRAY_FILES[:2], SETS)
+        ]
     else:
         table, strokes = [], []
         for name, s in zip(ZIP_FILES, SETS):
@@ -204,19 +255,34 @@ def _decode(folder: Path, layout: str, runs: Path | None, size: int) -> ClassIma
     n_chars, n_drawers = strokes_all.shape[:2]
     flat = torch.from_numpy(strokes_all.reshape(-1, 105, 105))
     images = resize_strokes(flat, size)
-    classes = tuple(ClassInfo(f"{t['alphabet']}/{t['character']}", t["alphabet"],
-                              {"char_id": t["char_id"], "set": t["set"], "character": t["character"]}) for t in table)
+    classes = tuple(
+        ClassInfo(
+            f"{t['alphabet']}/{t['character']}",
+            t["alphabet"],
+            {"char_id": t["char_id"], "set": t["set"], "character": t["character"]},
+        )
+        for t in table
+    )
     extras = {}
     if runs is not None:
         extras = _guarded(runs, _read_runs, runs, flat.numpy(), n_drawers)
-    return ClassImages(images=images, labels=torch.arange(n_chars).repeat_interleave(n_drawers), classes=classes,
-                       extras=extras)
+    return ClassImages(
+        images=images, labels=torch.arange(n_chars).repeat_interleave(n_drawers), classes=classes, extras=extras
+    )
 
 
 def _read_table(path: Path) -> list[dict]:
     with open(path, newline="") as f:
-        rows = [{"char_id": int(r["char_id"]), "set": r["set"], "npz_index": int(r["npz_index"]),
-                 "alphabet": r["alphabet"], "character": r["character"]} for r in csv.DictReader(f)]
+        rows = [
+            {
+                "char_id": int(r["char_id"]),
+                "set": r["set"],
+                "npz_index": int(r["npz_index"]),
+                "alphabet": r["alphabet"],
+                "character": r["character"],
+            }
+            for r in csv.DictReader(f)
+        ]
     if len(rows) != 1623 or {r["set"] for r in rows} != set(SETS):
         raise ValueError(f"expected 1,623 characters in two sets, found {len(rows)}")
     return sorted(rows, key=lambda r: (SETS.index(r["set"]), r["npz_index"]))
@@ -242,8 +308,10 @@ def _read_official_zip(path: Path, which: str) -> tuple[list[dict], np.ndarray]:
             if not m:
                 continue
             alphabet, character, char_id, drawer = m.group(1), m.group(2), int(m.group(3)), int(m.group(4))
-            row = by_char.setdefault(char_id, {"char_id": char_id, "set": which, "alphabet": alphabet,
-                                               "character": character, "images": [None] * 20})
+            row = by_char.setdefault(
+                char_id,
+                {"char_id": char_id, "set": which, "alphabet": alphabet, "character": character, "images": [None] * 20},
+            )
             row["images"][drawer - 1] = ~np.array(Image.open(io.BytesIO(z.read(name))), dtype=bool)
     rows = [by_char[k] for k in sorted(by_char)]
     if not rows or any(img is None for r in rows for img in r["images"]):
@@ -276,7 +344,10 @@ def _read_runs(path: Path, strokes: np.ndarray, n_drawers: int) -> dict[str, tor
             support.append(run_support)
             query.append([by_class[c] for c in class_files])
             classes.append([i // n_drawers for i in run_support])
-    as_tensor = lambda rows: torch.tensor(rows, dtype=torch.int64)
+
+    def as_tensor(rows):
+        return torch.tensor(rows, dtype=torch.int64)
+
     return {"runs_support": as_tensor(support), "runs_query": as_tensor(query), "runs_classes": as_tensor(classes)}
 
 

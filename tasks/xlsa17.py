@@ -22,6 +22,7 @@ which checks them and stores the features, attributes and split in the cache;
 Hyperparameters not fixed with ``--hp`` are chosen by fitting on
 ``train_loc`` and scoring the ``val_loc`` classes, as Xian et al. do.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,7 +41,7 @@ from fewshot.core.paths import cache_dir
 
 FEATURE_FILE, SPLIT_FILE = "res101.mat", "att_splits.mat"
 LOCATIONS = ("trainval_loc", "test_seen_loc", "test_unseen_loc", "train_loc", "val_loc")
-REQUIRED = {FEATURE_FILE: ("features", "labels"), SPLIT_FILE: ("att",) + LOCATIONS}
+REQUIRED = {FEATURE_FILE: ("features", "labels"), SPLIT_FILE: ("att", *LOCATIONS)}
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 
@@ -52,8 +53,10 @@ class XLSA17(Dataset):
     name = "xlsa17"
     variants = True  # --dataset xlsa17:NAME, one per imported dataset
     summary = "Xian et al. 2018's zero-shot benchmarks (ResNet-101 features, attributes), once imported"
-    citation = ("Xian, Lampert, Schiele and Akata 2018, Zero-Shot Learning: A Comprehensive Evaluation of the Good, "
-                "the Bad and the Ugly, IEEE TPAMI 41(9)")
+    citation = (
+        "Xian, Lampert, Schiele and Akata 2018, Zero-Shot Learning: A Comprehensive Evaluation of the Good, "
+        "the Bad and the Ugly, IEEE TPAMI 41(9)"
+    )
     protocols = ("zsl", "gzsl")
     default_protocol = "zsl"
     descriptions: ClassVar[Mapping[str, str]] = {"attributes": "the classes' attribute vectors (att_splits.mat `att`)"}
@@ -64,18 +67,30 @@ class XLSA17(Dataset):
     def status(self, root: Path) -> tuple[bool, str]:
         found = sorted(p.stem.removeprefix("xlsa17-") for p in (cache_dir() / "imported").glob("xlsa17-*.npz"))
         if not found:
-            return False, "nothing imported: `fewshot data import xlsa17 DIR --name NAME` (DIR holds res101.mat and att_splits.mat)"
+            return (
+                False,
+                "nothing imported: `fewshot data import xlsa17 DIR --name NAME` (DIR holds res101.mat and att_splits.mat)",
+            )
         return True, "imported: " + ", ".join(f"xlsa17:{n}" for n in found)
 
-    def benchmark(self, protocol: str, root: Path, size: int = 28, source: str | None = None,
-                  target: str | None = None, target_labels: int = 0) -> Benchmark:
+    def benchmark(
+        self,
+        protocol: str,
+        root: Path,
+        size: int = 28,
+        source: str | None = None,
+        target: str | None = None,
+        target_labels: int = 0,
+    ) -> Benchmark:
         """``size`` is not used: the features are fixed. Xian et al.'s benchmarks have no domains."""
         if self.variant is None:
             raise FewshotError("name the imported dataset: --dataset xlsa17:NAME (see `fewshot datasets`)")
         path = imported_path(self.variant)
         if not path.exists():
-            raise FewshotError(f"xlsa17:{self.variant} is not imported: run `fewshot data import xlsa17 DIR "
-                               f"--name {self.variant}` with DIR holding {FEATURE_FILE} and {SPLIT_FILE}")
+            raise FewshotError(
+                f"xlsa17:{self.variant} is not imported: run `fewshot data import xlsa17 DIR "
+                f"--name {self.variant}` with DIR holding {FEATURE_FILE} and {SPLIT_FILE}"
+            )
         try:
             data = ClassImages.load(path)
         except (OSError, ValueError, KeyError) as err:
@@ -90,12 +105,24 @@ class XLSA17(Dataset):
             return Split.of(torch.unique(data.labels[mask]), image_mask=mask)
 
         test = role_split("test_unseen_loc") if protocol == "zsl" else role_split("test_seen_loc", "test_unseen_loc")
-        splits = {"train": role_split("trainval_loc"), "select": role_split("train_loc"),
-                  "val": role_split("val_loc"), "test": test}
-        return Benchmark(f"xlsa17:{self.variant.upper()}", protocol, data, splits,
-                         notes="Xian et al. 2018's proposed split", sides=("attributes",),
-                         describe=lambda side: attributes, zero_shot=True, evaluation="gzsl" if protocol == "gzsl" else "",
-                         selection_train="select")
+        splits = {
+            "train": role_split("trainval_loc"),
+            "select": role_split("train_loc"),
+            "val": role_split("val_loc"),
+            "test": test,
+        }
+        return Benchmark(
+            f"xlsa17:{self.variant.upper()}",
+            protocol,
+            data,
+            splits,
+            notes="Xian et al. 2018's proposed split",
+            sides=("attributes",),
+            describe=lambda side: attributes,
+            zero_shot=True,
+            evaluation="gzsl" if protocol == "gzsl" else "",
+            selection_train="select",
+        )
 
 
 class XLSA17Import(Importer):
@@ -106,8 +133,9 @@ class XLSA17Import(Importer):
 
     def import_files(self, name: str, path: Path | None, options: Mapping[str, Any]) -> str:
         if path is None:
-            raise FewshotError("name the folder that holds res101.mat and att_splits.mat: "
-                               "fewshot data import xlsa17 DIR --name NAME")
+            raise FewshotError(
+                "name the folder that holds res101.mat and att_splits.mat: fewshot data import xlsa17 DIR --name NAME"
+            )
         return import_xlsa17(path, name)
 
 
@@ -173,21 +201,33 @@ def _checked(arrays: dict[str, np.ndarray], name: str) -> tuple[ClassImages, str
     for role in LOCATIONS:
         raw = arrays[role].reshape(-1)
         if raw.size == 0 or not np.array_equal(raw, np.round(raw)) or raw.min() < 1 or raw.max() > labels.size:
-            raise FewshotError(f"{SPLIT_FILE}: {role} must list image numbers 1..{labels.size}; "
-                               f"{'it is empty' if raw.size == 0 else 'some are out of range'}")
+            raise FewshotError(
+                f"{SPLIT_FILE}: {role} must list image numbers 1..{labels.size}; "
+                f"{'it is empty' if raw.size == 0 else 'some are out of range'}"
+            )
         locations[role] = torch.from_numpy(position[raw.astype(np.int64) - 1])
     sorted_labels = labels[order]
     seen = set(sorted_labels[locations["trainval_loc"].numpy()].tolist())
     unseen = set(sorted_labels[locations["test_unseen_loc"].numpy()].tolist())
     if seen & unseen:
-        raise FewshotError(f"{SPLIT_FILE}: classes {sorted(seen & unseen)[:5]} are both in trainval_loc and "
-                           f"test_unseen_loc; the unseen classes must be new")
+        raise FewshotError(
+            f"{SPLIT_FILE}: classes {sorted(seen & unseen)[:5]} are both in trainval_loc and "
+            f"test_unseen_loc; the unseen classes must be new"
+        )
     data = ClassImages(
         images=torch.from_numpy(features[order]),
         labels=torch.from_numpy(sorted_labels),
         classes=tuple(ClassInfo(f"class{c + 1}", name) for c in range(classes)),
         extras={"attributes": torch.from_numpy(np.ascontiguousarray(attributes.T, dtype=np.float32)), **locations},
     )
-    summary = json.dumps({"images": int(labels.size), "feature_dim": int(features.shape[1]), "classes": classes,
-                          "attributes": int(attributes.shape[0]), "seen": len(seen), "unseen": len(unseen)})
+    summary = json.dumps(
+        {
+            "images": int(labels.size),
+            "feature_dim": int(features.shape[1]),
+            "classes": classes,
+            "attributes": int(attributes.shape[0]),
+            "seen": len(seen),
+            "unseen": len(unseen),
+        }
+    )
     return data, summary

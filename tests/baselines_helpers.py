@@ -1,4 +1,5 @@
 """Short real trainings shared by the learner tests."""
+
 import torch
 
 from fewshot.run import experiment
@@ -45,5 +46,5 @@ def zero_shot_learner(bench, name, side="attributes", steps=600, ways=5, **hp):
 def zero_shot_accuracy(bench, name, side="attributes", **hp):
     """Accuracy of a briefly trained zero-shot learner on 100 5-way zero-shot episodes of ``bench``."""
     setup, learner = zero_shot_learner(bench, name, side, **hp)
-    source = experiment.test_source(bench, setup.cell, setup.side)
+    experiment.test_source(bench, setup.cell, setup.side)
     return experiment.evaluate_setup(setup, learner, torch.device("cpu")).mean

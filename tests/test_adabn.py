@@ -2,8 +2,8 @@ import copy
 
 import torch
 
-from fewshot.core.backbones import LeNet
 from fewshot.baselines.adaptations.adabn import AdaBN, batch_norms
+from fewshot.core.backbones import LeNet
 
 
 def _trained_lenet():

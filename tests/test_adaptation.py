@@ -2,8 +2,15 @@ import math
 
 import torch
 
-from fewshot.core.adaptation import (coral, gaussian_kernel_mean, ganin_lambda, joint_mmd, kernel_family, mmd,
-                                reverse_gradient)
+from fewshot.core.adaptation import (
+    coral,
+    ganin_lambda,
+    gaussian_kernel_mean,
+    joint_mmd,
+    kernel_family,
+    mmd,
+    reverse_gradient,
+)
 
 
 def test_gradient_reversal_is_the_identity_forward_and_multiplies_the_gradient_by_minus_lambda():
@@ -41,7 +48,7 @@ def test_the_multi_kernel_estimate_matches_a_direct_computation():
         d2 = float(((u - v) ** 2).sum())
         return sum(math.exp(-d2 / (2 * s)) for s in (0.5, 2.0)) / 2
 
-    expected = (sum(k(p, q) for p in x for q in x) / 4 + k(y[0], y[0]) - 2 * sum(k(p, y[0]) for p in x) / 2)
+    expected = sum(k(p, q) for p in x for q in x) / 4 + k(y[0], y[0]) - 2 * sum(k(p, y[0]) for p in x) / 2
     assert math.isclose(float(mmd(x, y, widths)), expected, rel_tol=1e-5)
     assert torch.allclose(gaussian_kernel_mean(x, y, widths)[1, 0], torch.tensor(k(x[1], y[0])))
     # the family's variances: base * 2^k, k = -2..2, base = the mean squared distance between distinct pooled points

@@ -4,11 +4,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fewshot.core.adaptation import Adaptation, Features
-from fewshot.run.adapted import AdaptationBatch, Adapted
 from fewshot.baselines.finetune import FineTune
+from fewshot.core.adaptation import Adaptation, Features
 from fewshot.core.episode import LabelledImages
 from fewshot.core.learner import TaskSpec
+from fewshot.run.adapted import AdaptationBatch, Adapted
 
 TASK = TaskSpec("digits", "uda", (1, 28, 28), 10, 0, 0, 10, network="lenet")
 
@@ -38,8 +38,9 @@ def test_one_step_follows_the_gradient_of_the_learners_loss_plus_the_adaptation_
     joined = plain.backbone(torch.cat([source.x, target]))
     src, tgt = joined[:8], joined[8:]
     loss = F.cross_entropy(plain.classifier(src), source.y)
-    loss = loss + MeanGap(100, 10, MeanGap.hparams, 10).loss(Features(src, plain.classifier(src)),
-                                                             Features(tgt, plain.classifier(tgt)), 0.0)
+    loss = loss + MeanGap(100, 10, MeanGap.hparams, 10).loss(
+        Features(src, plain.classifier(src)), Features(tgt, plain.classifier(tgt)), 0.0
+    )
     plain.optimizer.zero_grad()
     loss.backward()
     plain.optimizer.step()
@@ -54,8 +55,9 @@ def test_a_learner_step_that_never_runs_the_backbone_is_an_error():
     learner.train_step = lambda batch: {"loss": 0.0}
     wrapped = Adapted(learner, "meangap", MeanGap(100, 10, MeanGap.hparams, 10))
     with pytest.raises(Exception, match="never ran its backbone"):
-        wrapped.train_step(AdaptationBatch(LabelledImages(torch.rand(2, 1, 28, 28), torch.zeros(2).long()),
-                                           torch.rand(2, 1, 28, 28)))
+        wrapped.train_step(
+            AdaptationBatch(LabelledImages(torch.rand(2, 1, 28, 28), torch.zeros(2).long()), torch.rand(2, 1, 28, 28))
+        )
 
 
 def test_an_episodic_learner_meta_trains_on_source_episodes_while_aligning_to_target_images(glyphs):
@@ -81,8 +83,8 @@ def test_an_episodic_learner_meta_trains_on_source_episodes_while_aligning_to_ta
 
 def test_the_target_labels_never_reach_training(data_root, monkeypatch):
     """uda: every target image a method sees comes without its label (the test scrambles nothing: it records)."""
-    from fewshot.run import experiment
     from fewshot.baselines.adaptations.dann import DANN
+    from fewshot.run import experiment
     from fewshot.run.harness import Budget
 
     bench = experiment.open_benchmark("digits", "uda", data_root, source="mnist", target="usps")

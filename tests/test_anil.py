@@ -2,8 +2,8 @@ import torch
 
 from baselines_helpers import short_training
 from fewshot.baselines.anil import ANIL
-from fewshot.core.episode import Episode, grouped_labels
 from fewshot.baselines.inner_loop import meta_parameters
+from fewshot.core.episode import Episode, grouped_labels
 from fewshot.core.learner import TaskSpec
 
 
@@ -11,8 +11,13 @@ def test_the_inner_loop_changes_the_head_only():
     task = TaskSpec("glyphs", "scripts", (1, 28, 28), 3, 1, 2, 10)
     learner = ANIL(task, {**ANIL.hparams, "inner_steps": 3})
     generator = torch.Generator().manual_seed(1)
-    episode = Episode(torch.rand(3, 1, 28, 28, generator=generator), grouped_labels(3, 1),
-                      torch.rand(6, 1, 28, 28, generator=generator), grouped_labels(3, 2), torch.arange(3))
+    episode = Episode(
+        torch.rand(3, 1, 28, 28, generator=generator),
+        grouped_labels(3, 1),
+        torch.rand(6, 1, 28, 28, generator=generator),
+        grouped_labels(3, 2),
+        torch.arange(3),
+    )
     params = meta_parameters(learner.net)
     fast = learner.adapt_to(episode, params, 3, second_order=True)
     assert set(fast) == set(params)

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import run_cli
 
 import fewshot
 import fewshot.api
+from conftest import run_cli
 from fewshot.core import registry
 from fewshot.core.backbones import Conv4
 from fewshot.core.errors import FewshotError
@@ -235,9 +235,9 @@ def test_registration_refuses_taken_names_and_non_learners(registered):
         with pytest.raises(FewshotError, match=f"already registered as '{taken}'.*taken: .*notebook-mean.*protonet"):
             fewshot.register_learner(NotebookMean, taken)
     assert registry.learner("protonet").__name__ == "ProtoNet"
-    with pytest.raises(TypeError, match="subclass of fewshot.Learner"):
+    with pytest.raises(TypeError, match=r"subclass of fewshot.Learner"):
         fewshot.register_learner(torch.nn.Linear)
-    with pytest.raises(TypeError, match="subclass of fewshot.Learner"):
+    with pytest.raises(TypeError, match=r"subclass of fewshot.Learner"):
         fewshot.register_learner(
             NotebookMean(fewshot.benchmark("glyphs", ways=5, shots=1, episodes=1).task, NotebookMean.hparams)
         )
@@ -275,7 +275,7 @@ def test_evaluate_refuses_what_it_cannot_score(tmp_path):
     bench = fewshot.benchmark("glyphs", ways=5, shots=1, episodes=10)
     with pytest.raises(FewshotError, match="episodes=11: the set has 10; choose 1 to 10"):
         fewshot.evaluate(torch.nn.Flatten(), bench, episodes=11)
-    with pytest.raises(TypeError, match="a fewshot Learner or a torch.nn.Module, not a function"):
+    with pytest.raises(TypeError, match=r"a fewshot Learner or a torch.nn.Module, not a function"):
         fewshot.evaluate(lambda x: x, bench)
     with pytest.raises(TypeError, match=r"episodes of fewshot.benchmark\(...\), not a list"):
         fewshot.evaluate(torch.nn.Flatten(), list(bench))
@@ -285,7 +285,7 @@ def test_evaluate_refuses_what_it_cannot_score(tmp_path):
     class ReadsDescriptions(NotebookMean):
         reads_sides = ("attributes",)
 
-    with pytest.raises(FewshotError, match="reads class descriptions .*: evaluate it with `fewshot eval`"):
+    with pytest.raises(FewshotError, match=r"reads class descriptions .*: evaluate it with `fewshot eval`"):
         fewshot.evaluate(ReadsDescriptions(bench.task, NotebookMean.hparams), bench)
 
 

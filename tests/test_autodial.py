@@ -31,14 +31,18 @@ def test_full_mixing_normalises_each_domain_by_its_own_statistics_and_keeps_both
         assert torch.allclose(out[rows], own, atol=1e-5)
     assert float(layer.target_mean.mean()) < float(layer.source_mean.mean())  # the target's running mean moved down
     layer.eval()  # test images are normalised by the target's running statistics
-    expected = (target - layer.target_mean.view(1, -1, 1, 1)) / torch.sqrt(layer.target_var.view(1, -1, 1, 1) + norm.eps)
-    assert torch.allclose(layer(target), expected * norm.weight.view(1, -1, 1, 1) + norm.bias.view(1, -1, 1, 1),
-                          atol=1e-5)
+    expected = (target - layer.target_mean.view(1, -1, 1, 1)) / torch.sqrt(
+        layer.target_var.view(1, -1, 1, 1) + norm.eps
+    )
+    assert torch.allclose(
+        layer(target), expected * norm.weight.view(1, -1, 1, 1) + norm.bias.view(1, -1, 1, 1), atol=1e-5
+    )
 
 
 def test_the_mixing_weight_is_learned_within_its_range_and_the_layers_replace_batch_norm():
-    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 26 * 26, 8),
-                        nn.BatchNorm1d(8))
+    net = nn.Sequential(
+        nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 26 * 26, 8), nn.BatchNorm1d(8)
+    )
     method = AutoDIAL(8, 0, {**AutoDIAL.hparams, "alpha": 0.8}, 10)
     method.attach(net)
     assert isinstance(net[1], AlignmentLayer) and isinstance(net[5], AlignmentLayer) and len(method.layers) == 2
@@ -95,7 +99,7 @@ def test_the_hand_written_backward_of_equal_halves_matches_autograd_to_second_or
     from fewshot.baselines.adaptations.autodial import _AlignHalves, aligned_halves
 
     torch.manual_seed(0)
-    norm, layer = _layer(0.8)
+    _norm, layer = _layer(0.8)
     halves = torch.randn(2, 3, 4, 2, 2, dtype=torch.float64)
     halves[1] = halves[1] * 2 + 1
     layer = layer.double()

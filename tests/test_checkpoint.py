@@ -5,12 +5,14 @@ import random
 import pytest
 import torch
 
-from fewshot.run import checkpoint
 from fewshot.core.errors import FewshotError
+from fewshot.run import checkpoint
 
 
 def _good(path):
-    checkpoint.save(path, {"learner": "protonet", "state": {"model": {"w": torch.ones(3)}}, "complete": True, "step": 1})
+    checkpoint.save(
+        path, {"learner": "protonet", "state": {"model": {"w": torch.ones(3)}}, "complete": True, "step": 1}
+    )
 
 
 def test_round_trip(tmp_path):
@@ -40,7 +42,7 @@ def test_any_random_bytes_are_refused_as_corrupt(tmp_path):
     rng = random.Random(0)
     for _ in range(300):  # random bytes break the unpickler in many ways (IndexError, TypeError, ...)
         path.write_bytes(bytes(rng.getrandbits(8) for _ in range(rng.randrange(1, 3000))))
-        with pytest.raises(FewshotError, match="corrupt or not a fewshot checkpoint|not a fewshot checkpoint"):
+        with pytest.raises(FewshotError, match=r"corrupt or not a fewshot checkpoint|not a fewshot checkpoint"):
             checkpoint.load(path)
 
 

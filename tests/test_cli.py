@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from conftest import run_cli
-from fewshot.run import checkpoint
 from fewshot.cli import main
 from fewshot.records.store import ResultsStore
+from fewshot.run import checkpoint
 
 QUICK = ("--budget", "10steps", "--hp", "train_ways=10", "--hp", "train_queries=2", "--episodes", "20", "--quiet")
 
@@ -53,19 +53,52 @@ def bad_inputs(tmp_path, data_root):
         (("--learner", "protonet", "--ways", "5", "--shots", "0"), "cannot run with --shots 0"),
         (("--learner", "protonet", "--ways", "5", "--shots", "1", "--budget", "fast"), "--budget 'fast'"),
         (("--learner", "protonet", "--ways", "5", "--shots", "1", "--protocol", "nope"), "unknown glyphs protocol"),
-        (("--learner", "protonet", "--ways", "5", "--shots", "1", "--dataset", "omniglot", "--protocol", "lake-runs"),
-         "fixes --ways 20"),
-        (("--learner", "protonet", "--ways", "5", "--shots", "1", *omniglot, "--data-root", str(tmp_path / "none")),
-         "fewshot data fetch omniglot"),
-        (("--learner", "protonet", "--ways", "5", "--shots", "1", *omniglot, "--data-root", str(tmp_path / "broken")),
-         "images_evaluation.npz is corrupt or truncated"),
+        (
+            (
+                "--learner",
+                "protonet",
+                "--ways",
+                "5",
+                "--shots",
+                "1",
+                "--dataset",
+                "omniglot",
+                "--protocol",
+                "lake-runs",
+            ),
+            "fixes --ways 20",
+        ),
+        (
+            ("--learner", "protonet", "--ways", "5", "--shots", "1", *omniglot, "--data-root", str(tmp_path / "none")),
+            "fewshot data fetch omniglot",
+        ),
+        (
+            (
+                "--learner",
+                "protonet",
+                "--ways",
+                "5",
+                "--shots",
+                "1",
+                *omniglot,
+                "--data-root",
+                str(tmp_path / "broken"),
+            ),
+            "images_evaluation.npz is corrupt or truncated",
+        ),
         (("--learner", "protonet", "--ways", "5", "--shots", "1", "--checkpoint", str(other)), "trained by 'finetune'"),
-        (("--learner", "protonet", "--ways", "5", "--shots", "1", "--checkpoint", str(tmp_path / "garbage.pt")),
-         "corrupt or not a fewshot checkpoint"),
-        (("--learner", "protonet", "--ways", "5", "--shots", "1", "--checkpoint", str(tmp_path / "missing.pt")),
-         "no checkpoint at"),
-        (("--learner", "protonet", "--ways", "5", "--shots", "1", "--results", str(tmp_path / "afile" / "r.sqlite")),
-         "cannot write results"),
+        (
+            ("--learner", "protonet", "--ways", "5", "--shots", "1", "--checkpoint", str(tmp_path / "garbage.pt")),
+            "corrupt or not a fewshot checkpoint",
+        ),
+        (
+            ("--learner", "protonet", "--ways", "5", "--shots", "1", "--checkpoint", str(tmp_path / "missing.pt")),
+            "no checkpoint at",
+        ),
+        (
+            ("--learner", "protonet", "--ways", "5", "--shots", "1", "--results", str(tmp_path / "afile" / "r.sqlite")),
+            "cannot write results",
+        ),
         (("--learner", "protonet", "--ways", "five", "--shots", "1"), "'five' is neither a whole number nor 'all'"),
         (("--learner", "eszsl", "--protocol", "zsl", "--shots", "1"), "pass --shots 0"),
         (("--learner", "eszsl", "--protocol", "gzsl", "--ways", "5"), "pass --ways all"),
@@ -74,7 +107,10 @@ def bad_inputs(tmp_path, data_root):
         (("--learner", "dap", "--protocol", "zsl", "--side", "text"), "dap reads only attributes descriptions"),
         (("--learner", "eszsl", "--protocol", "zsl", "--side", "colour"), "--side colour: glyphs describes"),
         (("--learner", "eszsl", "--ways", "5", "--shots", "0", *omniglot), "omniglot has no class descriptions"),
-        (("--learner", "protonet", "--ways", "5", "--shots", "1", "--side", "text"), "does not read class descriptions"),
+        (
+            ("--learner", "protonet", "--ways", "5", "--shots", "1", "--side", "text"),
+            "does not read class descriptions",
+        ),
         (("--learner", "eszsl", "--dataset", "xlsa17"), "name the imported dataset: --dataset xlsa17:NAME"),
         (("--learner", "eszsl", "--dataset", "xlsa17:NOPE"), "xlsa17:NOPE is not imported"),
         (("--learner", "eszsl", "--dataset", "glyphs:X", "--ways", "5", "--shots", "0"), "has no variants"),
@@ -84,27 +120,44 @@ def bad_inputs(tmp_path, data_root):
         (("--learner", "mann", "--ways", "5", "--shots", "1", "--instances", "10"), "add --per-instance"),
         (("--learner", "mann", "--per-instance", "--instances", "0"), "--instances must be at least 1"),
         (("--learner", "mann", "--per-instance", "--instances", "30", *omniglot), "is too many"),
-        (("--learner", "mann", "--per-instance", "--dataset", "omniglot", "--protocol", "lake-runs"),
-         "needs a protocol with a class split"),
+        (
+            ("--learner", "mann", "--per-instance", "--dataset", "omniglot", "--protocol", "lake-runs"),
+            "needs a protocol with a class split",
+        ),
         # domain adaptation
         ((*digits, "--adapt", "nope"), "unknown adaptation 'nope': known adaptations are adabn, autodial"),
         ((*digits, "--source", "svhn"), "--source svhn: digits has the domains mnist, usps, mnist-m"),
         ((*digits, "--target", "mnist"), "--source and --target are both mnist"),
         (("--learner", "maml", "--dataset", "digits", "--adapt", "dann"), "maml has no classifier over the training"),
         (("--learner", "maml", "--ways", "5", "--shots", "1", "--adapt", "dann"), "--adapt dann needs a domain shift"),
-        (("--learner", "maml", "--ways", "5", "--shots", "1", "--adapt", "dann", *fonts),
-         "maml has no backbone module for --adapt dann to adapt"),
-        (("--learner", "protonet", "--ways", "5", "--shots", "1", "--adapt", "jan", *fonts),
-         "jan reads the classifier's outputs, and protonet has no classifier"),
-        (("--learner", "protonet", "--ways", "5", "--shots", "1", "--source", "sans", "--target", "sans"),
-         "--source and --target are both sans"),
-        (("--learner", "protonet", "--ways", "5", "--shots", "1", "--source", "sans"), "needs both --source and --target"),
-        (("--learner", "protonet", "--ways", "5", "--shots", "1", "--source", "bold", "--target", "serif"),
-         "--source bold: glyphs has the font families sans, serif, mono"),
-        (("--learner", "protonet", "--ways", "5", "--shots", "1", *omniglot, "--target", "usps"),
-         "omniglot's shift is --source omniglot --target mnist"),
-        (("--learner", "protonet", "--ways", "5", "--shots", "1", "--dataset", "xlsa17:X", "--source", "a"),
-         "has no domains, so --source/--target mean nothing"),
+        (
+            ("--learner", "maml", "--ways", "5", "--shots", "1", "--adapt", "dann", *fonts),
+            "maml has no backbone module for --adapt dann to adapt",
+        ),
+        (
+            ("--learner", "protonet", "--ways", "5", "--shots", "1", "--adapt", "jan", *fonts),
+            "jan reads the classifier's outputs, and protonet has no classifier",
+        ),
+        (
+            ("--learner", "protonet", "--ways", "5", "--shots", "1", "--source", "sans", "--target", "sans"),
+            "--source and --target are both sans",
+        ),
+        (
+            ("--learner", "protonet", "--ways", "5", "--shots", "1", "--source", "sans"),
+            "needs both --source and --target",
+        ),
+        (
+            ("--learner", "protonet", "--ways", "5", "--shots", "1", "--source", "bold", "--target", "serif"),
+            "--source bold: glyphs has the font families sans, serif, mono",
+        ),
+        (
+            ("--learner", "protonet", "--ways", "5", "--shots", "1", *omniglot, "--target", "usps"),
+            "omniglot's shift is --source omniglot --target mnist",
+        ),
+        (
+            ("--learner", "protonet", "--ways", "5", "--shots", "1", "--dataset", "xlsa17:X", "--source", "a"),
+            "has no domains, so --source/--target mean nothing",
+        ),
         ((*digits, "--adapt", "dann", "--target-labels", "10"), "dann does not use labelled target images"),
         ((*digits, "--target-labels", "10"), "--target-labels gives labelled target images to an adaptation method"),
         ((*digits, "--target-labels", "-1"), "--target-labels must be zero or positive"),
@@ -142,8 +195,23 @@ def test_bad_input_in_a_real_process_has_no_traceback():
 
 
 def _eval_json(*args, env=None):
-    done = run_cli("eval", "--learner", "protonet", "--dataset", "omniglot", "--protocol", "lake", "--ways", "5",
-                   "--shots", "1", *QUICK, "--json", *args, env=env)
+    done = run_cli(
+        "eval",
+        "--learner",
+        "protonet",
+        "--dataset",
+        "omniglot",
+        "--protocol",
+        "lake",
+        "--ways",
+        "5",
+        "--shots",
+        "1",
+        *QUICK,
+        "--json",
+        *args,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -163,7 +231,11 @@ def test_same_seed_same_numbers_in_two_processes_and_compare(tmp_path, data_root
     refused = run_cli("compare", str(first["run_id"]), str(other_seed["run_id"]), "--results", results)
     assert refused.returncode == 2 and "not evaluated on identical episodes" in refused.stderr
     board = run_cli("leaderboard", "--results", results)
-    assert board.returncode == 0 and "| omniglot | lake | 5 | 1 | protonet" in board.stdout and "# fewshot leaderboard" in board.stdout
+    assert (
+        board.returncode == 0
+        and "| omniglot | lake | 5 | 1 | protonet" in board.stdout
+        and "# fewshot leaderboard" in board.stdout
+    )
     csv = run_cli("leaderboard", "--results", results, "--format", "csv")
     assert csv.stdout.splitlines()[0].startswith("dataset,protocol,ways,shots")
     html = run_cli("leaderboard", "--results", results, "--format", "html", "--output", str(tmp_path / "b.html"))
@@ -176,25 +248,78 @@ def test_second_eval_reuses_the_cached_checkpoint(tmp_path, data_root):
     first = _eval_json("--results", results, env=env)
     files = sorted((tmp_path / "cache" / "checkpoints").iterdir())
     stamp = files[0].stat().st_mtime_ns
-    twenty = run_cli("eval", "--learner", "protonet", "--dataset", "omniglot", "--protocol", "lake", "--ways", "20",
-                     "--shots", "1", *QUICK, "--json", "--results", results, env=env)
+    twenty = run_cli(
+        "eval",
+        "--learner",
+        "protonet",
+        "--dataset",
+        "omniglot",
+        "--protocol",
+        "lake",
+        "--ways",
+        "20",
+        "--shots",
+        "1",
+        *QUICK,
+        "--json",
+        "--results",
+        results,
+        env=env,
+    )
     assert twenty.returncode == 0, twenty.stderr
     assert sorted((tmp_path / "cache" / "checkpoints").iterdir()) == files, "protonet training ignores test ways"
     assert files[0].stat().st_mtime_ns == stamp
-    again = run_cli("eval", "--learner", "protonet", "--dataset", "omniglot", "--protocol", "lake", "--ways", "5",
-                    "--shots", "1", *QUICK, "--json", "--results", results, "--checkpoint", str(files[0]))
+    again = run_cli(
+        "eval",
+        "--learner",
+        "protonet",
+        "--dataset",
+        "omniglot",
+        "--protocol",
+        "lake",
+        "--ways",
+        "5",
+        "--shots",
+        "1",
+        *QUICK,
+        "--json",
+        "--results",
+        results,
+        "--checkpoint",
+        str(files[0]),
+    )
     assert json.loads(again.stdout)["mean"] == first["mean"]
 
 
 def test_killed_training_resumes_to_the_same_weights(tmp_path, data_root):
-    args = ["train", "--learner", "protonet", "--dataset", "omniglot", "--protocol", "lake", "--shots", "1",
-            "--budget", "40steps", "--hp", "train_ways=10", "--hp", "train_queries=2", "--checkpoint-every", "5",
-            "--quiet"]
+    args = [
+        "train",
+        "--learner",
+        "protonet",
+        "--dataset",
+        "omniglot",
+        "--protocol",
+        "lake",
+        "--shots",
+        "1",
+        "--budget",
+        "40steps",
+        "--hp",
+        "train_ways=10",
+        "--hp",
+        "train_queries=2",
+        "--checkpoint-every",
+        "5",
+        "--quiet",
+    ]
     whole = run_cli(*args, "--out", str(tmp_path / "whole.pt"))
     assert whole.returncode == 0, whole.stderr
     target, partial = tmp_path / "killed.pt", tmp_path / "killed.pt.partial"
-    process = subprocess.Popen([sys.executable, "-m", "fewshot", *args, "--out", str(target)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fewshot", *args, "--out", str(target)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
     while not partial.exists() and process.poll() is None and time.time() < deadline:
         time.sleep(0.02)
@@ -233,8 +358,23 @@ def test_learners_and_datasets_are_listed():
 
 
 def test_generalized_zero_shot_reports_seen_unseen_and_their_harmonic_mean(tmp_path):
-    done = run_cli("eval", "--learner", "eszsl", "--protocol", "gzsl", "--budget", "20steps", "--hp", "gamma=1",
-                   "--hp", "lam=1", "--quiet", "--json", "--results", str(tmp_path / "r.sqlite"))
+    done = run_cli(
+        "eval",
+        "--learner",
+        "eszsl",
+        "--protocol",
+        "gzsl",
+        "--budget",
+        "20steps",
+        "--hp",
+        "gamma=1",
+        "--hp",
+        "lam=1",
+        "--quiet",
+        "--json",
+        "--results",
+        str(tmp_path / "r.sqlite"),
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert (result["protocol_kind"], result["shots"], result["side"]) == ("gzsl", 0, "attributes")
@@ -248,11 +388,31 @@ def test_generalized_zero_shot_reports_seen_unseen_and_their_harmonic_mean(tmp_p
 
 def test_ctrl_c_saves_progress_and_says_how_to_resume(tmp_path, data_root):
     target, partial = tmp_path / "t.pt", tmp_path / "t.pt.partial"
-    args = ["train", "--learner", "protonet", "--dataset", "omniglot", "--protocol", "lake", "--shots", "1",
-            "--budget", "100000steps", "--hp", "train_ways=10", "--hp", "train_queries=2", "--checkpoint-every", "5",
-            "--quiet", "--out", str(target)]
-    process = subprocess.Popen([sys.executable, "-m", "fewshot", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+    args = [
+        "train",
+        "--learner",
+        "protonet",
+        "--dataset",
+        "omniglot",
+        "--protocol",
+        "lake",
+        "--shots",
+        "1",
+        "--budget",
+        "100000steps",
+        "--hp",
+        "train_ways=10",
+        "--hp",
+        "train_queries=2",
+        "--checkpoint-every",
+        "5",
+        "--quiet",
+        "--out",
+        str(target),
+    ]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fewshot", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.time() + 300
     while not partial.exists() and time.time() < deadline:
         time.sleep(0.05)

@@ -10,8 +10,23 @@ def short_runs(data_root):
     """Source-only and DANN, MNIST -> MNIST-M, one seed, 600 steps each (a fifth of the default budget)."""
     runs = {}
     for adapt in ("none", "dann"):
-        done = run_cli("eval", "--learner", "finetune", "--dataset", "digits", "--source", "mnist", "--target",
-                       "mnist-m", "--adapt", adapt, "--budget", "600steps", "--json", "--quiet")
+        done = run_cli(
+            "eval",
+            "--learner",
+            "finetune",
+            "--dataset",
+            "digits",
+            "--source",
+            "mnist",
+            "--target",
+            "mnist-m",
+            "--adapt",
+            adapt,
+            "--budget",
+            "600steps",
+            "--json",
+            "--quiet",
+        )
         assert done.returncode == 0, done.stderr
         runs[adapt] = json.loads(done.stdout.strip().splitlines()[-1])
     return runs

@@ -2,9 +2,9 @@ import pytest
 import torch
 
 from baselines_helpers import zero_shot_accuracy
-from fewshot.run import experiment
 from fewshot.baselines.dap import attribute_log_odds_scores, binarization_threshold, binary_attributes
 from fewshot.core.errors import FewshotError
+from fewshot.run import experiment
 
 
 def test_the_class_whose_signature_the_attribute_classifiers_predict_wins():

@@ -5,9 +5,14 @@ from fewshot.core.data import ClassImages, ClassInfo, Split, cached
 
 
 def _tiny():
-    return ClassImages(images=torch.arange(4 * 4, dtype=torch.uint8).view(4, 1, 2, 2), labels=torch.tensor([0, 0, 1, 1]),
-                       classes=(ClassInfo("a", "g", {"x": 1}), ClassInfo("b", "h")), domains=torch.tensor([0, 1, 0, 1]),
-                       domain_names=("sans", "serif"), extras={"runs": torch.tensor([[1, 2]])})
+    return ClassImages(
+        images=torch.arange(4 * 4, dtype=torch.uint8).view(4, 1, 2, 2),
+        labels=torch.tensor([0, 0, 1, 1]),
+        classes=(ClassInfo("a", "g", {"x": 1}), ClassInfo("b", "h")),
+        domains=torch.tensor([0, 1, 0, 1]),
+        domain_names=("sans", "serif"),
+        extras={"runs": torch.tensor([[1, 2]])},
+    )
 
 
 def test_save_and_load_round_trip(tmp_path):

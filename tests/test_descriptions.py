@@ -23,8 +23,9 @@ def test_the_text_embedding_is_signed_crc32_hashing_normalised():
 
 
 def test_names_that_share_words_are_closer_than_names_that_do_not():
-    e = hashed_text_embedding(["LATIN SMALL LETTER E WITH ACUTE", "LATIN SMALL LETTER A WITH ACUTE",
-                               "GEORGIAN LETTER CIL"])
+    e = hashed_text_embedding(
+        ["LATIN SMALL LETTER E WITH ACUTE", "LATIN SMALL LETTER A WITH ACUTE", "GEORGIAN LETTER CIL"]
+    )
     assert e[0] @ e[1] > 0.5 > e[0] @ e[2]
 
 

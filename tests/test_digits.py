@@ -41,9 +41,9 @@ def test_pairing_a_grey_and_a_colour_domain_repeats_the_grey_channels(data_root)
 def test_a_corrupt_or_missing_file_is_refused(tmp_path, data_root):
     (tmp_path / "digits").mkdir()
     (tmp_path / "digits" / "usps.npz").write_bytes((data_root / "digits" / "usps.npz").read_bytes()[:5000])
-    with pytest.raises(FewshotError, match="usps.npz is corrupt"):
+    with pytest.raises(FewshotError, match=r"usps.npz is corrupt"):
         load_domain(tmp_path, "usps")
-    with pytest.raises(FewshotError, match="mnist10k.npz is missing"):
+    with pytest.raises(FewshotError, match=r"mnist10k.npz is missing"):
         load_domain(tmp_path, "mnist")
     with pytest.raises(FewshotError, match="unknown digit domain 'svhn'"):
         load_domain(tmp_path, "svhn")

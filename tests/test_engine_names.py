@@ -8,6 +8,7 @@ message is advice that goes stale ("choose finetune"). The plug-ins themselves
 figures (``leaderboard/papers.py``, a table keyed by the names the papers use) are
 not the engine.
 """
+
 import ast
 import re
 from pathlib import Path
@@ -18,24 +19,34 @@ from fewshot.core import registry
 
 REPO = Path(__file__).resolve().parent.parent
 # migrations.py translates the first edition's records, whose blobs hold the protocols' names: history, not a branch.
-ENGINE = sorted([p for p in (REPO / "fewshot").rglob("*.py") if "protocols" not in p.parts
-                 and p.name != "migrations.py"] + [p for p in (REPO / "leaderboard").glob("*.py") if p.name != "papers.py"])
+ENGINE = sorted(
+    [p for p in (REPO / "fewshot").rglob("*.py") if "protocols" not in p.parts and p.name != "migrations.py"]
+    + [p for p in (REPO / "leaderboard").glob("*.py") if p.name != "papers.py"]
+)
 
 
 def _code_strings(path: Path) -> list[tuple[int, str]]:
     """The strings of a module's code, less its docstrings and the keys of dicts and subscripts (``z["images"]``
     reads an array, it does not name a protocol)."""
     tree = ast.parse(path.read_text(), str(path))
-    skipped = {id(node.body[0].value) for node in ast.walk(tree)
-               if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-               and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    skipped = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
     for node in ast.walk(tree):
         if isinstance(node, ast.Subscript):
             skipped.add(id(node.slice))
         elif isinstance(node, ast.Dict):
             skipped.update(id(key) for key in node.keys if key is not None)
-    return [(node.lineno, node.value) for node in ast.walk(tree)
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skipped]
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skipped
+    ]
 
 
 def _names() -> dict[str, str]:

@@ -5,8 +5,13 @@ from fewshot.core.episode import Episode, grouped_labels, random_episode
 
 
 def _episode(**changes):
-    fields = dict(support_x=torch.zeros(10, 1, 4, 4), support_y=grouped_labels(5, 2), query_x=torch.zeros(15, 1, 4, 4),
-                  query_y=grouped_labels(5, 3), class_ids=torch.arange(5))
+    fields = {
+        "support_x": torch.zeros(10, 1, 4, 4),
+        "support_y": grouped_labels(5, 2),
+        "query_x": torch.zeros(15, 1, 4, 4),
+        "query_y": grouped_labels(5, 3),
+        "class_ids": torch.arange(5),
+    }
     fields.update(changes)
     return Episode(**fields)
 
@@ -20,19 +25,26 @@ def test_shape_properties():
 
 
 def test_an_all_classes_query_set_may_hold_any_number_of_images_per_class():
-    episode = _episode(support_x=torch.zeros(0, 1, 4, 4), support_y=torch.zeros(0, dtype=torch.long),
-                       query_x=torch.zeros(7, 1, 4, 4), query_y=torch.tensor([0, 0, 0, 1, 2, 4, 4]))
+    episode = _episode(
+        support_x=torch.zeros(0, 1, 4, 4),
+        support_y=torch.zeros(0, dtype=torch.long),
+        query_x=torch.zeros(7, 1, 4, 4),
+        query_y=torch.tensor([0, 0, 0, 1, 2, 4, 4]),
+    )
     assert episode.query_y.numel() == 7 and episode.ways == 5
 
 
-@pytest.mark.parametrize("changes", [
-    {"support_y": grouped_labels(5, 3)},
-    {"query_x": torch.zeros(14, 1, 4, 4)},
-    {"support_x": torch.zeros(9, 1, 4, 4), "support_y": torch.zeros(9, dtype=torch.long)},
-    {"class_ids": torch.arange(0)},
-    {"side": torch.zeros(4, 3)},
-    {"query_y": torch.zeros(15, 1, dtype=torch.long)},
-])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"support_y": grouped_labels(5, 3)},
+        {"query_x": torch.zeros(14, 1, 4, 4)},
+        {"support_x": torch.zeros(9, 1, 4, 4), "support_y": torch.zeros(9, dtype=torch.long)},
+        {"class_ids": torch.arange(0)},
+        {"side": torch.zeros(4, 3)},
+        {"query_y": torch.zeros(15, 1, dtype=torch.long)},
+    ],
+)
 def test_malformed_episodes_are_refused(changes):
     with pytest.raises(ValueError):
         _episode(**changes)

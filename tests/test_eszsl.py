@@ -15,10 +15,14 @@ def test_the_closed_form_is_the_least_squares_minimiser_of_the_regularised_objec
     # problem in vec(V) (column-major): vec(A V B) = (B^T kron A) vec(V)
     # with X = x^T and S = side^T
     eye_d, eye_a = torch.eye(d, dtype=torch.float64), torch.eye(a, dtype=torch.float64)
-    system = torch.cat([torch.kron(side, x),
-                        gamma ** 0.5 * torch.kron(side, eye_d),
-                        lam ** 0.5 * torch.kron(eye_a, x),
-                        (gamma * lam) ** 0.5 * torch.eye(d * a, dtype=torch.float64)])
+    system = torch.cat(
+        [
+            torch.kron(side, x),
+            gamma**0.5 * torch.kron(side, eye_d),
+            lam**0.5 * torch.kron(eye_a, x),
+            (gamma * lam) ** 0.5 * torch.eye(d * a, dtype=torch.float64),
+        ]
+    )
     target = torch.cat([y.T.reshape(-1), torch.zeros(z * d + a * m + d * a, dtype=torch.float64)])
     direct = torch.linalg.lstsq(system, target).solution.reshape(a, d).T
     assert torch.allclose(eszsl_solution(x, labels, side, gamma, lam), direct, atol=1e-9)

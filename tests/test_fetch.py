@@ -71,7 +71,9 @@ def test_a_damaged_download_is_discarded(server, manifest, tmp_path, capfd):
 
 
 def test_an_unreachable_server_is_one_line(manifest, tmp_path, capfd):
-    code, _, err = _main(capfd, "data", "fetch", "omniglot", "--data-root", str(tmp_path), "--mirror", "http://127.0.0.1:9")
+    code, _, err = _main(
+        capfd, "data", "fetch", "omniglot", "--data-root", str(tmp_path), "--mirror", "http://127.0.0.1:9"
+    )
     assert code == 2 and err.startswith("error: cannot download") and err.count("\n") == 1
     assert not any((tmp_path / "omniglot").iterdir())
 
@@ -89,7 +91,9 @@ def test_any_dataset_with_a_manifest_is_fetched(server, tmp_path, capfd, monkeyp
     """The downloader reads the dataset's manifest and names no dataset: a dataset's files go to its folder."""
     url, served = server
     md5 = file_digest(served / "vinyals" / "val.txt")
-    monkeypatch.setattr(registry.dataset_class("glyphs"), "manifest", (DownloadFile("val.txt", f"{url}/vinyals/val.txt", md5),))
+    monkeypatch.setattr(
+        registry.dataset_class("glyphs"), "manifest", (DownloadFile("val.txt", f"{url}/vinyals/val.txt", md5),)
+    )
     code, out, err = _main(capfd, "data", "fetch", "glyphs", "--data-root", str(tmp_path))
     assert code == 0, err
     assert file_digest(tmp_path / "glyphs" / "val.txt") == md5 and out.count("md5 ok") == 1

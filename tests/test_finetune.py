@@ -1,7 +1,7 @@
 import torch
 
-from fewshot.baselines.finetune import Classifier, cosine_scale
 from baselines_helpers import short_training
+from fewshot.baselines.finetune import Classifier, cosine_scale
 
 
 def test_cosine_classifier_scores_are_scaled_cosines():
@@ -20,8 +20,9 @@ def test_baseline_beats_chance_clearly_on_omniglot(omniglot):
 
 
 def test_baseline_plus_plus_and_partial_fine_tuning_run(omniglot):
-    trained, _ = short_training(omniglot["lake"], "finetune", 100, head="cosine", ft_epochs="20", tune_blocks="1",
-                                episodes=20, compare=False)
+    trained, _ = short_training(
+        omniglot["lake"], "finetune", 100, head="cosine", ft_epochs="20", tune_blocks="1", episodes=20, compare=False
+    )
     assert trained > 0.4
 
 

@@ -5,9 +5,9 @@ import json
 
 import pytest
 import torch
-from conftest import run_cli
 from PIL import Image, ImageDraw
 
+from conftest import run_cli
 from fewshot.cli import main
 from fewshot.core import registry
 from fewshot.core.dataset import Dataset, imports_dir
@@ -22,14 +22,20 @@ def draw(shape: str, variant: int, colour=255, mode="L", width=20, height=20) ->
     image = Image.new(mode, (width, height), 0)
     pen = ImageDraw.Draw(image)
     d = variant % 3
+
+    def cross():
+        pen.line((9 + d, 2, 9 + d, 17), fill=colour, width=2)
+        pen.line((2, 9, 17, 9), fill=colour, width=2)
+
+    def x():
+        pen.line((2, 2, 17, 17), fill=colour, width=2)
+        pen.line((2, 17, 17, 2), fill=colour, width=2)
+
     boxes = {
         "bar": lambda: pen.rectangle((2, 8 + d, 17, 11 + d), fill=colour),
         "circle": lambda: pen.ellipse((3 + d, 3, 15 + d, 15), fill=colour),
         "column": lambda: pen.rectangle((8 + d, 2, 11 + d, 17), fill=colour),
-        "cross": lambda: (
-            pen.line((9 + d, 2, 9 + d, 17), fill=colour, width=2),
-            pen.line((2, 9, 17, 9), fill=colour, width=2),
-        ),
+        "cross": cross,
         "diagonal": lambda: pen.line((2 + d, 2, 17, 17 - d), fill=colour, width=2),
         "frame": lambda: pen.rectangle((3 + d, 3, 16 - d, 16), outline=colour, width=2),
         "square": lambda: pen.rectangle((5 + d, 5, 13 + d, 13), fill=colour),
@@ -37,7 +43,7 @@ def draw(shape: str, variant: int, colour=255, mode="L", width=20, height=20) ->
             (0, 0, width - 1, height // 2 - 1), fill=colour
         ),  # the upper half, for orientation
         "triangle": lambda: pen.polygon([(10, 2 + d), (2, 17), (17, 17)], fill=colour),
-        "x": lambda: (pen.line((2, 2, 17, 17), fill=colour, width=2), pen.line((2, 17, 17, 2), fill=colour, width=2)),
+        "x": x,
     }
     boxes[shape]()
     return image

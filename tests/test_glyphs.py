@@ -22,7 +22,10 @@ def test_classes_carry_name_script_and_instances(glyphs):
 
 
 def test_split_by_script(glyphs):
-    scripts = {role: {glyphs.data.classes[c].group for c in glyphs.split(role).classes.tolist()} for role in ("train", "val", "test")}
+    scripts = {
+        role: {glyphs.data.classes[c].group for c in glyphs.split(role).classes.tolist()}
+        for role in ("train", "val", "test")
+    }
     assert scripts["train"] == set(glyphs_module.SPLIT["train"])
     assert scripts["test"] == set(glyphs_module.SPLIT["test"])
     assert not scripts["train"] & scripts["test"] and not scripts["val"] & scripts["test"]
@@ -59,7 +62,11 @@ def test_every_class_is_described_by_its_name_s_attributes_and_by_its_name_as_te
     assert attributes.shape == (len(glyphs.data.classes), len(vocabulary))
     row = [c.name for c in glyphs.data.classes].index("LATIN SMALL LETTER E WITH ACUTE")
     assert {vocabulary[j] for j in attributes[row].nonzero().flatten().tolist()} == {
-        "script:LATIN", "case:SMALL", "base:E", "with:ACUTE"}
+        "script:LATIN",
+        "case:SMALL",
+        "base:E",
+        "with:ACUTE",
+    }
     _, text = source.describe(glyphs.data, "text")
     assert text.shape[0] == len(glyphs.data.classes) and torch.allclose(text.norm(dim=1), torch.ones(len(text)))
     with pytest.raises(ValueError, match="no 'sound' descriptions"):
@@ -69,7 +76,7 @@ def test_every_class_is_described_by_its_name_s_attributes_and_by_its_name_as_te
 def test_zsl_unseen_classes_are_new_combinations_of_seen_attribute_values():
     source = glyphs_module.Glyphs()
     bench = source.benchmark("zsl", None)
-    vocabulary, attributes = source.describe(bench.data, "attributes")
+    _vocabulary, attributes = source.describe(bench.data, "attributes")
     train, val, test = (bench.split(role).classes for role in ("train", "val", "test"))
     assert len(test) == glyphs_module.ZERO_SHOT["unseen"] and len(val) == glyphs_module.ZERO_SHOT["val"]
     assert not set(train.tolist()) & set(test.tolist()) and not set(train.tolist()) & set(val.tolist())
@@ -105,7 +112,7 @@ def test_the_zero_shot_split_is_the_one_written_down(glyphs_zsl):
 
 def test_zero_shot_benchmarks_describe_their_classes(glyphs_zsl):
     assert glyphs_zsl.sides == ("attributes", "text") and glyphs_zsl.zero_shot and glyphs_zsl.evaluation == ""
-    columns, attributes = Glyphs().describe(glyphs_zsl.data, "attributes")
+    _columns, attributes = Glyphs().describe(glyphs_zsl.data, "attributes")
     assert torch.equal(glyphs_zsl.describe("attributes"), attributes)
     assert glyphs_zsl.describe("text").shape == (len(glyphs_zsl.data.classes), 1024)
 

@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from fewshot.run import experiment
-from fewshot.core.errors import FewshotError
 from fewshot.core.data import ClassImages, ClassInfo, Split
-from fewshot.run.harness import Budget, evaluate, evaluate_all_classes
+from fewshot.core.errors import FewshotError
 from fewshot.core.learner import Learner
 from fewshot.core.sampler import EpisodeSampler
+from fewshot.run import experiment
+from fewshot.run.harness import Budget, evaluate, evaluate_all_classes
 
 
 def test_budget_parsing():
@@ -28,8 +28,14 @@ def _setup(bench, learner, **hp):
     return experiment.make_setup(learner, {k: str(v) for k, v in hp.items()}, bench, cell)
 
 
-@pytest.mark.parametrize("learner, hp", [("protonet", {}), ("finetune", {"ft_epochs": 5}),
-                                         ("finetune", {"ft_epochs": 3, "tune_blocks": 1, "head": "cosine"})])
+@pytest.mark.parametrize(
+    "learner, hp",
+    [
+        ("protonet", {}),
+        ("finetune", {"ft_epochs": 5}),
+        ("finetune", {"ft_epochs": 3, "tune_blocks": 1, "head": "cosine"}),
+    ],
+)
 def test_embedding_cache_gives_the_numbers_of_the_plain_path(omniglot, learner, hp):
     setup = _setup(omniglot["vinyals"], learner, **hp)
     model = experiment.build(setup, torch.device("cpu"))
@@ -60,33 +66,41 @@ def test_persisted_embeddings_are_reused_only_for_the_same_weights(omniglot):
 def test_training_resumes_exactly(omniglot, tmp_path):
     """A training stopped at a checkpoint and resumed ends with the weights of one uninterrupted run."""
     setup = _setup(omniglot["lake"], "protonet", train_ways=10, train_queries=2, lr_halve_every=3)
-    whole = experiment.ensure_trained(setup, Budget(steps=8), torch.device("cpu"), out=tmp_path / "whole.pt",
-                                      progress=False, checkpoint_every=4)
-    first = experiment.ensure_trained(setup, Budget(steps=8), torch.device("cpu"), out=tmp_path / "part.pt",
-                                      progress=False, checkpoint_every=4)
+    whole = experiment.ensure_trained(
+        setup, Budget(steps=8), torch.device("cpu"), out=tmp_path / "whole.pt", progress=False, checkpoint_every=4
+    )
+    first = experiment.ensure_trained(
+        setup, Budget(steps=8), torch.device("cpu"), out=tmp_path / "part.pt", progress=False, checkpoint_every=4
+    )
     # Simulate a kill right after the step-4 checkpoint: keep only a partial file written at step 4.
     partial = tmp_path / "part.pt.partial"
-    interrupted = experiment.ensure_trained(setup, Budget(steps=4), torch.device("cpu"), out=tmp_path / "four.pt",
-                                            progress=False, checkpoint_every=100)
+    interrupted = experiment.ensure_trained(
+        setup, Budget(steps=4), torch.device("cpu"), out=tmp_path / "four.pt", progress=False, checkpoint_every=100
+    )
     payload = torch.load(tmp_path / "four.pt", weights_only=True)
     payload.update(complete=False, config=setup.training_config(Budget(steps=8)))
     torch.save(payload, partial)
     (tmp_path / "part.pt").unlink()
-    resumed = experiment.ensure_trained(setup, Budget(steps=8), torch.device("cpu"), out=tmp_path / "part.pt",
-                                        progress=False, checkpoint_every=4)
+    resumed = experiment.ensure_trained(
+        setup, Budget(steps=8), torch.device("cpu"), out=tmp_path / "part.pt", progress=False, checkpoint_every=4
+    )
     assert resumed.outcome.resumed_from == 4 and not partial.exists()
     for (name, a), b in zip(whole.learner.state_dict().items(), resumed.learner.state_dict().values()):
         assert torch.equal(a, b), name
     assert interrupted.steps == 4 and first.steps == 8
-    assert resumed.learner.optimizer.state_dict()["state"][0]["step"] == whole.learner.optimizer.state_dict()["state"][0]["step"]
+    assert (
+        resumed.learner.optimizer.state_dict()["state"][0]["step"]
+        == whole.learner.optimizer.state_dict()["state"][0]["step"]
+    )
 
 
 def test_longer_budget_continues_the_cached_shorter_training(omniglot, tmp_path, monkeypatch):
     """Training 8 steps after a cached 4-step run continues it and ends with the weights of an 8-step run."""
     monkeypatch.setenv("FEWSHOT_CACHE", str(tmp_path / "cache"))
     setup = _setup(omniglot["lake"], "protonet", train_ways=10, train_queries=2, lr_halve_every=3)
-    whole = experiment.ensure_trained(setup, Budget(steps=8), torch.device("cpu"), out=tmp_path / "whole.pt",
-                                      progress=False)
+    whole = experiment.ensure_trained(
+        setup, Budget(steps=8), torch.device("cpu"), out=tmp_path / "whole.pt", progress=False
+    )
     short = experiment.ensure_trained(setup, Budget(steps=4), torch.device("cpu"), progress=False)
     lines = []
     longer = experiment.ensure_trained(setup, Budget(steps=8), torch.device("cpu"), progress=False, log=lines.append)

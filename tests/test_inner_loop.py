@@ -6,17 +6,25 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from fewshot.baselines.inner_loop import adapt, detached_parameters, meta_parameters
 from fewshot.baselines.maml import MAML
 from fewshot.core.episode import Episode, grouped_labels
-from fewshot.baselines.inner_loop import adapt, detached_parameters, meta_parameters
 from fewshot.core.learner import TaskSpec
 
 
 def _episodes(count, ways, shots, queries, size=28):
     generator = torch.Generator().manual_seed(11)
-    return [Episode(torch.rand(ways * shots, 1, size, size, generator=generator), grouped_labels(ways, shots),
-                    torch.rand(ways * queries, 1, size, size, generator=generator), grouped_labels(ways, queries),
-                    torch.arange(ways), seed=i) for i in range(count)]
+    return [
+        Episode(
+            torch.rand(ways * shots, 1, size, size, generator=generator),
+            grouped_labels(ways, shots),
+            torch.rand(ways * queries, 1, size, size, generator=generator),
+            grouped_labels(ways, queries),
+            torch.arange(ways),
+            seed=i,
+        )
+        for i in range(count)
+    ]
 
 
 def _plain_meta_gradient(net, batch, steps, lr, first_order):
@@ -48,8 +56,17 @@ def _check_meta_gradients():
     for first_order in (False, True):
         task = TaskSpec("glyphs", "scripts", (1, 28, 28), 3, 1, 2, 10)
         torch.manual_seed(0)
-        learner = MAML(task, {**MAML.hparams, "inner_steps": 2, "inner_lr": 0.3, "meta_batch": 3, "meta_lr": 0.0,
-                              "first_order": first_order}).double()
+        learner = MAML(
+            task,
+            {
+                **MAML.hparams,
+                "inner_steps": 2,
+                "inner_lr": 0.3,
+                "meta_batch": 3,
+                "meta_lr": 0.0,
+                "first_order": first_order,
+            },
+        ).double()
         batch = [e.map_inputs(torch.Tensor.double) for e in _episodes(3, 3, 1, 11)]  # 33 queries: the large-batch path
         expected = _plain_meta_gradient(copy.deepcopy(learner.net), batch, 2, 0.3, first_order)
         learner.train_step(batch)  # meta_lr 0: the step leaves the parameters and their .grad
@@ -59,8 +76,13 @@ def _check_meta_gradients():
 
 def _tiny_net():
     torch.manual_seed(3)
-    net = nn.Sequential(nn.Conv2d(1, 2, 3, stride=2, padding=1), nn.BatchNorm2d(2, track_running_stats=False), nn.ReLU(),
-                        nn.Flatten(), nn.Linear(2 * 3 * 3, 2)).double()
+    net = nn.Sequential(
+        nn.Conv2d(1, 2, 3, stride=2, padding=1),
+        nn.BatchNorm2d(2, track_running_stats=False),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(2 * 3 * 3, 2),
+    ).double()
     generator = torch.Generator().manual_seed(5)
     support = torch.rand(4, 1, 6, 6, generator=generator, dtype=torch.float64)
     query = torch.rand(6, 1, 6, 6, generator=generator, dtype=torch.float64)
@@ -84,10 +106,16 @@ def test_second_order_meta_gradient_matches_finite_differences():
     flat = torch.cat([p.detach().flatten() for p in net.parameters()]).requires_grad_()
     exact = torch.autograd.grad(_query_loss(net, flat, support, support_y, query, query_y, True), flat)[0]
     h = 1e-6
-    numeric = torch.stack([
-        (_query_loss(net, (flat.detach() + h * e).requires_grad_(), support, support_y, query, query_y, True)
-         - _query_loss(net, (flat.detach() - h * e).requires_grad_(), support, support_y, query, query_y, True)) / (2 * h)
-        for e in torch.eye(flat.numel(), dtype=torch.float64)])
+    numeric = torch.stack(
+        [
+            (
+                _query_loss(net, (flat.detach() + h * e).requires_grad_(), support, support_y, query, query_y, True)
+                - _query_loss(net, (flat.detach() - h * e).requires_grad_(), support, support_y, query, query_y, True)
+            )
+            / (2 * h)
+            for e in torch.eye(flat.numel(), dtype=torch.float64)
+        ]
+    )
     assert torch.allclose(exact, numeric, atol=1e-6, rtol=1e-5)
     first_order = torch.autograd.grad(_query_loss(net, flat, support, support_y, query, query_y, False), flat)[0]
     assert not torch.allclose(first_order, numeric, atol=1e-3), "the first-order gradient is only an approximation"

@@ -1,11 +1,11 @@
 import numpy as np
 import torch
+
 from baselines_helpers import random_episode
 from fewshot.baselines.learned_optimizer import SGD
 from fewshot.baselines.metalstm import MetaLSTM
-from fewshot.leaderboard.studies.inner_steps import LEARNING_RATES, accuracy_by_step, best_learning_rate
-
 from fewshot.core.learner import TaskSpec
+from fewshot.leaderboard.studies.inner_steps import LEARNING_RATES, accuracy_by_step, best_learning_rate
 
 
 def _learner():

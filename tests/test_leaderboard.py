@@ -1,4 +1,5 @@
 """The leaderboard: each protocol's section from the runs' columns, and paired comparisons."""
+
 import json
 
 import numpy as np
@@ -10,10 +11,34 @@ from fewshot.leaderboard.table import compare, render, sections
 
 
 def _run(id, learner="protonet", mean=0.9, **changes):
-    run = dict(id=id, learner=learner, hparams=json.dumps({}), dataset="omniglot", protocol="vinyals", split="test",
-               ways=5, shots=1, queries=15, episodes=600, seed=0, mean=mean, ci95=0.004, train_budget="100steps",
-               device="cpu", episodes_digest="d", protocol_kind="episodic", side="", source="", target="",
-               adaptation="none", selection="{}", report="accuracy", protocol_note="", unit="episode", figures={})
+    run = {
+        "id": id,
+        "learner": learner,
+        "hparams": json.dumps({}),
+        "dataset": "omniglot",
+        "protocol": "vinyals",
+        "split": "test",
+        "ways": 5,
+        "shots": 1,
+        "queries": 15,
+        "episodes": 600,
+        "seed": 0,
+        "mean": mean,
+        "ci95": 0.004,
+        "train_budget": "100steps",
+        "device": "cpu",
+        "episodes_digest": "d",
+        "protocol_kind": "episodic",
+        "side": "",
+        "source": "",
+        "target": "",
+        "adaptation": "none",
+        "selection": "{}",
+        "report": "accuracy",
+        "protocol_note": "",
+        "unit": "episode",
+        "figures": {},
+    }
     run.update(changes)
     return run
 
@@ -26,7 +51,9 @@ def test_latest_run_per_cell_beside_the_paper():
     runs = [_run(1, mean=0.5), _run(2, mean=0.97), _run(3, learner="finetune", mean=0.9, hparams='{"head": "cosine"}')]
     table = _section(runs, "Few-shot")
     assert list(table["learner"]) == ["protonet", "finetune (head=cosine)"]
-    assert table.loc[0, "accuracy % (± 95% interval)"] == "97.00 ± 0.40" and table.loc[0, "published"].startswith("98.8")
+    assert table.loc[0, "accuracy % (± 95% interval)"] == "97.00 ± 0.40" and table.loc[0, "published"].startswith(
+        "98.8"
+    )
     assert "| omniglot | vinyals | 5 | 1 | protonet | 97.00 ± 0.40 | 98.8" in render([_run(2, mean=0.97)], "md")
 
 
@@ -52,8 +79,9 @@ def test_per_instance_runs_get_their_own_table_beside_santoro():
 
 
 def test_a_learner_s_protocol_note_is_in_the_protocol_column():
-    board = render([_run(1, learner="mann", mean=0.8, protocol_note="support fed as a labelled sequence"), _run(2)],
-                   "md")
+    board = render(
+        [_run(1, learner="mann", mean=0.8, protocol_note="support fed as a labelled sequence"), _run(2)], "md"
+    )
     assert "| omniglot | vinyals (support fed as a labelled sequence) |" in board
     assert "| omniglot | vinyals | 5 | 1 | protonet |" in board
 
@@ -71,8 +99,16 @@ def test_paired_comparison_by_episode():
 
 
 def test_image_scored_runs_pair_image_by_image_and_refuse_old_batch_records():
-    cell = dict(dataset="digits", protocol="uda", ways=10, shots=0, queries=0, episodes=5, protocol_kind="images",
-                unit="image")
+    cell = {
+        "dataset": "digits",
+        "protocol": "uda",
+        "ways": 10,
+        "shots": 0,
+        "queries": 0,
+        "episodes": 5,
+        "protocol_kind": "images",
+        "unit": "image",
+    }
     a = {**_run(1, **cell), "accuracies": np.array([1.0, 1.0, 1.0, 0.0, 1.0])}
     b = {**_run(2, **cell), "accuracies": np.array([1.0, 0.0, 1.0, 0.0, 0.0])}
     outcome = compare(a, b)
@@ -91,18 +127,33 @@ def test_superseded_runs_are_counted_in_the_header():
 
 
 def _zero_shot_run(id, learner="eszsl", dataset="glyphs", protocol="zsl", side="attributes", figures=None, **changes):
-    return _run(id, learner=learner, dataset=dataset, protocol=protocol, ways=400, shots=0, queries=0, episodes=1,
-                hparams=json.dumps({"gamma": 0.001, "lam": 1.0}), side=side,
-                selection=json.dumps({"chosen": {"gamma": 0.001, "lam": 1.0}}), figures=figures or {},
-                **{"mean": 0.4, "ci95": 0.02, "protocol_kind": "all-classes", **changes})
+    return _run(
+        id,
+        learner=learner,
+        dataset=dataset,
+        protocol=protocol,
+        ways=400,
+        shots=0,
+        queries=0,
+        episodes=1,
+        hparams=json.dumps({"gamma": 0.001, "lam": 1.0}),
+        side=side,
+        selection=json.dumps({"chosen": {"gamma": 0.001, "lam": 1.0}}),
+        figures=figures or {},
+        **{"mean": 0.4, "ci95": 0.02, "protocol_kind": "all-classes", **changes},
+    )
 
 
 def test_zero_shot_cells_name_their_side_and_show_seen_unseen_and_harmonic():
     generalized = {"seen": 0.8, "unseen": 0.2, "harmonic": 0.32, "seen_ci95": 0.01, "unseen_ci95": 0.02}
-    runs = [_zero_shot_run(1), _zero_shot_run(2, side="text", mean=0.3),
-            _zero_shot_run(3, dataset="xlsa17:AWA2", protocol="gzsl", protocol_kind="gzsl", figures=generalized,
-                           mean=0.32, ci95=0.015),
-            _run(4, learner="eszsl", protocol="zsl", dataset="glyphs", shots=0, side="text")]
+    runs = [
+        _zero_shot_run(1),
+        _zero_shot_run(2, side="text", mean=0.3),
+        _zero_shot_run(
+            3, dataset="xlsa17:AWA2", protocol="gzsl", protocol_kind="gzsl", figures=generalized, mean=0.32, ci95=0.015
+        ),
+        _run(4, learner="eszsl", protocol="zsl", dataset="glyphs", shots=0, side="text"),
+    ]
     text = render(runs, "md")
     assert "| glyphs | zsl | attributes | 400 | eszsl (gamma=0.001, lam=1 chosen on val) | 40.00 ± 2.00 |" in text
     assert "| glyphs | zsl | text | 400 |" in text  # a second side is a second cell, not a rerun
@@ -112,16 +163,39 @@ def test_zero_shot_cells_name_their_side_and_show_seen_unseen_and_harmonic():
 
 def test_domain_adaptation_runs_are_summarised_over_seeds_beside_the_papers_figures():
     def run(i, seed, mean, adapt="none", protocol="uda", network="auto"):
-        return _run(i, learner="finetune", hparams=json.dumps({"network": network}), dataset="digits",
-                    protocol=protocol, ways=10, shots=0, queries=0, episodes=9001, seed=seed, mean=mean, ci95=0.01,
-                    train_budget="3000steps", protocol_kind="images", source="mnist", target="mnist-m",
-                    adaptation=adapt, unit="image", device="cpu" if seed else "NVIDIA H100")
+        return _run(
+            i,
+            learner="finetune",
+            hparams=json.dumps({"network": network}),
+            dataset="digits",
+            protocol=protocol,
+            ways=10,
+            shots=0,
+            queries=0,
+            episodes=9001,
+            seed=seed,
+            mean=mean,
+            ci95=0.01,
+            train_budget="3000steps",
+            protocol_kind="images",
+            source="mnist",
+            target="mnist-m",
+            adaptation=adapt,
+            unit="image",
+            device="cpu" if seed else "NVIDIA H100",
+        )
 
-    runs = [run(1, 0, 0.50), run(2, 1, 0.54), run(3, 2, 0.52), run(4, 0, 0.60, "dann"),
-            run(5, 0, 0.92, protocol="target-only"), run(6, 0, 0.20, network="lenet-bn")]
+    runs = [
+        run(1, 0, 0.50),
+        run(2, 1, 0.54),
+        run(3, 2, 0.52),
+        run(4, 0, 0.60, "dann"),
+        run(5, 0, 0.92, protocol="target-only"),
+        run(6, 0, 0.20, network="lenet-bn"),
+    ]
     frame = _section(runs, "Unsupervised domain adaptation")
     source_only = frame[frame["runs"] == "1, 2, 3"].iloc[0]
-    assert source_only["accuracy % (mean over seeds ± 95%)"] == f"52.00 ± {4.303 * 2.0 / 3 ** 0.5:.2f}"  # t(2) sd/√3
+    assert source_only["accuracy % (mean over seeds ± 95%)"] == f"52.00 ± {4.303 * 2.0 / 3**0.5:.2f}"  # t(2) sd/√3
     assert source_only["seeds"] == "50.00, 54.00, 52.00" and source_only["published"].startswith("52.25")
     assert frame[frame["method"] == "dann"].iloc[0]["published"].startswith("76.66")
     assert frame[frame["protocol"] == "target-only"].iloc[0]["published"].startswith("95.96")
@@ -131,8 +205,20 @@ def test_domain_adaptation_runs_are_summarised_over_seeds_beside_the_papers_figu
 
 
 def test_every_section_is_in_every_format_including_html():
-    runs = [_run(1), _zero_shot_run(2), _run(3, dataset="digits", protocol="uda", protocol_kind="images",
-                                          source="mnist", target="usps", learner="finetune", unit="image")]
+    runs = [
+        _run(1),
+        _zero_shot_run(2),
+        _run(
+            3,
+            dataset="digits",
+            protocol="uda",
+            protocol_kind="images",
+            source="mnist",
+            target="usps",
+            learner="finetune",
+            unit="image",
+        ),
+    ]
     page = render(runs, "html")
     for title in ("Few-shot episodes", "Zero-shot, every test class at once", "Unsupervised domain adaptation"):
         assert title in page and f"## {title}" in render(runs, "md")

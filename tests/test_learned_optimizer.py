@@ -3,19 +3,30 @@ import math
 import pytest
 import torch
 
-from fewshot.baselines.learned_optimizer import (Adam, CoordinatewiseLSTMCell, FlatLayout, SGD, detach_state, gradient_at,
-                                       optimise, preprocess)
+from fewshot.baselines.learned_optimizer import (
+    SGD,
+    Adam,
+    CoordinatewiseLSTMCell,
+    FlatLayout,
+    detach_state,
+    gradient_at,
+    optimise,
+    preprocess,
+)
 
 
-@pytest.mark.parametrize("value, expected", [
-    (1.0, (0.0, 1.0)),
-    (-math.exp(-5), (-0.5, -1.0)),  # log(e^-5) / 10
-    (math.exp(3), (0.3, 1.0)),
-    (math.exp(-10), (-1.0, 1.0)),  # the threshold itself is "large"
-    (math.exp(-11), (-1.0, math.exp(-1))),  # small: (-1, e^10 x)
-    (-math.exp(-12), (-1.0, -math.exp(-2))),
-    (0.0, (-1.0, 0.0)),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (1.0, (0.0, 1.0)),
+        (-math.exp(-5), (-0.5, -1.0)),  # log(e^-5) / 10
+        (math.exp(3), (0.3, 1.0)),
+        (math.exp(-10), (-1.0, 1.0)),  # the threshold itself is "large"
+        (math.exp(-11), (-1.0, math.exp(-1))),  # small: (-1, e^10 x)
+        (-math.exp(-12), (-1.0, -math.exp(-2))),
+        (0.0, (-1.0, 0.0)),
+    ],
+)
 def test_preprocessing_is_the_paper_s_formula(value, expected):
     out = preprocess(torch.tensor([value], dtype=torch.float64))
     assert out.shape == (2, 1)
@@ -42,10 +53,13 @@ def _quadratic(theta):
     return ((theta - target) ** 2 * torch.arange(1, len(theta) + 1, dtype=theta.dtype)).sum()
 
 
-@pytest.mark.parametrize("rule, reference", [
-    (SGD(0.05), lambda p: torch.optim.SGD(p, lr=0.05)),
-    (Adam(0.05), lambda p: torch.optim.Adam(p, lr=0.05)),
-])
+@pytest.mark.parametrize(
+    "rule, reference",
+    [
+        (SGD(0.05), lambda p: torch.optim.SGD(p, lr=0.05)),
+        (Adam(0.05), lambda p: torch.optim.Adam(p, lr=0.05)),
+    ],
+)
 def test_hand_written_rules_match_torch_s_optimisers(rule, reference):
     start = torch.randn(5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     ours = optimise(_quadratic, start, 7, rule)

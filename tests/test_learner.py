@@ -15,13 +15,16 @@ def test_overrides_take_the_type_of_the_default():
     assert resolve_hparams(Toy, {}, "toy") == Toy.hparams
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"nope": "1"}, "unknown hyperparameter 'nope' for toy: its hyperparameters are flag, head, lr, steps"),
-    ({"steps": "1.5"}, "expected an integer"),
-    ({"lr": "fast"}, "expected a number"),
-    ({"flag": "maybe"}, "expected true or false"),
-    ({"head": "mlp"}, "choose one of linear, cosine"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"nope": "1"}, "unknown hyperparameter 'nope' for toy: its hyperparameters are flag, head, lr, steps"),
+        ({"steps": "1.5"}, "expected an integer"),
+        ({"lr": "fast"}, "expected a number"),
+        ({"flag": "maybe"}, "expected true or false"),
+        ({"head": "mlp"}, "choose one of linear, cosine"),
+    ],
+)
 def test_bad_overrides_are_refused(overrides, message):
     with pytest.raises(FewshotError, match=message):
         resolve_hparams(Toy, overrides, "toy")

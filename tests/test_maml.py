@@ -35,8 +35,13 @@ def test_the_network_is_the_strided_conv4_of_the_paper():
 def test_predict_adapts_a_copy_and_classifies_queries_together():
     learner = MAML(_task(3), dict(MAML.hparams)).eval()
     generator = torch.Generator().manual_seed(0)
-    episode = Episode(torch.rand(3, 1, 28, 28, generator=generator), grouped_labels(3, 1),
-                      torch.rand(6, 1, 28, 28, generator=generator), grouped_labels(3, 2), torch.arange(3))
+    episode = Episode(
+        torch.rand(3, 1, 28, 28, generator=generator),
+        grouped_labels(3, 1),
+        torch.rand(6, 1, 28, 28, generator=generator),
+        grouped_labels(3, 2),
+        torch.arange(3),
+    )
     before = copy.deepcopy(learner.state_dict())
     logits = learner.predict(episode)
     assert logits.shape == (6, 3) and not logits.requires_grad
@@ -44,14 +49,16 @@ def test_predict_adapts_a_copy_and_classifies_queries_together():
     assert all(p.grad is None for p in learner.parameters())
     unadapted = learner.net(episode.query_x)
     assert not torch.allclose(logits, unadapted), "the support set changed the parameters"
-    alone = learner.predict(Episode(episode.support_x, episode.support_y, episode.query_x[:3], grouped_labels(3, 1),
-                                    torch.arange(3)))
+    alone = learner.predict(
+        Episode(episode.support_x, episode.support_y, episode.query_x[:3], grouped_labels(3, 1), torch.arange(3))
+    )
     assert not torch.allclose(alone, logits[:3]), "transductive: batch norm sees the whole query batch"
 
 
 def test_beats_chance_clearly_on_omniglot(omniglot):
-    trained, untrained = short_training(omniglot["lake"], "maml", 40, meta_batch="8", train_queries="5",
-                                        meta_lr="0.003")
+    trained, untrained = short_training(
+        omniglot["lake"], "maml", 40, meta_batch="8", train_queries="5", meta_lr="0.003"
+    )
     assert trained > 0.55, trained  # chance is 0.2
     assert trained > untrained + 0.15, (trained, untrained)
 

@@ -11,9 +11,15 @@ from fewshot.core.learner import TaskSpec
 
 
 def _state(memory, usage, read_weights, heads):
-    batch, slots, _ = memory.shape
-    return MemoryState(memory, usage, read_weights, least_used_weights(usage, heads), torch.zeros(batch, 0),
-                       (torch.zeros(batch, 1), torch.zeros(batch, 1)))
+    batch, _slots, _ = memory.shape
+    return MemoryState(
+        memory,
+        usage,
+        read_weights,
+        least_used_weights(usage, heads),
+        torch.zeros(batch, 0),
+        (torch.zeros(batch, 1), torch.zeros(batch, 1)),
+    )
 
 
 def test_least_used_weights_mark_the_n_smallest_usages():
@@ -78,7 +84,6 @@ def test_reading_the_previous_memory_by_hand():
     assert torch.allclose(reads[0, 0], expected @ memory[0], atol=1e-6)
 
 
-
 def test_beats_chance_clearly_on_omniglot(omniglot):
     # 3-way episodes leave the initial plateau within a few hundred steps (5-way ones take about a thousand)
     trained, untrained = short_training(omniglot["lake"], "mann", 400, ways=3)
@@ -86,12 +91,30 @@ def test_beats_chance_clearly_on_omniglot(omniglot):
     assert trained > untrained + 0.1
 
 
-
 def test_per_instance_runs_are_recorded_and_shown(tmp_path, data_root):
     results = str(tmp_path / "r.sqlite")
-    done = run_cli("eval", "--learner", "mann", "--dataset", "omniglot", "--protocol", "lake", "--per-instance",
-                   "--ways", "3", "--instances", "4", "--episodes", "20", "--budget", "5steps", "--quiet", "--json",
-                   "--results", results)
+    done = run_cli(
+        "eval",
+        "--learner",
+        "mann",
+        "--dataset",
+        "omniglot",
+        "--protocol",
+        "lake",
+        "--per-instance",
+        "--ways",
+        "3",
+        "--instances",
+        "4",
+        "--episodes",
+        "20",
+        "--budget",
+        "5steps",
+        "--quiet",
+        "--json",
+        "--results",
+        results,
+    )
     assert done.returncode == 0, done.stderr
     line = json.loads(done.stdout.strip().splitlines()[-1])
     by_presentation = [line[f"presentation_{k}"] for k in range(1, 5)]

@@ -1,15 +1,17 @@
 import torch
 
 from baselines_helpers import random_episode, short_training
-from fewshot.baselines.metalstm import MetaLSTM
 from fewshot.baselines.inner_loop import adapt, detached_parameters
 from fewshot.baselines.learned_optimizer import SGD, optimise
+from fewshot.baselines.metalstm import MetaLSTM
 from fewshot.core.learner import TaskSpec
 
 
 def _learner(**hp):
     torch.manual_seed(0)
-    return MetaLSTM(TaskSpec("glyphs", "scripts", (1, 28, 28), 3, 1, 2, 10), {**MetaLSTM.hparams, "inner_steps": 3, **hp})
+    return MetaLSTM(
+        TaskSpec("glyphs", "scripts", (1, 28, 28), 3, 1, 2, 10), {**MetaLSTM.hparams, "inner_steps": 3, **hp}
+    )
 
 
 def test_the_gates_and_the_initial_parameters_receive_gradients_and_are_learned():
@@ -17,8 +19,12 @@ def test_the_gates_and_the_initial_parameters_receive_gradients_and_are_learned(
     before = {k: v.detach().clone() for k, v in learner.named_parameters()}
     learner.train_step([random_episode()])
     cell = learner.meta_learner.cell
-    for name, p in [("forget/input weights", cell.weight_h), ("gate biases", cell.bias),
-                    ("first layer", learner.meta_learner.lstm.weight), ("initial head", learner.net.head.weight)]:
+    for name, p in [
+        ("forget/input weights", cell.weight_h),
+        ("gate biases", cell.bias),
+        ("first layer", learner.meta_learner.lstm.weight),
+        ("initial head", learner.net.head.weight),
+    ]:
         assert p.grad is not None and p.grad.abs().sum() > 0, name
     changed = [k for k, v in learner.named_parameters() if not torch.equal(v.detach(), before[k])]
     assert "meta_learner.cell.bias" in changed and "net.head.weight" in changed and "net.body.0.weight" in changed
@@ -34,8 +40,15 @@ def test_a_fixed_learning_rate_in_place_of_the_lstm_is_plain_sgd():
     learner = _learner(update_rule="sgd", baseline_lr=0.2)
     episode = random_episode()
     with_rule = learner.predict(episode)
-    fast = adapt(learner.net.forward_with, detached_parameters(learner.net), episode.support_x, episode.support_y, 3,
-                 0.2, second_order=False)
+    fast = adapt(
+        learner.net.forward_with,
+        detached_parameters(learner.net),
+        episode.support_x,
+        episode.support_y,
+        3,
+        0.2,
+        second_order=False,
+    )
     assert torch.allclose(with_rule, learner.net.forward_with(fast, episode.query_x).detach(), atol=1e-5)
 
 

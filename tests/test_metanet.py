@@ -24,8 +24,12 @@ def test_gradient_preprocessing_by_hand():
 def test_written_out_gradients_are_autograd_s():
     learner = _learner()
     features, labels = torch.rand(4, learner.base_out.in_features), torch.tensor([0, 2, 1, 2])
-    expected = torch.stack([torch.autograd.grad(F.cross_entropy(learner.base_out(f[None]), y[None]),
-                                                learner.base_out.weight)[0] for f, y in zip(features, labels)])
+    expected = torch.stack(
+        [
+            torch.autograd.grad(F.cross_entropy(learner.base_out(f[None]), y[None]), learner.base_out.weight)[0]
+            for f, y in zip(features, labels)
+        ]
+    )
     assert torch.allclose(learner.output_layer_gradients(features, labels), expected, atol=1e-6)
 
 
@@ -39,8 +43,14 @@ def test_the_task_level_generator_reads_the_whole_gradient_sequence():
 
 def test_predict_builds_its_fast_weights_without_changing_the_learner():
     learner = _learner().eval()
-    episode = Episode(torch.rand(3, 1, 28, 28), grouped_labels(3, 1), torch.rand(6, 1, 28, 28), grouped_labels(3, 2),
-                      torch.arange(3), seed=4)
+    episode = Episode(
+        torch.rand(3, 1, 28, 28),
+        grouped_labels(3, 1),
+        torch.rand(6, 1, 28, 28),
+        grouped_labels(3, 2),
+        torch.arange(3),
+        seed=4,
+    )
     with torch.no_grad():
         logits = learner.predict(episode)
     assert logits.shape == (6, 3) and not logits.requires_grad

@@ -15,8 +15,14 @@ def _learner(**hp):
 
 def _episode(seed):
     generator = torch.Generator().manual_seed(seed)
-    return Episode(torch.rand(3, 1, 28, 28, generator=generator), grouped_labels(3, 1),
-                   torch.rand(6, 1, 28, 28, generator=generator), grouped_labels(3, 2), torch.arange(3), seed=seed)
+    return Episode(
+        torch.rand(3, 1, 28, 28, generator=generator),
+        grouped_labels(3, 1),
+        torch.rand(6, 1, 28, 28, generator=generator),
+        grouped_labels(3, 2),
+        torch.arange(3),
+        seed=seed,
+    )
 
 
 def test_one_learned_step_size_per_parameter_element_starting_in_the_paper_s_range():

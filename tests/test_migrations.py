@@ -6,8 +6,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli
 
+from conftest import REPO, run_cli
 from fewshot.records.migrations import SCHEMA_VERSION, V1_SCHEMA, V2_RUN_COLUMNS
 from fewshot.records.store import ResultsStore
 
@@ -160,7 +160,9 @@ def test_the_committed_results_file_is_at_the_newest_schema():
 def test_no_run_of_the_first_edition_is_gone_from_the_committed_file(v1_store):
     """Runs are never deleted: every first-edition run is still in the published store, with its figure."""
     old = {run["id"]: run["mean"] for run in ResultsStore(v1_store).runs(include_superseded=True)}
-    now = {run["id"]: run["mean"] for run in ResultsStore(REPO / "leaderboard" / "results.sqlite").runs(
-        include_superseded=True)}
+    now = {
+        run["id"]: run["mean"]
+        for run in ResultsStore(REPO / "leaderboard" / "results.sqlite").runs(include_superseded=True)
+    }
     assert set(old) <= set(now), f"runs {sorted(set(old) - set(now))[:10]} are gone"
     assert all(now[i] == mean for i, mean in old.items())

@@ -9,8 +9,8 @@ from PIL import Image
 
 from fewshot.core.data import resize_strokes
 from fewshot.core.errors import FewshotError
-from fewshot.run.experiment import open_benchmark
 from fewshot.core.sampler import FixedSampler
+from fewshot.run.experiment import open_benchmark
 from fewshot.tasks import omniglot as omniglot_module
 
 
@@ -25,7 +25,10 @@ def test_counts(omniglot):
     test_chars = set(vinyals.split("test").classes.tolist())
     assert (len(train_chars), len(test_chars)) == (1200, 423)
     assert (len(vinyals.split("train")), len(vinyals.split("test"))) == (4800, 1692)
-    assert set(vinyals.split("val").classes.tolist()) <= train_chars and len(set(vinyals.split("val").classes.tolist())) == 172
+    assert (
+        set(vinyals.split("val").classes.tolist()) <= train_chars
+        and len(set(vinyals.split("val").classes.tolist())) == 172
+    )
 
 
 def test_one_image_against_the_official_zip(omniglot, data_root):
@@ -41,14 +44,18 @@ def test_one_image_against_the_official_zip(omniglot, data_root):
 
 
 def test_zip_layout_decodes_to_the_same_arrays(omniglot, data_root):
-    rows, strokes = omniglot_module._read_official_zip(data_root / "omniglot" / "images_background_small2.zip", "background")
+    rows, strokes = omniglot_module._read_official_zip(
+        data_root / "omniglot" / "images_background_small2.zip", "background"
+    )
     data = omniglot["lake"].data
     by_id = {c.meta["char_id"]: i for i, c in enumerate(data.classes)}
     assert len(rows) == 156
     ours = torch.stack([data.images[by_id[r["char_id"]] * 20 : by_id[r["char_id"]] * 20 + 20] for r in rows])
     theirs = resize_strokes(torch.from_numpy(strokes.reshape(-1, 105, 105)), 28).view(156, 20, 1, 28, 28)
     assert torch.equal(ours, theirs)
-    assert [data.classes[by_id[r["char_id"]]].name for r in rows[:2]] == [f"{r['alphabet']}/{r['character']}" for r in rows[:2]]
+    assert [data.classes[by_id[r["char_id"]]].name for r in rows[:2]] == [
+        f"{r['alphabet']}/{r['character']}" for r in rows[:2]
+    ]
 
 
 def test_lake_runs_are_twenty_within_alphabet_one_shot_runs(omniglot):
@@ -84,7 +91,7 @@ def test_truncated_npz_is_reported(data_root, tmp_path):
     folder = _copy_data(data_root, tmp_path)
     raw = (folder / "images_evaluation.npz").read_bytes()
     (folder / "images_evaluation.npz").write_bytes(raw[: len(raw) // 2])
-    with pytest.raises(FewshotError, match="images_evaluation.npz is corrupt or truncated"):
+    with pytest.raises(FewshotError, match=r"images_evaluation.npz is corrupt or truncated"):
         open_benchmark("omniglot", "lake", tmp_path)
 
 
@@ -93,14 +100,14 @@ def test_corrupt_npz_is_reported(data_root, tmp_path):
     raw = bytearray((folder / "images_background.npz").read_bytes())
     raw[len(raw) // 2 : len(raw) // 2 + 64] = bytes(64)
     (folder / "images_background.npz").write_bytes(bytes(raw))
-    with pytest.raises(FewshotError, match="images_background.npz is corrupt or truncated"):
+    with pytest.raises(FewshotError, match=r"images_background.npz is corrupt or truncated"):
         open_benchmark("omniglot", "lake", tmp_path)
 
 
 def test_corrupt_runs_zip_is_reported(data_root, tmp_path):
     folder = _copy_data(data_root, tmp_path)
     (folder / "all_runs.zip").write_bytes((data_root / "omniglot" / "all_runs.zip").read_bytes()[:5000])
-    with pytest.raises(FewshotError, match="all_runs.zip is corrupt or truncated"):
+    with pytest.raises(FewshotError, match=r"all_runs.zip is corrupt or truncated"):
         open_benchmark("omniglot", "lake-runs", tmp_path)
 
 

@@ -1,4 +1,5 @@
 """The evaluation protocols: which one scores a command line, and what each computes, on small exact cases."""
+
 from types import SimpleNamespace
 
 import numpy as np
@@ -18,21 +19,25 @@ from fewshot.run.harness import EvalResult
 
 def _bench(**changes) -> Benchmark:
     labels = torch.arange(6).repeat_interleave(4)
-    data = ClassImages(torch.zeros(24, 1, 4, 4, dtype=torch.uint8), labels,
-                       tuple(ClassInfo(f"c{c}", "g") for c in range(6)))
+    data = ClassImages(
+        torch.zeros(24, 1, 4, 4, dtype=torch.uint8), labels, tuple(ClassInfo(f"c{c}", "g") for c in range(6))
+    )
     splits = {"train": Split.of([0, 1]), "val": Split.of([2]), "test": Split.of([3, 4, 5])}
     return Benchmark(**{"dataset": "toy", "protocol": "p", "data": data, "splits": splits, **changes})
 
 
-@pytest.mark.parametrize("changes, words, kind", [
-    ({}, Words(ways=3, shots=1), "episodic"),
-    ({}, Words(ways="all", shots=0), "all-classes"),
-    ({"zero_shot": True}, Words(), "all-classes"),  # a zero-shot protocol scores every class unless told a number
-    ({"zero_shot": True}, Words(ways=3), "episodic"),
-    ({"evaluation": "gzsl", "zero_shot": True}, Words(), "gzsl"),
-    ({"evaluation": "images"}, Words(), "images"),
-    ({}, Words(ways=3, kind="per-instance"), "per-instance"),  # a protocol chosen by its flag
-])
+@pytest.mark.parametrize(
+    "changes, words, kind",
+    [
+        ({}, Words(ways=3, shots=1), "episodic"),
+        ({}, Words(ways="all", shots=0), "all-classes"),
+        ({"zero_shot": True}, Words(), "all-classes"),  # a zero-shot protocol scores every class unless told a number
+        ({"zero_shot": True}, Words(ways=3), "episodic"),
+        ({"evaluation": "gzsl", "zero_shot": True}, Words(), "gzsl"),
+        ({"evaluation": "images"}, Words(), "images"),
+        ({}, Words(ways=3, kind="per-instance"), "per-instance"),  # a protocol chosen by its flag
+    ],
+)
 def test_exactly_one_protocol_scores_each_command_line(changes, words, kind):
     assert choose(_bench(**changes), words).kind == kind
 
@@ -48,7 +53,8 @@ def test_every_registered_protocol_implements_the_interface():
 
 def test_a_protocol_fixes_what_it_scores_and_refuses_the_rest():
     cell = choose(_bench(evaluation="images", source="a", target="b"), Words()).resolve(
-        _bench(evaluation="images", source="a", target="b"), Words())
+        _bench(evaluation="images", source="a", target="b"), Words()
+    )
     assert (cell.kind, cell.ways, cell.episodes) == ("images", 2, 12)  # 2 training classes, 12 test images
     with pytest.raises(FewshotError, match="leave out --shots"):
         Images().resolve(_bench(evaluation="images"), Words(shots=1))

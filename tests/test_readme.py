@@ -1,4 +1,5 @@
 """The README's promises: its example learner runs, its commands exist."""
+
 import re
 import types
 from pathlib import Path

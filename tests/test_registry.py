@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
 
+from conftest import run_cli
 from fewshot.core import registry
 from fewshot.core.dataset import Dataset, DownloadFile, Importer
 from fewshot.core.errors import FewshotError
@@ -22,22 +22,51 @@ def test_builtins_register_through_entry_points():
 
 
 def test_unknown_names_list_the_known_ones():
-    with pytest.raises(FewshotError, match="unknown learner 'nope': known learners are .*finetune.*protonet"):
+    with pytest.raises(FewshotError, match=r"unknown learner 'nope': known learners are .*finetune.*protonet"):
         registry.learner("nope")
-    with pytest.raises(FewshotError, match="unknown dataset 'nope': known datasets are .*glyphs"):
+    with pytest.raises(FewshotError, match=r"unknown dataset 'nope': known datasets are .*glyphs"):
         registry.dataset("nope")
 
 
 def test_a_third_party_learner_plugs_in_like_a_builtin(tmp_path):
     target = tmp_path / "site"
-    install = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                              "--target", str(target), str(PLUGIN)], capture_output=True, text=True, check=False)
+    install = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(PLUGIN),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert install.returncode == 0, install.stderr
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(target), os.environ.get("PYTHONPATH")]))}
     listed = run_cli("learners", env=env)
     assert "pixelnn  [metric]" in listed.stdout
-    done = run_cli("eval", "--learner", "pixelnn", "--ways", "5", "--shots", "1", "--episodes", "50", "--json",
-                   "--quiet", "--results", str(tmp_path / "r.sqlite"), env=env)
+    done = run_cli(
+        "eval",
+        "--learner",
+        "pixelnn",
+        "--ways",
+        "5",
+        "--shots",
+        "1",
+        "--episodes",
+        "50",
+        "--json",
+        "--quiet",
+        "--results",
+        str(tmp_path / "r.sqlite"),
+        env=env,
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["mean"] > 40, "pixel matching beats 20% chance on glyphs"
@@ -68,7 +97,7 @@ def test_a_dataset_plug_in_must_subclass_the_interface(monkeypatch):
             return Loose
 
     monkeypatch.setattr(registry, "_entries", lambda kind: {"loose": Entry()})
-    with pytest.raises(FewshotError, match="'loose' .*Loose.* does not subclass fewshot.core.dataset.Dataset"):
+    with pytest.raises(FewshotError, match=r"'loose' .*Loose.* does not subclass fewshot.core.dataset.Dataset"):
         registry.dataset("loose")
 
 
@@ -78,7 +107,12 @@ def test_a_dataset_overrides_only_what_it_has(tmp_path):
 
     source = Minimal()
     assert (source.domains, source.default_shift, dict(source.descriptions), source.manifest, source.variants) == (
-        (), None, {}, (), False)
+        (),
+        None,
+        {},
+        (),
+        False,
+    )
     assert source.status(tmp_path) == (True, "reads no files of its own")
 
 
@@ -92,9 +126,23 @@ def test_every_import_format_implements_the_importer_interface(name):
 def test_a_third_party_dataset_plugs_in_like_a_builtin(tmp_path):
     """The README's worked example (tests/dataset_plugin), installed as a package, on doodles drawn here."""
     target = tmp_path / "site"
-    install = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                              "--target", str(target), str(PLUGIN.parent / "dataset_plugin")], capture_output=True,
-                             text=True, check=False)
+    install = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(PLUGIN.parent / "dataset_plugin"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert install.returncode == 0, install.stderr
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(target), os.environ.get("PYTHONPATH")]))}
     root = tmp_path / "data"
@@ -108,8 +156,29 @@ def test_a_third_party_dataset_plugs_in_like_a_builtin(tmp_path):
         np.save(root / "quickdraw" / f"shape{category:02d}.npy", bitmaps.reshape(100, 784))
     listed = run_cli("datasets", "--data-root", str(root), env=env)
     assert "quickdraw  doodles of 345 categories" in listed.stdout and "present: 20 categories in" in listed.stdout
-    done = run_cli("eval", "--learner", "protonet", "--dataset", "quickdraw", "--data-root", str(root), "--ways", "2",
-                   "--shots", "1", "--queries", "2", "--episodes", "5", "--budget", "5steps", "--json", "--quiet",
-                   "--results", str(tmp_path / "r.sqlite"), env=env)
+    done = run_cli(
+        "eval",
+        "--learner",
+        "protonet",
+        "--dataset",
+        "quickdraw",
+        "--data-root",
+        str(root),
+        "--ways",
+        "2",
+        "--shots",
+        "1",
+        "--queries",
+        "2",
+        "--episodes",
+        "5",
+        "--budget",
+        "5steps",
+        "--json",
+        "--quiet",
+        "--results",
+        str(tmp_path / "r.sqlite"),
+        env=env,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["protocol"] == "categories"

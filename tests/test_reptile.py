@@ -16,9 +16,14 @@ def _learner(**hp):
 
 def _episode(shots, queries, seed):
     generator = torch.Generator().manual_seed(seed)
-    return Episode(torch.rand(3 * shots, 1, 28, 28, generator=generator), grouped_labels(3, shots),
-                   torch.rand(3 * queries, 1, 28, 28, generator=generator), grouped_labels(3, queries),
-                   torch.arange(3), seed=seed)
+    return Episode(
+        torch.rand(3 * shots, 1, 28, 28, generator=generator),
+        grouped_labels(3, shots),
+        torch.rand(3 * queries, 1, 28, 28, generator=generator),
+        grouped_labels(3, queries),
+        torch.arange(3),
+        seed=seed,
+    )
 
 
 def test_mini_batches_cycle_through_shuffled_passes():
@@ -36,8 +41,16 @@ def test_the_meta_step_moves_towards_the_mean_of_the_trained_copies():
     copies = []
     probe = copy.deepcopy(learner)
     for episode in batch:
-        copies.append(probe.train_on(episode.support_x, episode.support_y, learner.settings["inner_steps"],
-                                     learner.settings["inner_batch"], episode.seed, keep_moments=True))
+        copies.append(
+            probe.train_on(
+                episode.support_x,
+                episode.support_y,
+                learner.settings["inner_steps"],
+                learner.settings["inner_batch"],
+                episode.seed,
+                keep_moments=True,
+            )
+        )
     metrics = learner.train_step(batch)
     assert metrics["epsilon"] == 1.0
     for name, p in learner.net.named_parameters():
@@ -50,14 +63,22 @@ def test_non_transductive_queries_do_not_see_each_other():
     learner = _learner(test_steps=3).eval()
     episode = _episode(1, 4, 3)
     logits = learner.predict(episode)
-    fast = learner.train_on(episode.support_x, episode.support_y, 3, learner.settings["test_batch"], episode.seed,
-                            keep_moments=False)
+    fast = learner.train_on(
+        episode.support_x, episode.support_y, 3, learner.settings["test_batch"], episode.seed, keep_moments=False
+    )
     with torch.no_grad():
-        one_by_one = torch.stack([learner.net.forward_with(fast, torch.cat([episode.support_x, q[None]]))[-1]
-                                  for q in episode.query_x])
+        one_by_one = torch.stack(
+            [learner.net.forward_with(fast, torch.cat([episode.support_x, q[None]]))[-1] for q in episode.query_x]
+        )
     assert torch.allclose(logits, one_by_one, atol=1e-5)
-    shuffled = Episode(episode.support_x, episode.support_y, episode.query_x.flip(0), episode.query_y,
-                       episode.class_ids, seed=episode.seed)
+    shuffled = Episode(
+        episode.support_x,
+        episode.support_y,
+        episode.query_x.flip(0),
+        episode.query_y,
+        episode.class_ids,
+        seed=episode.seed,
+    )
     assert torch.allclose(learner.predict(shuffled).flip(0), logits, atol=1e-5)
     transductive = _learner(test_steps=3, transductive=True).eval()
     assert not torch.allclose(transductive.predict(episode), logits, atol=1e-3)

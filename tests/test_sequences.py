@@ -6,8 +6,13 @@ from fewshot.core.data import ClassImages, ClassInfo, Split
 from fewshot.core.errors import FewshotError
 from fewshot.core.learner import Learner, TaskSpec
 from fewshot.core.sampler import EpisodeSampler
-from fewshot.protocols.per_instance import (PerInstance, accuracy_by_presentation, evaluate_sequences, presentations,
-                                            sequence_order)
+from fewshot.protocols.per_instance import (
+    PerInstance,
+    accuracy_by_presentation,
+    evaluate_sequences,
+    presentations,
+    sequence_order,
+)
 
 
 def test_presentations_count_each_class_up_to_the_step():
@@ -17,10 +22,8 @@ def test_presentations_count_each_class_up_to_the_step():
 
 def test_accuracy_by_presentation_on_a_scripted_sequence():
     # Two sequences of 2 classes x 3 instances; the answers are known by construction.
-    labels = torch.tensor([[0, 1, 0, 1, 1, 0],
-                           [1, 1, 0, 0, 1, 0]])
-    correct = torch.tensor([[0, 1, 1, 1, 1, 0],
-                            [0, 1, 0, 1, 1, 1]])
+    labels = torch.tensor([[0, 1, 0, 1, 1, 0], [1, 1, 0, 0, 1, 0]])
+    correct = torch.tensor([[0, 1, 1, 1, 1, 0], [0, 1, 0, 1, 1, 1]])
     # sequence 0: 1st presentations at steps 0 (wrong), 1 (right) -> 0.5; 2nd at 2, 3 -> 1.0; 3rd at 4 (right), 5 (wrong) -> 0.5
     # sequence 1: 1st at 0 (wrong), 2 (wrong) -> 0.0; 2nd at 1, 3 -> 1.0; 3rd at 4, 5 -> 1.0
     table = accuracy_by_presentation(correct, labels, 3)

@@ -1,11 +1,19 @@
 """The one statistics module: each interval against a value computed by hand or by another library."""
+
 import math
 
 import numpy as np
 import pytest
 
-from fewshot.core.stats import (harmonic_interval, harmonic_mean, mean_interval, paired_difference, seed_interval,
-                                t_quantile, wilson_interval)
+from fewshot.core.stats import (
+    harmonic_interval,
+    harmonic_mean,
+    mean_interval,
+    paired_difference,
+    seed_interval,
+    t_quantile,
+    wilson_interval,
+)
 
 
 def test_the_interval_over_episodes_is_196_standard_errors():

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
 
+from conftest import run_cli
 from fewshot.core.errors import FewshotError
 from fewshot.records.migrations import SCHEMA_VERSION
 from fewshot.records.provenance import provenance

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from conftest import run_cli
+from fewshot.core.data import Split
 from fewshot.leaderboard.studies.common import new_network, train_network
 from fewshot.leaderboard.studies.freeze import labelled_images
 from fewshot.leaderboard.studies.transfer import held_out_masks
-
-from fewshot.core.data import Split
 
 
 def test_frozen_blocks_keep_their_weights_and_statistics_while_the_rest_trains(glyphs):

@@ -1,4 +1,5 @@
 """The xlsa17 import on small files in exactly Xian et al.'s format, written here with scipy."""
+
 import subprocess
 import sys
 
@@ -7,13 +8,12 @@ import pytest
 import torch
 from scipy.io import savemat
 
-from fewshot.run import experiment
 from fewshot.core.errors import FewshotError
+from fewshot.run import experiment
 from fewshot.tasks.xlsa17 import import_xlsa17, imported_path
 
-
 CLASSES, ATTRIBUTES, DIM, PER_CLASS = 32, 16, 40, 30
-TRAIN, VAL, UNSEEN = range(0, 16), range(16, 22), range(22, 32)
+TRAIN, VAL, UNSEEN = range(16), range(16, 22), range(22, 32)
 
 
 def toy_files(folder, seed=0, **changes):
@@ -32,10 +32,13 @@ def toy_files(folder, seed=0, **changes):
     seen = labels < VAL.stop
     where = lambda mask: (np.flatnonzero(mask) + 1).reshape(-1, 1).astype(np.float64)  # noqa: E731
     arrays = {
-        "features": features, "labels": (labels + 1).reshape(-1, 1).astype(np.float64),
+        "features": features,
+        "labels": (labels + 1).reshape(-1, 1).astype(np.float64),
         "att": attributes,
-        "trainval_loc": where(seen & (rank >= 6)), "test_seen_loc": where(seen & (rank < 6)),
-        "test_unseen_loc": where(~seen), "train_loc": where((labels < TRAIN.stop) & (rank >= 6)),
+        "trainval_loc": where(seen & (rank >= 6)),
+        "test_seen_loc": where(seen & (rank < 6)),
+        "test_unseen_loc": where(~seen),
+        "train_loc": where((labels < TRAIN.stop) & (rank >= 6)),
         "val_loc": where((labels >= VAL.start) & seen & (rank >= 6)),
     }
     arrays.update(changes)
@@ -92,14 +95,17 @@ def test_generalized_scores_on_imported_features(tmp_path):
     assert s > 0.5 and u > 0.5 and scores["harmonic"] == pytest.approx(2 * s * u / (s + u))
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"att": None}, "lacks att"),
-    ({"features": np.zeros((40, 959))}, "do not match 960 labels"),
-    ({"labels": np.full((960, 1), 33.0)}, "labels must be class numbers 1..32"),
-    ({"val_loc": np.array([[0.0], [3.0]])}, "val_loc must list image numbers 1..960"),
-    ({"test_unseen_loc": np.array([[961.0]])}, "test_unseen_loc must list image numbers 1..960"),
-    ({"features": np.full((40, 960), np.nan)}, "NaN"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"att": None}, "lacks att"),
+        ({"features": np.zeros((40, 959))}, "do not match 960 labels"),
+        ({"labels": np.full((960, 1), 33.0)}, "labels must be class numbers 1..32"),
+        ({"val_loc": np.array([[0.0], [3.0]])}, "val_loc must list image numbers 1..960"),
+        ({"test_unseen_loc": np.array([[961.0]])}, "test_unseen_loc must list image numbers 1..960"),
+        ({"features": np.full((40, 960), np.nan)}, "NaN"),
+    ],
+)
 def test_bad_files_are_refused_with_one_line_and_nothing_written(tmp_path, changes, message):
     toy_files(tmp_path, **changes)
     with pytest.raises(FewshotError, match=message):
@@ -117,8 +123,11 @@ def test_overlapping_seen_and_unseen_classes_are_refused(tmp_path):
 def test_the_command_line_reports_a_missing_or_unreadable_file_in_one_line(tmp_path):
     (tmp_path / "res101.mat").write_bytes(b"not a MATLAB file")
     for folder, expected in ((tmp_path / "absent", "res101.mat is missing"), (tmp_path, "not a readable MATLAB file")):
-        run = subprocess.run([sys.executable, "-m", "fewshot", "data", "import", "xlsa17", str(folder), "--name", "X"],
-                             capture_output=True, text=True)
+        run = subprocess.run(
+            [sys.executable, "-m", "fewshot", "data", "import", "xlsa17", str(folder), "--name", "X"],
+            capture_output=True,
+            text=True,
+        )
         assert run.returncode == 2 and expected in run.stderr and len(run.stderr.strip().splitlines()) == 1
     assert not imported_path("X").exists()
 

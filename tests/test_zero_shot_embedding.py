@@ -30,12 +30,19 @@ def test_on_given_features_there_is_no_backbone_and_nothing_to_train():
 
 def test_an_unprepared_learner_or_an_episode_without_descriptions_is_refused():
     learner = _features_learner()
-    episode = Episode(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long), torch.randn(4, 3),
-                      torch.tensor([0, 0, 1, 1]), torch.arange(2), side=torch.eye(2))
+    episode = Episode(
+        torch.zeros(0, 3),
+        torch.zeros(0, dtype=torch.long),
+        torch.randn(4, 3),
+        torch.tensor([0, 0, 1, 1]),
+        torch.arange(2),
+        side=torch.eye(2),
+    )
     with pytest.raises(FewshotError, match="was not prepared"):
         learner.predict(episode)
     learner.prepare(LabelledImages(torch.randn(10, 3), torch.arange(10) % 2), torch.eye(2))
     assert learner.predict(episode).shape == (4, 2)
     with pytest.raises(FewshotError, match="carry class descriptions"):
-        learner.predict(Episode(episode.support_x, episode.support_y, episode.query_x, episode.query_y,
-                                episode.class_ids))
+        learner.predict(
+            Episode(episode.support_x, episode.support_y, episode.query_x, episode.query_y, episode.class_ids)
+        )

@@ -12,10 +12,11 @@ episode's own images (support and queries), then the network's are restored:
 the classification of a query depends on the other queries of its episode
 (transductive), as the leaderboard's protocol column says.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 from torch import nn
@@ -25,6 +26,13 @@ from fewshot.core.adaptation import Adaptation
 
 def batch_norms(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+
+
+def running_statistics(norm: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A tracking batch norm's running mean, running variance and batch count (the buffers AdaBN recomputes)."""
+    mean, var, tracked = norm.running_mean, norm.running_var, norm.num_batches_tracked
+    assert mean is not None and var is not None and tracked is not None, "batch_norms keeps only tracking layers"
+    return mean, var, tracked
 
 
 @torch.no_grad()
@@ -58,21 +66,21 @@ class AdaBN(Adaptation):
 
     def attach(self, backbone: nn.Module) -> None:
         if not batch_norms(backbone):
-            raise ValueError("AdaBN recomputes batch-norm statistics and this network has none: choose one with "
-                             "batch norm (finetune on digits: --hp network=lenet-bn)")
+            raise ValueError(
+                "AdaBN recomputes batch-norm statistics and this network has none: choose one with "
+                "batch norm (finetune on digits: --hp network=lenet-bn)"
+            )
 
     def before_evaluation(self, backbone: nn.Module, target_batches: Iterator[torch.Tensor]) -> None:
         recompute_statistics(backbone, target_batches)
 
     @contextmanager
     def normalise_episode(self, backbone: nn.Module, images: torch.Tensor):
-        saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
-                 for m in batch_norms(backbone)]
+        saved = [tuple(buffer.clone() for buffer in running_statistics(m)) for m in batch_norms(backbone)]
         recompute_statistics(backbone, iter([images]))
         try:
             yield
         finally:
-            for m, (mean, var, tracked) in zip(batch_norms(backbone), saved):
-                m.running_mean.copy_(mean)
-                m.running_var.copy_(var)
-                m.num_batches_tracked.copy_(tracked)
+            for m, buffers in zip(batch_norms(backbone), saved):
+                for buffer, value in zip(running_statistics(m), buffers):
+                    buffer.copy_(value)

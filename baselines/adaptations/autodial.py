@@ -28,6 +28,7 @@ entropy term hurts: without it (``--hp autodial.entropy_weight=0``) seed 0
 reaches 47.9%, AdaBN's level, and raising it from 0 by Ganin et al.'s
 schedule did not help (42-46% over training).
 """
+
 from __future__ import annotations
 
 import torch
@@ -38,6 +39,11 @@ from fewshot.core.adaptation import Adaptation, Features, entropy
 
 class AlignmentLayer(nn.Module):
     """A batch-norm layer that normalises source and target rows of one batch by mixed domain statistics."""
+
+    source_mean: torch.Tensor  # buffers
+    source_var: torch.Tensor
+    target_mean: torch.Tensor
+    target_var: torch.Tensor
 
     def __init__(self, norm: nn.modules.batchnorm._BatchNorm | int, alpha: float = 1.0):
         """Replaces the batch-norm layer ``norm`` (keeping its parameters and statistics), or, given a number
@@ -50,10 +56,12 @@ class AlignmentLayer(nn.Module):
         self.alpha = nn.Parameter(torch.tensor(float(alpha)))
         features = norm.num_features
         for domain in ("source", "target"):
-            self.register_buffer(f"{domain}_mean", norm.running_mean.clone() if norm.running_mean is not None
-                                 else torch.zeros(features))
-            self.register_buffer(f"{domain}_var", norm.running_var.clone() if norm.running_var is not None
-                                 else torch.ones(features))
+            self.register_buffer(
+                f"{domain}_mean", norm.running_mean.clone() if norm.running_mean is not None else torch.zeros(features)
+            )
+            self.register_buffer(
+                f"{domain}_var", norm.running_var.clone() if norm.running_var is not None else torch.ones(features)
+            )
         self.split: tuple[int, int] | None = None
 
     def mixing(self) -> torch.Tensor:
@@ -64,8 +72,9 @@ class AlignmentLayer(nn.Module):
         if self.training and self.split is not None:
             sources = self.split[0]
             if 2 * sources == len(x):  # equal halves: one reduction for both domains, a fused backward
-                return _AlignHalves.apply(x.unflatten(0, (2, sources)), self, self.alpha, self.weight,
-                                          self.bias).flatten(0, 1)
+                return _AlignHalves.apply(
+                    x.unflatten(0, (2, sources)), self, self.alpha, self.weight, self.bias
+                ).flatten(0, 1)
             # target rows: the unlabelled ones, then any labelled ones
             flat = x.reshape(len(x), x.shape[1], -1)
             (mean_s, var_s), (mean_t, var_t) = moments(flat[:sources]), moments(flat[sources:])
@@ -76,11 +85,14 @@ class AlignmentLayer(nn.Module):
             return self._scale_shift(x, scale[domain], shift[domain])
         if self.training:  # a batch of one domain (source) outside the joined step
             mean, var = moments(x.reshape(len(x), x.shape[1], -1))
-            scale, shift = affine(torch.stack([mean, mean]), torch.stack([var, var]), a, self.weight, self.bias, self.eps)
+            scale, shift = affine(
+                torch.stack([mean, mean]), torch.stack([var, var]), a, self.weight, self.bias, self.eps
+            )
             return self._scale_shift(x, scale[:1], shift[:1])
         means = torch.stack([self.source_mean, self.target_mean])
-        scale, shift = affine(means, torch.stack([self.source_var, self.target_var]), a, self.weight, self.bias,
-                              self.eps)
+        scale, shift = affine(
+            means, torch.stack([self.source_var, self.target_var]), a, self.weight, self.bias, self.eps
+        )
         return self._scale_shift(x, scale[1:], shift[1:])  # test images are target images
 
     @torch.no_grad()
@@ -129,17 +141,18 @@ class _AlignHalves(torch.autograd.Function):
         halves, means, variances, mean, inv_std, alpha, weight, bias = ctx.saved_tensors
         if torch.is_grad_enabled():  # a derivative of this gradient is wanted (MAML's outer step): plain autograd
             inputs = (halves, alpha, weight, bias)
-            grads = torch.autograd.grad(aligned_halves(halves, alpha, weight, bias, ctx.eps), inputs, grad,
-                                        create_graph=True, allow_unused=True)
+            grads = torch.autograd.grad(
+                aligned_halves(halves, alpha, weight, bias, ctx.eps), inputs, grad, create_graph=True, allow_unused=True
+            )
             return grads[0], None, *grads[1:]
         flat_grad, flat = grad.reshape(*grad.shape[:3], -1), halves.reshape(*halves.shape[:3], -1)
-        grad_shift = flat_grad.sum(-1).sum(1)                              # [domain, channel]
+        grad_shift = flat_grad.sum(-1).sum(1)  # [domain, channel]
         grad_scale = torch.linalg.vecdot(flat_grad, flat).sum(1)
         scale = inv_std * weight
         # shift = bias - mean * scale, scale = weight / sqrt(var + eps)
         grad_scale_total = grad_scale - mean * grad_shift
         grad_mean = -scale * grad_shift
-        grad_var = -0.5 * grad_scale_total * weight * inv_std ** 3
+        grad_var = -0.5 * grad_scale_total * weight * inv_std**3
         # mean_d = m_o + a (m_d - m_o); var_d = v_o + a (v_d - v_o) + a (1 - a) (m_d - m_o)^2, o the other domain
         a = alpha.clamp(0.5, 1.0)
         apart = means - means.flip(0)
@@ -155,8 +168,9 @@ class _AlignHalves(torch.autograd.Function):
         return d_input, None, d_alpha.to(alpha.dtype).reshape(alpha.shape), d_weight, grad_shift.sum(0)
 
 
-def aligned_halves(halves: torch.Tensor, alpha: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-                   eps: float) -> torch.Tensor:
+def aligned_halves(
+    halves: torch.Tensor, alpha: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float
+) -> torch.Tensor:
     """What :class:`_AlignHalves` computes, in differentiable operations (its reference and its second derivative)."""
     means, variances = moments(halves.reshape(*halves.shape[:3], -1))
     scale, shift = affine(means, variances, alpha.clamp(0.5, 1.0), weight, bias, eps)
@@ -173,8 +187,9 @@ def moments(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, (torch.linalg.vecdot(flat, flat).sum(-2) / count - mean.square()).clamp_min(0)
 
 
-def affine(means: torch.Tensor, variances: torch.Tensor, a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-           eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+def affine(
+    means: torch.Tensor, variances: torch.Tensor, a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per domain (rows: source, target), the scale and shift that normalise by the mixed statistics and
     apply the layer's own scale and shift."""
     mean, var = mixed(means, variances, means.flip(0), variances.flip(0), a)  # each domain with the other
@@ -182,8 +197,9 @@ def affine(means: torch.Tensor, variances: torch.Tensor, a: torch.Tensor, weight
     return scale, bias - mean * scale
 
 
-def mixed(mean: torch.Tensor, var: torch.Tensor, other_mean: torch.Tensor, other_var: torch.Tensor,
-          a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def mixed(
+    mean: torch.Tensor, var: torch.Tensor, other_mean: torch.Tensor, other_var: torch.Tensor, a: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and variance of the mixture a * (own domain) + (1 - a) * (other domain)."""
     apart = mean - other_mean
     return other_mean + a * apart, other_var + a * (var - other_var) + a * (1 - a) * apart.square()
@@ -211,8 +227,13 @@ class AutoDIAL(Adaptation):
             if not isinstance(parent, nn.Sequential):
                 continue
             for name, child in list(parent.named_children()):
-                width = child.out_channels if isinstance(child, nn.Conv2d) else \
-                    child.out_features if isinstance(child, nn.Linear) else None
+                width = (
+                    child.out_channels
+                    if isinstance(child, nn.Conv2d)
+                    else child.out_features
+                    if isinstance(child, nn.Linear)
+                    else None
+                )
                 if width is not None:
                     layer = AlignmentLayer(width, self.hp["alpha"])
                     setattr(parent, name, nn.Sequential(child, layer))
@@ -224,7 +245,9 @@ class AutoDIAL(Adaptation):
         for layer in self.layers:
             layer.split = split
 
-    def loss(self, source: Features, target: Features, progress: float, labelled: Features | None = None) -> torch.Tensor:
+    def loss(
+        self, source: Features, target: Features, progress: float, labelled: Features | None = None
+    ) -> torch.Tensor:
         if target.logits is None:
             return source.output.new_zeros(())
         return self.hp["entropy_weight"] * entropy(target.logits)

@@ -32,6 +32,7 @@ source-only level (48-51% at 2,400 steps), 0.1 gave 31%, and reading the
 convolutional features as DANN does gave 12.8%, so the default stays the
 paper's form.
 """
+
 from __future__ import annotations
 
 import torch
@@ -42,6 +43,9 @@ from fewshot.core.adaptation import Adaptation, DomainClassifier, Features, doma
 
 
 class DomainConfusion(Adaptation):
+    soft_sums: torch.Tensor  # buffers
+    soft_counts: torch.Tensor
+
     paper = "Tzeng et al. 2015, Simultaneous Deep Transfer Across Domains and Tasks"
     hparams = {"weight": 1.0, "soft_weight": 0.1, "temperature": 2.0, "hidden": 100}
     uses_target_labels = True
@@ -53,7 +57,9 @@ class DomainConfusion(Adaptation):
         self.register_buffer("soft_sums", torch.zeros(width, width))
         self.register_buffer("soft_counts", torch.zeros(width))
 
-    def loss(self, source: Features, target: Features, progress: float, labelled: Features | None = None) -> torch.Tensor:
+    def loss(
+        self, source: Features, target: Features, progress: float, labelled: Features | None = None
+    ) -> torch.Tensor:
         joined = torch.cat([source.output, target.output])
         domains = domain_labels(source.output, target.output).long()
         discriminator_loss = F.cross_entropy(self.discriminator(joined.detach()), domains)
@@ -64,6 +70,7 @@ class DomainConfusion(Adaptation):
         if source.logits is not None and source.labels is not None:
             self._update_soft_labels(source.logits.detach(), source.labels)
         if labelled is not None:
+            assert labelled.logits is not None and labelled.labels is not None, "labelled target images have logits"
             total = total + F.cross_entropy(labelled.logits, labelled.labels)
             total = total + self.hp["soft_weight"] * self.soft_label_loss(labelled.logits, labelled.labels)
         return total

@@ -7,6 +7,7 @@ logits, fc8 in the paper), added to the classification loss with weight
 lambda. Learners without a classifier of their training classes align the
 backbone's output instead.
 """
+
 from __future__ import annotations
 
 import torch
@@ -18,7 +19,10 @@ class DeepCORAL(Adaptation):
     paper = "Sun and Saenko 2016, Deep CORAL: Correlation Alignment for Deep Domain Adaptation"
     hparams = {"weight": 1.0}
 
-    def loss(self, source: Features, target: Features, progress: float, labelled: Features | None = None) -> torch.Tensor:
+    def loss(
+        self, source: Features, target: Features, progress: float, labelled: Features | None = None
+    ) -> torch.Tensor:
         if source.logits is not None:
+            assert target.logits is not None, "both domains pass through the same backbone and head"
             return self.hp["weight"] * coral(source.logits, target.logits)
         return self.hp["weight"] * coral(source.output, target.output)

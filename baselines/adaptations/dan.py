@@ -18,6 +18,7 @@ step, the MMD term (the domains' features are far apart at random
 initialisation) drowned the classification loss and the features collapsed
 (MNIST -> MNIST-M: chance accuracy after 300 steps).
 """
+
 from __future__ import annotations
 
 import torch
@@ -29,9 +30,12 @@ class DAN(Adaptation):
     paper = "Long et al. 2015, Learning Transferable Features with Deep Adaptation Networks"
     hparams = {"weight": 1.0, "kernels": 5, "multiplier": 2.0}
 
-    def loss(self, source: Features, target: Features, progress: float, labelled: Features | None = None) -> torch.Tensor:
+    def loss(
+        self, source: Features, target: Features, progress: float, labelled: Features | None = None
+    ) -> torch.Tensor:
         layers = [(source.output, target.output)]
         if source.logits is not None:
+            assert target.logits is not None, "both domains pass through the same backbone and head"
             layers.append((source.logits, target.logits))
         total = sum(mmd(s, t, kernel_family(s, t, self.hp["kernels"], self.hp["multiplier"])) for s, t in layers)
         return self.hp["weight"] * ganin_lambda(progress) * total

@@ -17,6 +17,7 @@ momentum 0.9 at 0.01), and the domain classifier is trained alike, annealed alik
 With Adam for the network as well, MNIST -> MNIST-M fell below source-only
 (45.8% against 52.8% after 3,000 steps; with SGD 57.6%).
 """
+
 from __future__ import annotations
 
 import math
@@ -24,7 +25,14 @@ import math
 import torch
 import torch.nn.functional as F
 
-from fewshot.core.adaptation import Adaptation, DomainClassifier, Features, domain_labels, ganin_lambda, reverse_gradient
+from fewshot.core.adaptation import (
+    Adaptation,
+    DomainClassifier,
+    Features,
+    domain_labels,
+    ganin_lambda,
+    reverse_gradient,
+)
 
 
 class DANN(Adaptation):
@@ -35,10 +43,15 @@ class DANN(Adaptation):
         super().__init__(features, classes, hp, horizon, extracted)
         self.discriminator = DomainClassifier(extracted or features, hp["hidden"])
 
-    def loss(self, source: Features, target: Features, progress: float, labelled: Features | None = None) -> torch.Tensor:
+    def loss(
+        self, source: Features, target: Features, progress: float, labelled: Features | None = None
+    ) -> torch.Tensor:
         scale = self.hp["weight"] * ganin_lambda(progress, self.hp["gamma"])
-        joined = torch.cat([source.extracted, target.extracted]) if source.extracted is not None \
-            else torch.cat([source.output, target.output])
+        if source.extracted is not None:
+            assert target.extracted is not None, "both domains pass through the same backbone"
+            joined = torch.cat([source.extracted, target.extracted])
+        else:
+            joined = torch.cat([source.output, target.output])
         logits = self.discriminator(reverse_gradient(joined, scale)).squeeze(1)
         return F.binary_cross_entropy_with_logits(logits, domain_labels(source.output, target.output))
 

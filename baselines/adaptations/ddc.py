@@ -10,6 +10,7 @@ Deviation: the paper inserts a low-dimensional bottleneck as the adaptation
 layer before the classifier; here the layer is the backbone's output, the one
 before the learner's classifier (100 units in the digit network).
 """
+
 from __future__ import annotations
 
 import torch
@@ -21,5 +22,7 @@ class DDC(Adaptation):
     paper = "Tzeng et al. 2014, Deep Domain Confusion: Maximizing for Domain Invariance"
     hparams = {"weight": 0.25}
 
-    def loss(self, source: Features, target: Features, progress: float, labelled: Features | None = None) -> torch.Tensor:
+    def loss(
+        self, source: Features, target: Features, progress: float, labelled: Features | None = None
+    ) -> torch.Tensor:
         return self.hp["weight"] * (source.output.mean(0) - target.output.mean(0)).pow(2).sum()

@@ -10,6 +10,7 @@ progressive training the paper uses.
 Deviation: the biased quadratic-time estimate on the batch (the paper also
 gives a linear-time one).
 """
+
 from __future__ import annotations
 
 import torch
@@ -22,9 +23,13 @@ class JAN(Adaptation):
     hparams = {"weight": 1.0, "kernels": 5, "multiplier": 2.0, "softmax_variance": 1.68}
     needs_head = True
 
-    def loss(self, source: Features, target: Features, progress: float, labelled: Features | None = None) -> torch.Tensor:
+    def loss(
+        self, source: Features, target: Features, progress: float, labelled: Features | None = None
+    ) -> torch.Tensor:
+        assert source.logits is not None and target.logits is not None, "JAN needs the learner's head (needs_head)"
         features = kernel_family(source.output, target.output, self.hp["kernels"], self.hp["multiplier"])
         outputs = source.output.new_tensor([self.hp["softmax_variance"]])
-        discrepancy = joint_mmd([source.output, source.logits.softmax(1)], [target.output, target.logits.softmax(1)],
-                                [features, outputs])
+        discrepancy = joint_mmd(
+            [source.output, source.logits.softmax(1)], [target.output, target.logits.softmax(1)], [features, outputs]
+        )
         return self.hp["weight"] * ganin_lambda(progress) * discrepancy

@@ -3,6 +3,7 @@
 Every error a user can cause ends in one line on stderr saying what is wrong
 and how to fix it, exit status 2, and nothing written.
 """
+
 from __future__ import annotations
 
 import sys

@@ -1,4 +1,5 @@
 """The ``fewshot`` command group and the options its commands share."""
+
 from __future__ import annotations
 
 import click
@@ -8,22 +9,36 @@ PERCENT = 100.0
 
 def cell_options(fn):
     options = [
-        click.option("--dataset", default=None,
-                     help="Dataset (see `fewshot datasets`)  [default: the one that needs no files]"),
+        click.option(
+            "--dataset", default=None, help="Dataset (see `fewshot datasets`)  [default: the one that needs no files]"
+        ),
         click.option("--protocol", default=None, help="Protocol of the dataset (default: the dataset's own)."),
         click.option("--seed", type=int, default=0, show_default=True, help="Seed of episodes and training."),
         click.option("--hp", multiple=True, metavar="NAME=VALUE", help="Override a hyperparameter (repeatable)."),
         click.option("--budget", default=None, help="Training budget: 500steps or 10min (default: the learner's)."),
         click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda."),
-        click.option("--data-root", default=None, type=click.Path(file_okay=False),
-                     help="Folder holding the raw datasets (default: $FEWSHOT_DATA)."),
+        click.option(
+            "--data-root",
+            default=None,
+            type=click.Path(file_okay=False),
+            help="Folder holding the raw datasets (default: $FEWSHOT_DATA).",
+        ),
         click.option("--quiet", is_flag=True, help="No progress bars."),
-        click.option("--adapt", default="none", show_default=True,
-                     help="Domain adaptation method (see `fewshot learners`); none: source only."),
+        click.option(
+            "--adapt",
+            default="none",
+            show_default=True,
+            help="Domain adaptation method (see `fewshot learners`); none: source only.",
+        ),
         click.option("--source", default=None, help="Source domain of a shift (see `fewshot datasets`)."),
         click.option("--target", default=None, help="Target domain of a shift: its images come unlabelled."),
-        click.option("--target-labels", type=int, default=0, show_default=True,
-                     help="Labelled target training images given to methods that use them (confusion)."),
+        click.option(
+            "--target-labels",
+            type=int,
+            default=0,
+            show_default=True,
+            help="Labelled target training images given to methods that use them (confusion).",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -40,8 +55,9 @@ def protocol_options(fn):
         for option, (default, text) in reversed(list(protocol.options.items())):
             fn = click.option(f"--{option}", type=int, default=None, help=f"{text}  [default: {default}]")(fn)
         if protocol.flag_help:
-            fn = click.option(f"--{protocol.kind}", "kind", flag_value=protocol.kind, default=None,
-                              help=protocol.flag_help)(fn)
+            fn = click.option(
+                f"--{protocol.kind}", "kind", flag_value=protocol.kind, default=None, help=protocol.flag_help
+            )(fn)
     return fn
 
 

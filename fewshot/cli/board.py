@@ -3,6 +3,7 @@
 Both only read: ``ResultsStore.runs`` and ``.run`` open the file read-only, so
 neither changes anything on disk (the leaderboard writes only its --output).
 """
+
 from __future__ import annotations
 
 import json
@@ -50,7 +51,10 @@ def compare_command(run_a, run_b, results, as_json):
     if as_json:
         click.echo(json.dumps(outcome))
         return
-    click.echo(f"run {run_a} ({outcome['a']}) minus run {run_b} ({outcome['b']}) on {outcome['pairs']} identical "
-               f"{outcome['unit']}s:")
-    click.echo(f"difference {outcome['difference']:+.2f} points ± {outcome['ci95']:.2f} (95% interval); "
-               f"{outcome['verdict']}")
+    click.echo(
+        f"run {run_a} ({outcome['a']}) minus run {run_b} ({outcome['b']}) on {outcome['pairs']} identical "
+        f"{outcome['unit']}s:"
+    )
+    click.echo(
+        f"difference {outcome['difference']:+.2f} points ± {outcome['ci95']:.2f} (95% interval); {outcome['verdict']}"
+    )

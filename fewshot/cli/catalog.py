@@ -1,4 +1,5 @@
 """``fewshot learners`` and ``fewshot datasets``: what is registered."""
+
 from __future__ import annotations
 
 import click
@@ -23,8 +24,9 @@ def learners_command():
             support = "needs support images"
         else:
             reads = " or ".join(cls.reads_sides) or "class descriptions"
-            support = (f"zero-shot: reads {reads}; " +
-                       ("uses support images when given" if cls.uses_support else "ignores support images (--shots K)"))
+            support = f"zero-shot: reads {reads}; " + (
+                "uses support images when given" if cls.uses_support else "ignores support images (--shots K)"
+            )
         click.echo(f"    default budget: {budgets}; {support}")
         if cls.hparam_grid:
             click.echo(f"    chosen on the val classes unless fixed: {', '.join(cls.hparam_grid)}")
@@ -40,11 +42,19 @@ def _list_adaptations() -> None:
     for name in registry.names("adaptation"):
         cls = registry.adaptation(name)
         click.echo(f"{name}  {cls.paper}")
-        needs = [text for flag, text in ((cls.needs_head, "a learner with a classifier of its training classes"),
-                                         (not cls.changes_training, "no training change: the source-only checkpoint"),
-                                         (cls.uses_target_labels, "uses --target-labels when given"),
-                                         (cls.transductive, "transductive on test episodes")) if flag]
-        click.echo(f"    hyperparameters: {describe_hparams(cls) or 'none'}" + (f"; {'; '.join(needs)}" if needs else ""))
+        needs = [
+            text
+            for flag, text in (
+                (cls.needs_head, "a learner with a classifier of its training classes"),
+                (not cls.changes_training, "no training change: the source-only checkpoint"),
+                (cls.uses_target_labels, "uses --target-labels when given"),
+                (cls.transductive, "transductive on test episodes"),
+            )
+            if flag
+        ]
+        click.echo(
+            f"    hyperparameters: {describe_hparams(cls) or 'none'}" + (f"; {'; '.join(needs)}" if needs else "")
+        )
 
 
 def _list_import_formats() -> None:

@@ -1,4 +1,5 @@
 """``fewshot data``: fetching and importing raw datasets."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,8 +34,13 @@ def fetch_command(dataset, data_root, mirror):
 @click.argument("format", metavar="FORMAT")
 @click.argument("path", required=False, type=click.Path(path_type=Path))
 @click.option("--name", required=True, help="Name of the imported dataset (see `fewshot datasets`).")
-@click.option("--csv", "csv_file", default=None, type=click.Path(path_type=Path),
-              help="A CSV of path,label[,split] rows instead of PATH (paths relative to the CSV's folder).")
+@click.option(
+    "--csv",
+    "csv_file",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="A CSV of path,label[,split] rows instead of PATH (paths relative to the CSV's folder).",
+)
 @click.option("--size", type=int, default=None, help="Side of the square images in pixels (image formats).")
 @click.option("--channels", type=click.Choice(["1", "3"]), default=None, help="1 (grey) or 3 (RGB) (image formats).")
 @click.option("--force", is_flag=True, help="Replace an import of the same name.")
@@ -49,8 +55,12 @@ def import_command(format, path, name, csv_file, size, channels, force):
     if format not in formats:
         raise FewshotError(f"cannot import {format!r}: the importable formats are {', '.join(formats)}")
     reader = registry.importer(format)
-    given = {"csv": csv_file, "size": size, "channels": None if channels is None else int(channels),
-             "force": force or None}
+    given = {
+        "csv": csv_file,
+        "size": size,
+        "channels": None if channels is None else int(channels),
+        "force": force or None,
+    }
     options = {key: value for key, value in given.items() if value is not None}
     unread = [key for key in options if key not in reader.options]
     if unread:

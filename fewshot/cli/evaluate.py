@@ -1,4 +1,5 @@
 """``fewshot eval`` and ``fewshot train``: the cell's words go to the protocol that scores them."""
+
 from __future__ import annotations
 
 import json
@@ -20,23 +21,58 @@ from fewshot.cli.app import (
 
 @cli.command("eval")
 @click.option("--learner", required=True, help="Learner (see `fewshot learners`).")
-@click.option("--ways", type=WAYS, default=None,
-              help="Classes per episode, or all: every test class at once (zero-shot protocols' default).")
+@click.option(
+    "--ways",
+    type=WAYS,
+    default=None,
+    help="Classes per episode, or all: every test class at once (zero-shot protocols' default).",
+)
 @click.option("--shots", type=int, default=None, help="Support images per class (0: zero-shot).")
 @click.option("--side", default=None, help=SIDE_HELP)
 @click.option("--queries", type=int, default=None, help="Query images per class  [default: 15]")
 @click.option("--episodes", type=int, default=None, help="Test episodes  [default: 600]")
-@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
-              help="Evaluate this checkpoint instead of training (or reusing) one.")
-@click.option("--results", type=click.Path(dir_okay=False), default=None,
-              help="Results file (default: $FEWSHOT_RESULTS or the user's data folder).")
+@click.option(
+    "--checkpoint",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Evaluate this checkpoint instead of training (or reusing) one.",
+)
+@click.option(
+    "--results",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Results file (default: $FEWSHOT_RESULTS or the user's data folder).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON line.")
 @click.option("--no-embedding-cache", is_flag=True, help="Embed every episode's images anew (the plain path).")
 @protocol_options
 @cell_options
-def eval_command(learner, ways, shots, side, queries, episodes, checkpoint, results, as_json, no_embedding_cache,
-                 dataset, protocol, seed, hp, budget, device, data_root, quiet, adapt, source, target, target_labels,
-                 kind=None, **protocol_given):
+def eval_command(
+    learner,
+    ways,
+    shots,
+    side,
+    queries,
+    episodes,
+    checkpoint,
+    results,
+    as_json,
+    no_embedding_cache,
+    dataset,
+    protocol,
+    seed,
+    hp,
+    budget,
+    device,
+    data_root,
+    quiet,
+    adapt,
+    source,
+    target,
+    target_labels,
+    kind=None,
+    **protocol_given,
+):
     """Evaluate a learner on seeded test episodes and record the run.
 
     With no --checkpoint the learner is first trained with its default budget
@@ -54,72 +90,142 @@ def eval_command(learner, ways, shots, side, queries, episodes, checkpoint, resu
     device_ = experiment.resolve_device(device)
     if budget:
         harness.Budget.parse(budget)  # a malformed budget fails before any work
-    bench = experiment.open_benchmark(dataset, protocol, data_root, source=source, target=target,
-                                      target_labels=target_labels)
+    bench = experiment.open_benchmark(
+        dataset, protocol, data_root, source=source, target=target, target_labels=target_labels
+    )
     words = protocol_words(ways, shots, queries, episodes, seed, kind, protocol_given)
-    cell = experiment.resolve_cell(bench, words.ways, words.shots, words.queries, words.episodes, words.seed,
-                                   words.kind, **words.options)
+    cell = experiment.resolve_cell(
+        bench, words.ways, words.shots, words.queries, words.episodes, words.seed, words.kind, **words.options
+    )
     setup = experiment.make_setup(learner, overrides, bench, cell, side, adapt, target_labels)
     scoring, cell = setup.protocol, setup.cell
     scoring.test_source(setup)  # an impossible cell (too many shots for the split) fails before any training
     if checkpoint:
         trained = experiment.load_trained(setup, Path(checkpoint), device_)
     else:
-        trained = experiment.ensure_trained(setup, experiment.default_budget(setup, budget), device_,
-                                            progress=not quiet, log=progress_lines(quiet))
-    result = experiment.evaluate_setup(setup, trained.learner, device_, use_cache=False if no_embedding_cache else None,
-                                       progress=not quiet, log=progress_lines(quiet))
+        trained = experiment.ensure_trained(
+            setup, experiment.default_budget(setup, budget), device_, progress=not quiet, log=progress_lines(quiet)
+        )
+    result = experiment.evaluate_setup(
+        setup,
+        trained.learner,
+        device_,
+        use_cache=False if no_embedding_cache else None,
+        progress=not quiet,
+        log=progress_lines(quiet),
+    )
     figures = scoring.figures(result)
-    run_id = store.ResultsStore(results_file).record(experiment.run_record(setup, trained, result, device_),
-                                                      result.accuracies, figures)
+    run_id = store.ResultsStore(results_file).record(
+        experiment.run_record(setup, trained, result, device_), result.accuracies, figures
+    )
     if as_json:
-        click.echo(json.dumps({"mean": round(result.mean * PERCENT, 4), "ci95": round(result.ci95 * PERCENT, 4),
-                               "episodes": cell.episodes, "seconds": round(result.seconds, 3), "run_id": run_id,
-                               "learner": learner, "dataset": cell.dataset, "protocol": cell.protocol,
-                               "ways": cell.ways, "shots": cell.shots, "queries": cell.queries, "seed": cell.seed,
-                               "episodes_per_s": round(result.episodes_per_s, 2), "train_steps": trained.steps,
-                               "digest": result.digest, "protocol_kind": cell.kind, "unit": scoring.unit,
-                               **({"side": cell.side} if cell.side else {}),
-                               **({"source": cell.source, "target": cell.target, "adapt": setup.adapt}
-                                  if cell.source else {}),
-                               **{k: round(v * PERCENT, 4) for k, v in figures.items()},
-                               **({"selected_on_val": setup.selection["chosen"]} if setup.selection else {})}))
+        click.echo(
+            json.dumps(
+                {
+                    "mean": round(result.mean * PERCENT, 4),
+                    "ci95": round(result.ci95 * PERCENT, 4),
+                    "episodes": cell.episodes,
+                    "seconds": round(result.seconds, 3),
+                    "run_id": run_id,
+                    "learner": learner,
+                    "dataset": cell.dataset,
+                    "protocol": cell.protocol,
+                    "ways": cell.ways,
+                    "shots": cell.shots,
+                    "queries": cell.queries,
+                    "seed": cell.seed,
+                    "episodes_per_s": round(result.episodes_per_s, 2),
+                    "train_steps": trained.steps,
+                    "digest": result.digest,
+                    "protocol_kind": cell.kind,
+                    "unit": scoring.unit,
+                    **({"side": cell.side} if cell.side else {}),
+                    **({"source": cell.source, "target": cell.target, "adapt": setup.adapt} if cell.source else {}),
+                    **{k: round(v * PERCENT, 4) for k, v in figures.items()},
+                    **({"selected_on_val": setup.selection["chosen"]} if setup.selection else {}),
+                }
+            )
+        )
         return
     for line in scoring.report(setup, result):
         click.echo(line)
-    click.echo(f"{result.seconds:.1f} s, {result.episodes_per_s:.1f} {scoring.unit}s/s; trained {trained.steps} steps; "
-               f"run {run_id} in {results_file}")
+    click.echo(
+        f"{result.seconds:.1f} s, {result.episodes_per_s:.1f} {scoring.unit}s/s; trained {trained.steps} steps; "
+        f"run {run_id} in {results_file}"
+    )
 
 
 @cli.command("train")
 @click.option("--learner", required=True, help="Learner (see `fewshot learners`).")
-@click.option("--ways", type=WAYS, default=None,
-              help="Test-time ways (validation; some learners train on it)  [default: 5, all for zero-shot protocols]")
+@click.option(
+    "--ways",
+    type=WAYS,
+    default=None,
+    help="Test-time ways (validation; some learners train on it)  [default: 5, all for zero-shot protocols]",
+)
 @click.option("--shots", type=int, default=None, help="Test-time shots  [default: 1, 0 for zero-shot protocols]")
 @click.option("--side", default=None, help=SIDE_HELP)
 @click.option("--queries", type=int, default=None, help="Queries per class in validation episodes  [default: 15]")
-@click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="Where to write the checkpoint (default: the cache, where `fewshot eval` finds it).")
-@click.option("--checkpoint-every", type=click.IntRange(min=1), default=500, show_default=True,
-              help="Steps between partial checkpoints (a killed run resumes from the last).")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Where to write the checkpoint (default: the cache, where `fewshot eval` finds it).",
+)
+@click.option(
+    "--checkpoint-every",
+    type=click.IntRange(min=1),
+    default=500,
+    show_default=True,
+    help="Steps between partial checkpoints (a killed run resumes from the last).",
+)
 @protocol_options
 @cell_options
-def train_command(learner, ways, shots, side, queries, out, checkpoint_every, dataset, protocol, seed, hp, budget,
-                  device, data_root, quiet, adapt, source, target, target_labels, kind=None, **protocol_given):
+def train_command(
+    learner,
+    ways,
+    shots,
+    side,
+    queries,
+    out,
+    checkpoint_every,
+    dataset,
+    protocol,
+    seed,
+    hp,
+    budget,
+    device,
+    data_root,
+    quiet,
+    adapt,
+    source,
+    target,
+    target_labels,
+    kind=None,
+    **protocol_given,
+):
     """Train a learner for a budget; a rerun of the same command resumes an interrupted training."""
     from fewshot.core.learner import parse_hp_options
     from fewshot.run import experiment
 
     overrides = parse_hp_options(hp)
     device_ = experiment.resolve_device(device)
-    bench = experiment.open_benchmark(dataset, protocol, data_root, source=source, target=target,
-                                      target_labels=target_labels)
-    cell = experiment.resolve_training_cell(bench, protocol_words(ways, shots, queries, None, seed, kind,
-                                                                  protocol_given))
+    bench = experiment.open_benchmark(
+        dataset, protocol, data_root, source=source, target=target, target_labels=target_labels
+    )
+    cell = experiment.resolve_training_cell(
+        bench, protocol_words(ways, shots, queries, None, seed, kind, protocol_given)
+    )
     setup = experiment.make_setup(learner, overrides, bench, cell, side, adapt, target_labels)
-    trained = experiment.ensure_trained(setup, experiment.default_budget(setup, budget), device_,
-                                        out=Path(out) if out else None, progress=not quiet,
-                                        checkpoint_every=checkpoint_every, log=progress_lines(quiet))
+    trained = experiment.ensure_trained(
+        setup,
+        experiment.default_budget(setup, budget),
+        device_,
+        out=Path(out) if out else None,
+        progress=not quiet,
+        checkpoint_every=checkpoint_every,
+        log=progress_lines(quiet),
+    )
     if trained.checkpoint is None:
         click.echo(f"{learner} has nothing to train")
         return

@@ -12,11 +12,13 @@ overridden with ``--hp METHOD.NAME=VALUE``) and registers under the
 ``fewshot.adaptations`` entry-point group, so a third-party method plugs in
 exactly like a built-in.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterator, Mapping
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -64,8 +66,9 @@ class Adaptation(nn.Module):
         """Told before the backbone runs on a joined batch: (source rows, target rows) come first, in that
         order (labelled target rows, if any, after them); ``None`` once it has run."""
 
-    def loss(self, source: Features, target: Features, progress: float,
-             labelled: Features | None = None) -> torch.Tensor:
+    def loss(
+        self, source: Features, target: Features, progress: float, labelled: Features | None = None
+    ) -> torch.Tensor:
         """The adaptation loss of one step; ``progress`` is the fraction of training done, in [0, 1];
         ``labelled``: the few labelled target images of ``--target-labels``, if given."""
         return source.output.new_zeros(())
@@ -83,6 +86,7 @@ class Adaptation(nn.Module):
 
 
 # -- shared mathematics ----------------------------------------------------------------------------
+
 
 class _ReverseGradient(torch.autograd.Function):
     @staticmethod
@@ -119,7 +123,7 @@ def kernel_family(source: torch.Tensor, target: torch.Tensor, kernels: int, mult
     n = len(pooled)
     base = torch.cdist(pooled, pooled).pow(2).sum() / max(n * n - n, 1)
     powers = torch.arange(kernels, dtype=pooled.dtype, device=pooled.device) - kernels // 2
-    return base.clamp_min(1e-12) * multiplier ** powers
+    return base.clamp_min(1e-12) * multiplier**powers
 
 
 def mmd(source: torch.Tensor, target: torch.Tensor, bandwidths: torch.Tensor) -> torch.Tensor:
@@ -129,11 +133,16 @@ def mmd(source: torch.Tensor, target: torch.Tensor, bandwidths: torch.Tensor) ->
 
 def joint_mmd(sources: list[torch.Tensor], targets: list[torch.Tensor], bandwidths: list[torch.Tensor]) -> torch.Tensor:
     """Squared MMD under the product of one kernel per layer (Long et al. 2017's joint MMD; one layer: plain MMD)."""
-    k_ss = k_tt = k_st = 1.0
+    k_ss: torch.Tensor | float = 1.0
+    k_tt: torch.Tensor | float = 1.0
+    k_st: torch.Tensor | float = 1.0
     for source, target, widths in zip(sources, targets, bandwidths):
         k_ss = k_ss * gaussian_kernel_mean(source, source, widths)
         k_tt = k_tt * gaussian_kernel_mean(target, target, widths)
         k_st = k_st * gaussian_kernel_mean(source, target, widths)
+    assert isinstance(k_ss, torch.Tensor) and isinstance(k_tt, torch.Tensor) and isinstance(k_st, torch.Tensor), (
+        "joint_mmd needs at least one layer"
+    )
     return k_ss.mean() + k_tt.mean() - 2 * k_st.mean()
 
 

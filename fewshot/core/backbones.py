@@ -10,6 +10,7 @@ Activations run in the channels-last memory layout: on the 2-core CPUs this
 suite is developed on, a Conv-4 training step was 1.4x faster that way
 (``benchmarks/backbone.py``); results are the same up to float rounding.
 """
+
 from __future__ import annotations
 
 import torch
@@ -44,7 +45,7 @@ class Conv4(nn.Module):
         return x.flatten(1) if stop == len(self.blocks) else x
 
     @staticmethod
-    def output_dim(image_shape: tuple[int, int, int], hidden: int = 64, depth: int = 4) -> int:
+    def output_dim(image_shape: tuple[int, ...], hidden: int = 64, depth: int = 4) -> int:
         with torch.no_grad():
             return Conv4(image_shape[0], hidden, depth).eval()(torch.zeros(1, *image_shape)).shape[1]
 
@@ -86,7 +87,7 @@ class LeNet(nn.Module):
 NETWORKS = ("conv4", "lenet", "lenet-bn")
 
 
-def make_backbone(network: str, image_shape: tuple[int, int, int], hidden: int = 64) -> tuple[nn.Module, int]:
+def make_backbone(network: str, image_shape: tuple[int, ...], hidden: int = 64) -> tuple[Conv4 | LeNet, int]:
     """A backbone and its output width: Conv-4 (``hidden`` filters), the digit LeNet, or LeNet with batch norm."""
     if network in ("lenet", "lenet-bn"):
         net = LeNet(image_shape[0], image_shape[-1], batch_norm=network == "lenet-bn")
@@ -111,16 +112,23 @@ class MAMLConv4(nn.Module):
     which swaps them in and out, so several tasks can run it at once on threads.
     """
 
-    def __init__(self, image_shape: tuple[int, int, int], ways: int, hidden: int = 64, pool: bool = False):
+    def __init__(self, image_shape: tuple[int, ...], ways: int, hidden: int = 64, pool: bool = False):
         super().__init__()
         blocks, channels = [], image_shape[0]
         for _ in range(4):
             if pool:
-                blocks += [nn.Conv2d(channels, hidden, 3, padding=1), nn.BatchNorm2d(hidden, track_running_stats=False),
-                           nn.ReLU(), nn.MaxPool2d(2)]
+                blocks += [
+                    nn.Conv2d(channels, hidden, 3, padding=1),
+                    nn.BatchNorm2d(hidden, track_running_stats=False),
+                    nn.ReLU(),
+                    nn.MaxPool2d(2),
+                ]
             else:
-                blocks += [nn.Conv2d(channels, hidden, 3, stride=2, padding=1),
-                           nn.BatchNorm2d(hidden, track_running_stats=False), nn.ReLU()]
+                blocks += [
+                    nn.Conv2d(channels, hidden, 3, stride=2, padding=1),
+                    nn.BatchNorm2d(hidden, track_running_stats=False),
+                    nn.ReLU(),
+                ]
             channels = hidden
         self.body = nn.Sequential(*blocks, nn.Flatten())
         with torch.no_grad():
@@ -161,6 +169,7 @@ def conv_as_matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, la
     """``layer``'s convolution with these parameters as one matrix product over all output positions;
     the result is a channels-last view, the layout the next convolutions run fastest in."""
     n, _, height, width = x.shape
+    assert isinstance(layer.padding, tuple), "conv_as_matmul needs numeric padding, not 'same' or 'valid'"
     out_h = (height + 2 * layer.padding[0] - layer.kernel_size[0]) // layer.stride[0] + 1
     out_w = (width + 2 * layer.padding[1] - layer.kernel_size[1]) // layer.stride[1] + 1
     columns = F.unfold(x, layer.kernel_size, padding=layer.padding, stride=layer.stride)  # [N, C*k*k, H'*W']

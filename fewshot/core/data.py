@@ -6,6 +6,7 @@ whatever else its decoding depends on; every later run loads the arrays in
 well under a second. A :class:`Benchmark` bundles the decoded images with the
 class splits of one protocol.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,9 +15,10 @@ import json
 import os
 import tempfile
 import zipfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -59,8 +61,10 @@ class ClassImages:
     def __post_init__(self) -> None:
         pixels = self.images.dtype == torch.uint8 and self.images.dim() == 4
         if not pixels and not self.is_features:
-            raise ValueError(f"images must be uint8 [n, C, H, W] or float32 features [n, D], "
-                             f"got {self.images.dtype} {tuple(self.images.shape)}")
+            raise ValueError(
+                f"images must be uint8 [n, C, H, W] or float32 features [n, D], "
+                f"got {self.images.dtype} {tuple(self.images.shape)}"
+            )
         if self.labels.shape != (self.images.shape[0],):
             raise ValueError("one label per image is required")
         if self.labels.numel() and bool((self.labels[1:] < self.labels[:-1]).any()):
@@ -72,7 +76,7 @@ class ClassImages:
 
     @property
     def image_shape(self) -> tuple[int, ...]:
-        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+        return tuple(self.images.shape[1:])
 
     def class_counts(self) -> torch.Tensor:
         return torch.bincount(self.labels, minlength=len(self.classes))
@@ -84,7 +88,8 @@ class ClassImages:
             "domain_names": list(self.domain_names),
             "extras": sorted(self.extras),
         }
-        arrays = {
+        # Any: numpy's stubs would match a **dict of arrays against savez's allow_pickle flag.
+        arrays: dict[str, Any] = {
             "images": self.images.numpy(),
             "labels": self.labels.numpy(),
             "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
@@ -95,7 +100,7 @@ class ClassImages:
         atomic_write(path, lambda f: np.savez(f, **arrays))
 
     @classmethod
-    def load(cls, path: Path) -> "ClassImages":
+    def load(cls, path: Path) -> ClassImages:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(z["meta"].tobytes().decode())
             return cls(
@@ -122,7 +127,7 @@ class Split:
     image_mask: torch.Tensor | None = None
 
     @classmethod
-    def of(cls, classes, rotations=None, image_mask=None) -> "Split":
+    def of(cls, classes, rotations=None, image_mask=None) -> Split:
         classes = torch.as_tensor(classes, dtype=torch.int64)
         rotations = torch.zeros_like(classes) if rotations is None else torch.as_tensor(rotations, dtype=torch.int64)
         if classes.shape != rotations.shape:
@@ -132,18 +137,18 @@ class Split:
     def __len__(self) -> int:
         return int(self.classes.numel())
 
-    def with_rotations(self) -> "Split":
+    def with_rotations(self) -> Split:
         """Every class in all four quarter turns, each turn a class of its own."""
         return Split.of(self.classes.repeat_interleave(4), torch.arange(4).repeat(len(self)), self.image_mask)
 
-    def restricted(self, mask: torch.Tensor) -> "Split":
+    def restricted(self, mask: torch.Tensor) -> Split:
         """The same classes, with only the images of ``mask`` (and of any mask the split already has)."""
         return Split(self.classes, self.rotations, mask if self.image_mask is None else self.image_mask & mask)
 
-    def union(self, other: "Split") -> "Split":
+    def union(self, other: Split) -> Split:
         if (self.image_mask is None) != (other.image_mask is None):
             raise ValueError("cannot join a split restricted to some images with one that is not")
-        mask = None if self.image_mask is None else self.image_mask | other.image_mask
+        mask = None if self.image_mask is None or other.image_mask is None else self.image_mask | other.image_mask
         return Split.of(torch.cat([self.classes, other.classes]), torch.cat([self.rotations, other.rotations]), mask)
 
 
@@ -202,6 +207,15 @@ class Benchmark:
     def split(self, role: str) -> Split | None:
         return self.splits.get(role)
 
+    def required_split(self, role: str) -> Split:
+        """The split of ``role``, or an error naming the splits the benchmark has."""
+        split = self.splits.get(role)
+        if split is None:
+            raise FewshotError(
+                f"{self.dataset}/{self.protocol} has no {role} split (it has: {', '.join(self.splits) or 'none'})"
+            )
+        return split
+
 
 def shifted_splits(splits: Mapping[str, Split], domains: torch.Tensor, source: int, target: int) -> dict[str, Split]:
     """Few-shot splits across a domain shift: training and validation classes in the source domain, test
@@ -244,7 +258,9 @@ def cached(name: str, version: int, size: int, build: Callable[[], ClassImages],
     try:
         data.save(path)
     except OSError as err:
-        raise FewshotError(f"cannot write the dataset cache {path}: {err}; set FEWSHOT_CACHE to a writable folder") from err
+        raise FewshotError(
+            f"cannot write the dataset cache {path}: {err}; set FEWSHOT_CACHE to a writable folder"
+        ) from err
     return dataclasses.replace(data, key=key)
 
 
@@ -261,6 +277,8 @@ def resize_strokes(images: torch.Tensor, size: int, chunk: int = 4096) -> torch.
     out = torch.empty(images.shape[0], 1, size, size, dtype=torch.uint8)
     for start in range(0, images.shape[0], chunk):
         block = images[start : start + chunk].unsqueeze(1).float()
-        small = torch.nn.functional.interpolate(block, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        small = torch.nn.functional.interpolate(
+            block, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        )
         out[start : start + chunk] = (small.clamp(0, 1) * 255).round().to(torch.uint8)
     return out

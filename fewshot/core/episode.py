@@ -7,12 +7,13 @@ protocols, whose query set is every test image of every class (any number per
 class, in any order). ``class_ids`` are the dataset's class indices (for
 side-information), ``side`` the class descriptions of zero-shot episodes.
 """
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable
 
 import torch
 
@@ -37,7 +38,9 @@ class Episode:
         for name in ("support", "query"):
             x, y = getattr(self, f"{name}_x"), getattr(self, f"{name}_y")
             if x.shape[0] != y.shape[0] or y.dim() != 1 or (name == "support" and y.numel() % n):
-                raise ValueError(f"{name} set: {x.shape[0]} inputs, {y.numel()} labels, {n} classes do not form an episode")
+                raise ValueError(
+                    f"{name} set: {x.shape[0]} inputs, {y.numel()} labels, {n} classes do not form an episode"
+                )
         if self.side is not None and self.side.shape[0] != n:
             raise ValueError("side information needs one row per class")
 
@@ -53,18 +56,18 @@ class Episode:
     def queries(self) -> int:
         return self.query_y.numel() // self.ways
 
-    def to(self, device: torch.device | str) -> "Episode":
-        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+    def to(self, device: torch.device | str) -> Episode:
+        move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
         return dataclasses.replace(
             self,
             support_x=move(self.support_x),
             support_y=move(self.support_y),
             query_x=move(self.query_x),
             query_y=move(self.query_y),
-            side=move(self.side),
+            side=None if self.side is None else move(self.side),
         )
 
-    def map_inputs(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "Episode":
+    def map_inputs(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Episode:
         """The same episode with ``fn`` applied to the support and query inputs (an embedding, say)."""
         return dataclasses.replace(self, support_x=fn(self.support_x), query_x=fn(self.query_x))
 
@@ -86,15 +89,21 @@ class LabelledImages:
     x: torch.Tensor
     y: torch.Tensor
 
-    def to(self, device: torch.device | str) -> "LabelledImages":
+    def to(self, device: torch.device | str) -> LabelledImages:
         return LabelledImages(self.x.to(device, non_blocking=True), self.y.to(device, non_blocking=True))
 
 
-def random_episode(ways: int, shots: int, queries: int, seed: int = 0, image_shape: tuple[int, ...] = (1, 28, 28)
-                   ) -> Episode:
+def random_episode(
+    ways: int, shots: int, queries: int, seed: int = 0, image_shape: tuple[int, ...] = (1, 28, 28)
+) -> Episode:
     """An episode of uniform random images with grouped labels, fixed by ``seed``: for timing learners
     and checking their mechanics, where the images' content does not matter."""
     generator = torch.Generator().manual_seed(seed)
-    return Episode(torch.rand(ways * shots, *image_shape, generator=generator), grouped_labels(ways, shots),
-                   torch.rand(ways * queries, *image_shape, generator=generator), grouped_labels(ways, queries),
-                   torch.arange(ways), seed=seed)
+    return Episode(
+        torch.rand(ways * shots, *image_shape, generator=generator),
+        grouped_labels(ways, shots),
+        torch.rand(ways * queries, *image_shape, generator=generator),
+        grouped_labels(ways, queries),
+        torch.arange(ways),
+        seed=seed,
+    )

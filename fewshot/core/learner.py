@@ -24,11 +24,13 @@ the episode overrides ``embed(x)`` and implements ``predict_embedded(episode)``
 on episodes whose inputs have already been embedded; the harness can then embed
 every test image once (same numbers, fewer forward passes).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -44,7 +46,7 @@ class TaskSpec:
 
     dataset: str
     protocol: str
-    image_shape: tuple[int, int, int]
+    image_shape: tuple[int, ...]  # [C, H, W] for images, [D] for precomputed features
     ways: int
     shots: int
     queries: int
@@ -90,7 +92,7 @@ class Learner(nn.Module):
     # Hyperparameters chosen on the validation classes when not fixed with --hp: name -> candidate values.
     hparam_grid: ClassVar[Mapping[str, tuple]] = {}
     # How the learner meets the benchmark's episodes, where that differs from the usual; the leaderboard's protocol column shows it.
-    protocol_note: ClassVar[str] = ""
+    protocol_note: str = ""  # a class default; an instance may name its own (Reptile's transductive mode, Adapted)
     # Whether predict classifies an episode's queries together (batch statistics of the query batch, say), so a
     # query's label may depend on the others: recorded with every run and shown beside its figure.
     transductive: bool = False
@@ -104,7 +106,9 @@ class Learner(nn.Module):
     def train_batches(self) -> EpisodeBatches | ImageBatches | None:
         return None
 
-    def train_step(self, batch: list[Episode] | LabelledImages) -> dict[str, float]:
+    # ``batch`` is what ``train_batches`` promises: a list of Episodes for EpisodeBatches, LabelledImages for
+    # ImageBatches; each learner annotates the one it asks for, hence Any here.
+    def train_step(self, batch: Any) -> dict[str, float]:
         raise FewshotError(f"{type(self).__name__} declares training batches but has no train_step")
 
     # -- evaluation -----------------------------------------------------------------------
@@ -163,8 +167,11 @@ class Learner(nn.Module):
     # -- checkpoints ----------------------------------------------------------------------
     def training_state(self) -> dict[str, Any]:
         """Parameters, buffers and the state of every optimiser and scheduler the learner owns."""
-        owned = {name: value.state_dict() for name, value in vars(self).items()
-                 if isinstance(value, (torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler))}
+        owned = {
+            name: value.state_dict()
+            for name, value in vars(self).items()
+            if isinstance(value, (torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler))
+        }
         return {"model": self.state_dict(), "optimizers": owned}
 
     def load_training_state(self, state: Mapping[str, Any]) -> None:
@@ -173,10 +180,14 @@ class Learner(nn.Module):
             getattr(self, name).load_state_dict(value)
 
 
-def query_loss_step(optimizer: torch.optim.Optimizer, batch: list[Episode],
-                    query_logits: Callable[[Episode], torch.Tensor],
-                    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
-                    workers: int = 1, max_grad_norm: float | None = None) -> dict[str, float]:
+def query_loss_step(
+    optimizer: torch.optim.Optimizer,
+    batch: list[Episode],
+    query_logits: Callable[[Episode], torch.Tensor],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
+    workers: int = 1,
+    max_grad_norm: float | None = None,
+) -> dict[str, float]:
     """One optimiser step on the queries' loss averaged over a batch of episodes
     (its gradient's norm clipped to ``max_grad_norm`` if given).
 
@@ -202,8 +213,9 @@ def query_loss_step(optimizer: torch.optim.Optimizer, batch: list[Episode],
     return {"loss": loss_sum, "acc": correct}
 
 
-def classification_step(optimizer: torch.optim.Optimizer, logits_of: Callable[[torch.Tensor], torch.Tensor],
-                        batch: LabelledImages) -> dict[str, float]:
+def classification_step(
+    optimizer: torch.optim.Optimizer, logits_of: Callable[[torch.Tensor], torch.Tensor], batch: LabelledImages
+) -> dict[str, float]:
     """One optimiser step on the cross-entropy of a batch of labelled images (pretraining a classifier)."""
     optimizer.zero_grad()
     logits = logits_of(batch.x)

@@ -4,6 +4,7 @@ Data root: ``--data-root``, else ``$FEWSHOT_DATA``, else the user's cache folder
 Cache (decoded datasets, cached checkpoints): ``$FEWSHOT_CACHE``, else the user's cache folder.
 Results: ``--results``, else ``$FEWSHOT_RESULTS``, else the user's data folder.
 """
+
 from __future__ import annotations
 
 import os

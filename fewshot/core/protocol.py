@@ -21,10 +21,12 @@ The engine calls these methods and never names a protocol. A protocol with
 become integer options of ``fewshot eval`` and ``fewshot train``); the others
 are chosen by ``matches``, of which exactly one registered protocol must say yes.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from fewshot.core.errors import FewshotError
 
@@ -122,8 +124,15 @@ class Protocol:
         """The episodes scored, for protocols that score episodes."""
         return None
 
-    def evaluate(self, setup: Setup, learner: Learner, device: torch.device, *, use_cache: bool | None = None,
-                 progress: bool = False) -> EvalResult:
+    def evaluate(
+        self,
+        setup: Setup,
+        learner: Learner,
+        device: torch.device,
+        *,
+        use_cache: bool | None = None,
+        progress: bool = False,
+    ) -> EvalResult:
         raise FewshotError(f"protocol {self.kind} must implement evaluate")
 
     # -- reporting ---------------------------------------------------------------------------
@@ -140,9 +149,14 @@ class Protocol:
         from fewshot.core.stats import paired_difference
 
         paired = paired_difference(a["accuracies"], b["accuracies"])
-        return {"unit": self.unit, "pairs": paired.pairs, "difference": paired.mean, "ci95": paired.ci95,
-                "significant": paired.significant,
-                "verdict": paired.verdict(f"run {a['id']}", f"run {b['id']}")}
+        return {
+            "unit": self.unit,
+            "pairs": paired.pairs,
+            "difference": paired.mean,
+            "ci95": paired.ci95,
+            "significant": paired.significant,
+            "verdict": paired.verdict(f"run {a['id']}", f"run {b['id']}"),
+        }
 
     def leaderboard_section(self, runs: list[dict[str, Any]]) -> Section | None:
         """This protocol's table of ``runs`` (its own, the latest of each configuration), or None."""
@@ -160,8 +174,10 @@ def choose(bench: Benchmark, words: Words) -> Protocol:
     if len(matching) != 1:
         flags = ", ".join(f"--{cls.kind}" for cls in found if cls.flag_help)
         said = "no protocol" if not matching else "protocols " + ", ".join(cls.kind for cls in matching)
-        raise FewshotError(f"{bench.dataset}/{bench.protocol}: {said} can score these options; "
-                           f"choose one with {flags or 'a protocol flag'}")
+        raise FewshotError(
+            f"{bench.dataset}/{bench.protocol}: {said} can score these options; "
+            f"choose one with {flags or 'a protocol flag'}"
+        )
     return matching[0]()
 
 

@@ -8,17 +8,24 @@ found exactly like a built-in. A class may also be registered by a Python call (
 found beside the entry points. Datasets imported into the cache (``fewshot data import``) are found by
 name beside the registered ones.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, cast
 
 from fewshot.core.dataset import Dataset, Importer, import_record, imported_names
 from fewshot.core.errors import FewshotError
 
-GROUPS = {"learner": "fewshot.learners", "dataset": "fewshot.datasets", "adaptation": "fewshot.adaptations",
-          "protocol": "fewshot.protocols", "importer": "fewshot.importers"}
+GROUPS = {
+    "learner": "fewshot.learners",
+    "dataset": "fewshot.datasets",
+    "adaptation": "fewshot.adaptations",
+    "protocol": "fewshot.protocols",
+    "importer": "fewshot.importers",
+}
 
 # Classes registered in this process by ``register``: kind -> name -> class.
 _IN_PROCESS: dict[str, dict[str, Any]] = {kind: {} for kind in GROUPS}
@@ -29,7 +36,9 @@ def _entries(kind: str) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for entry in entry_points(group=GROUPS[kind]):
         if entry.name in found and found[entry.name].value != entry.value:
-            raise FewshotError(f"two {kind}s are registered as {entry.name!r}: {found[entry.name].value} and {entry.value}")
+            raise FewshotError(
+                f"two {kind}s are registered as {entry.name!r}: {found[entry.name].value} and {entry.value}"
+            )
         found[entry.name] = entry
     return found
 
@@ -42,8 +51,9 @@ def register(kind: str, name: str, obj: Any) -> None:
     """Register ``obj`` as ``name`` in this process only; a name already taken (by an entry point or an
     earlier registration) is an error that lists the taken names."""
     if name in _entries(kind) or name in _IN_PROCESS[kind]:
-        raise FewshotError(f"a {kind} is already registered as {name!r}: choose another name "
-                           f"(taken: {', '.join(names(kind))})")
+        raise FewshotError(
+            f"a {kind} is already registered as {name!r}: choose another name (taken: {', '.join(names(kind))})"
+        )
     _IN_PROCESS[kind][name] = obj
 
 
@@ -74,7 +84,9 @@ def get(kind: str, name: str) -> Any:
     try:
         return entries[name].load()
     except Exception as err:  # a broken plug-in must not take the whole command line down with a traceback
-        raise FewshotError(f"{kind} {name!r} could not be loaded from {entries[name].value}: {type(err).__name__}: {err}") from err
+        raise FewshotError(
+            f"{kind} {name!r} could not be loaded from {entries[name].value}: {type(err).__name__}: {err}"
+        ) from err
 
 
 def learner(name: str) -> Any:
@@ -99,8 +111,9 @@ def default_dataset() -> str:
     chosen = [name for name in names("dataset") if dataset_class(name).default]
     if len(chosen) != 1:
         said = "none" if not chosen else " and ".join(chosen)
-        raise FewshotError(f"--dataset is required: {said} of the registered datasets is the default "
-                           f"(see `fewshot datasets`)")
+        raise FewshotError(
+            f"--dataset is required: {said} of the registered datasets is the default (see `fewshot datasets`)"
+        )
     return chosen[0]
 
 
@@ -112,8 +125,10 @@ def dataset_class(name: str) -> type[Dataset]:
 def _checked(kind: str, name: str, interface: type) -> Any:
     cls = get(kind, name)
     if not (isinstance(cls, type) and issubclass(cls, interface)):
-        raise FewshotError(f"{kind} {name!r} ({cls!r}) does not subclass {interface.__module__}.{interface.__name__}: "
-                           f"the engine reads {kind}s only through that interface")
+        raise FewshotError(
+            f"{kind} {name!r} ({cls!r}) does not subclass {interface.__module__}.{interface.__name__}: "
+            f"the engine reads {kind}s only through that interface"
+        )
     return cls
 
 
@@ -135,4 +150,5 @@ def dataset(name: str) -> Dataset:
         raise FewshotError(f"dataset {family!r} has no variants: write --dataset {family}")
     if not variant:
         raise FewshotError(f"--dataset {name!r}: name the imported dataset after the colon, as in {family}:AWA2")
-    return cls(variant)
+    # A dataset that declares variants takes the variant's name (Dataset.variants).
+    return cast(Callable[[str], Dataset], cls)(variant)

@@ -10,10 +10,12 @@ decoded uint8 array in one indexing operation.
 Item ids are ``image_index * 4 + quarter_turns``: a rotated class (Vinyals et
 al.'s convention) is the same images turned, never a copy.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -130,6 +132,13 @@ class _Materialize:
             query_items=query_items,
         )
 
+    # What each sampler defines: the number of episodes and the integers of each.
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def plan(self, index: int) -> EpisodePlan:
+        raise NotImplementedError
+
     def __getitem__(self, index: int) -> Episode:
         return self.materialize(self.plan(index))
 
@@ -144,8 +153,18 @@ class EpisodeSampler(_Materialize):
     its classes' rows; with ``shots=0`` and ``side``, episodes are zero-shot.
     """
 
-    def __init__(self, data: ClassImages, split: Split, ways: int, shots: int, queries: int, seed: int = 0,
-                 role: str = "test", name: str = "this split", side: torch.Tensor | None = None):
+    def __init__(
+        self,
+        data: ClassImages,
+        split: Split,
+        ways: int,
+        shots: int,
+        queries: int,
+        seed: int = 0,
+        role: str = "test",
+        name: str = "this split",
+        side: torch.Tensor | None = None,
+    ):
         for label, value, least in (("ways", ways, 1), ("shots", shots, 0), ("queries", queries, 0)):
             if value < least:
                 raise FewshotError(f"--{label} must be at least {least}, got {value}")
@@ -161,10 +180,15 @@ class EpisodeSampler(_Materialize):
         if per_class > usable:
             raise FewshotError(
                 f"{name} has at most {usable} images in its {ways} fullest classes; --shots {shots} + "
-                f"--queries {queries} = {per_class} is too many: lower --queries or --shots")
-        self._eligible = None if per_class <= int(self.pool.counts.min()) else np.flatnonzero(self.pool.counts >= per_class)
+                f"--queries {queries} = {per_class} is too many: lower --queries or --shots"
+            )
+        self._eligible = (
+            None if per_class <= int(self.pool.counts.min()) else np.flatnonzero(self.pool.counts >= per_class)
+        )
         if self._eligible is not None and len(self._eligible) < ways:
-            raise FewshotError(f"{name} has only {len(self._eligible)} classes with {per_class} images; lower --ways or --queries")
+            raise FewshotError(
+                f"{name} has only {len(self._eligible)} classes with {per_class} images; lower --ways or --queries"
+            )
         self._width = self.pool.images.shape[1]
         self._full = bool((self.pool.counts == self._width).all())
 
@@ -185,8 +209,11 @@ class EpisodeSampler(_Materialize):
         if not self._full:  # classes with fewer images than the widest: their padding is never picked
             keys[np.arange(self._width)[None, :] >= self.pool.counts[rows, None]] = 2.0
         per_class = self.shots + self.queries
-        picks = np.argpartition(keys, per_class - 1, axis=1)[:, :per_class] if per_class < self._width \
+        picks = (
+            np.argpartition(keys, per_class - 1, axis=1)[:, :per_class]
+            if per_class < self._width
             else np.argsort(keys, axis=1)
+        )
         images = np.take_along_axis(self.pool.images[rows], picks, axis=1)
         items = images * 4 + self.pool.rotations[rows, None]
         return EpisodePlan(

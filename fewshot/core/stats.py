@@ -11,6 +11,7 @@
 
 All values are fractions (0.73, not 73); a half-width is returned where an interval is symmetric.
 """
+
 from __future__ import annotations
 
 import math

@@ -7,9 +7,11 @@ per class, then over classes (per-class mean top-1), so that classes with many
 test images do not dominate; the interval is the normal one over classes, and
 two runs pair class by class.
 """
+
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -56,8 +58,9 @@ class AllClasses(Protocol):
 
     def resolve(self, bench: Benchmark, words: Words) -> Cell:
         if words.shots not in (None, 0):
-            raise FewshotError("--ways all scores every test image against every class by its description: "
-                               "pass --shots 0")
+            raise FewshotError(
+                "--ways all scores every test image against every class by its description: pass --shots 0"
+            )
         for name in ("queries", "episodes"):
             if getattr(words, name) is not None:
                 raise FewshotError(f"--ways all scores every test image once; leave out --{name}")
@@ -74,8 +77,10 @@ class AllClasses(Protocol):
 
     def check(self, name: str, learner: type[Learner], cell: Cell) -> None:
         if learner.needs_support:
-            raise FewshotError(f"{name} needs support images and cannot run with --shots 0; "
-                               f"choose a zero-shot learner (see `fewshot learners`)")
+            raise FewshotError(
+                f"{name} needs support images and cannot run with --shots 0; "
+                f"choose a zero-shot learner (see `fewshot learners`)"
+            )
 
     def validator(self, setup: Setup, learner: Learner, device: torch.device) -> Callable[[], float] | None:
         """5-way episodes of the val classes (the all-classes score of val is what ``prepare`` selects by)."""
@@ -88,35 +93,53 @@ class AllClasses(Protocol):
 
     def seen(self, setup: Setup) -> torch.Tensor:
         """One flag per class row of the test split: whether it is a training class (none, in zero-shot)."""
-        return torch.zeros(len(setup.bench.split(setup.cell.split)), dtype=torch.bool)
+        return torch.zeros(len(setup.bench.required_split(setup.cell.split)), dtype=torch.bool)
 
-    def evaluate(self, setup: Setup, learner: Learner, device: torch.device, *, use_cache: bool | None = None,
-                 progress: bool = False) -> EvalResult:
+    def evaluate(
+        self,
+        setup: Setup,
+        learner: Learner,
+        device: torch.device,
+        *,
+        use_cache: bool | None = None,
+        progress: bool = False,
+    ) -> EvalResult:
         from fewshot.run.harness import evaluate_all_classes
 
-        result = evaluate_all_classes(learner, setup.bench.data, setup.bench.split(setup.cell.split), setup.side,
-                                      device)
+        if setup.side is None:
+            raise FewshotError(
+                f"{setup.cell.dataset}/{setup.cell.protocol}: every class is scored by its description, and this "
+                f"run has none: choose a zero-shot learner"
+            )
+        result = evaluate_all_classes(
+            learner, setup.bench.data, setup.bench.required_split(setup.cell.split), setup.side, device
+        )
         return self.scored(result, self.seen(setup))
 
     def scored(self, result: EvalResult, seen: torch.Tensor) -> EvalResult:
         """The result's score from its per-class accuracies: their mean and interval over classes."""
         from dataclasses import replace
 
-        return replace(result, scores={"mean": float(result.accuracies.mean()),
-                                       "ci95": mean_interval(result.accuracies)})
+        return replace(
+            result, scores={"mean": float(result.accuracies.mean()), "ci95": mean_interval(result.accuracies)}
+        )
 
     def report(self, setup: Setup, result: EvalResult) -> list[str]:
         cell = setup.cell
-        return [f"{setup.name} on {cell.dataset}/{cell.protocol}: all {cell.ways} test classes at once, described by "
-                f"{cell.side}, seed {cell.seed}",
-                f"per-class mean accuracy {100 * result.mean:.2f}% ± {100 * result.ci95:.2f} (95% interval over "
-                f"classes)", *self.published(setup)]
+        return [
+            f"{setup.name} on {cell.dataset}/{cell.protocol}: all {cell.ways} test classes at once, described by "
+            f"{cell.side}, seed {cell.seed}",
+            f"per-class mean accuracy {100 * result.mean:.2f}% ± {100 * result.ci95:.2f} (95% interval over classes)",
+            *self.published(setup),
+        ]
 
     def published(self, setup: Setup) -> list[str]:
         from fewshot.leaderboard.papers import zero_shot_references
 
-        return [f"published ({who}): {figure}"
-                for who, figure in zero_shot_references(setup.cell.dataset, setup.cell.protocol, setup.name)]
+        return [
+            f"published ({who}): {figure}"
+            for who, figure in zero_shot_references(setup.cell.dataset, setup.cell.protocol, setup.name)
+        ]
 
     def leaderboard_section(self, runs: list[dict[str, Any]]) -> Section | None:
         import pandas as pd
@@ -127,10 +150,17 @@ class AllClasses(Protocol):
         table = []
         for run in latest(runs):
             paper = zero_shot_paper(run["learner"], run["dataset"], run["protocol"])
-            row = {"dataset": run["dataset"], "protocol": run["protocol"], "side": run["side"],
-                   "classes": run["ways"], "learner": label(run), **self.columns(run),
-                   "published": self.paper_text(paper, XIAN_2018) if paper else "",
-                   "training": run.get("train_budget") or "none", "run": run["id"]}
+            row = {
+                "dataset": run["dataset"],
+                "protocol": run["protocol"],
+                "side": run["side"],
+                "classes": run["ways"],
+                "learner": label(run),
+                **self.columns(run),
+                "published": self.paper_text(paper, XIAN_2018) if paper else "",
+                "training": run.get("train_budget") or "none",
+                "run": run["id"],
+            }
             table.append((run["dataset"], run["protocol"], run["side"], -run["mean"], row))
         if not table:
             return None
@@ -148,6 +178,6 @@ class AllClasses(Protocol):
 
 def seen_classes(setup: Setup) -> torch.Tensor:
     """Which class rows of the test split are training classes."""
-    split, train = setup.bench.split(setup.cell.split), setup.bench.split("train")
+    split, train = setup.bench.required_split(setup.cell.split), setup.bench.split("train")
     trained = train.classes.numpy() if train is not None else np.empty(0, dtype=np.int64)
     return torch.from_numpy(np.isin(split.classes.numpy(), trained))

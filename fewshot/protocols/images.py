@@ -7,8 +7,10 @@ labels every test image. The score is the accuracy over all images with
 Wilson's 95% interval; each image's outcome is recorded, in an order fixed by
 the seed, so two runs pair image by image.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -46,27 +48,53 @@ class Images(Protocol):
         return bench.evaluation == "images"
 
     def resolve(self, bench: Benchmark, words: Words) -> Cell:
-        classes = len(bench.split("train"))
-        require_unsaid(bench, words, f"classifies every {bench.target} test image among all {classes} classes",
-                       "ways", "shots", "queries", "episodes")
+        classes = len(bench.required_split("train"))
+        require_unsaid(
+            bench,
+            words,
+            f"classifies every {bench.target} test image among all {classes} classes",
+            "ways",
+            "shots",
+            "queries",
+            "episodes",
+        )
         check_seed(words.seed)
         from fewshot.core.sampler import ImagePool
 
-        images = len(ImagePool(bench.data, bench.split("test")).items()[0])
-        return Cell(bench.dataset, bench.protocol, classes, 0, 0, images, words.seed, kind=self.kind,
-                    source=bench.source, target=bench.target)
+        images = len(ImagePool(bench.data, bench.required_split("test")).items()[0])
+        return Cell(
+            bench.dataset,
+            bench.protocol,
+            classes,
+            0,
+            0,
+            images,
+            words.seed,
+            kind=self.kind,
+            source=bench.source,
+            target=bench.target,
+        )
 
     def check(self, name: str, learner: type[Learner], cell: Cell) -> None:
         if not learner.classifies():
-            raise FewshotError(f"{name} has no classifier over the training classes, which "
-                               f"{cell.dataset}/{cell.protocol} scores target images with: choose a learner "
-                               f"that implements classify (see `fewshot learners`)")
+            raise FewshotError(
+                f"{name} has no classifier over the training classes, which "
+                f"{cell.dataset}/{cell.protocol} scores target images with: choose a learner "
+                f"that implements classify (see `fewshot learners`)"
+            )
 
     def wants_sides(self, cell: Cell) -> bool:
         return False  # no support set, but the classes are the training classes, known by their labels
 
-    def evaluate(self, setup: Setup, learner: Learner, device: torch.device, *, use_cache: bool | None = None,
-                 progress: bool = False) -> EvalResult:
+    def evaluate(
+        self,
+        setup: Setup,
+        learner: Learner,
+        device: torch.device,
+        *,
+        use_cache: bool | None = None,
+        progress: bool = False,
+    ) -> EvalResult:
         import time
 
         from fewshot.core.sampler import EpisodePlan, ImagePool
@@ -75,7 +103,7 @@ class Images(Protocol):
         was_training = learner.training
         learner.eval()
         start = time.perf_counter()
-        items, rows = ImagePool(setup.bench.data, setup.bench.split(setup.cell.split)).items()
+        items, rows = ImagePool(setup.bench.data, setup.bench.required_split(setup.cell.split)).items()
         order = np.random.default_rng([setup.cell.seed, ORDER_STREAM]).permutation(len(items))
         items, rows = items[order], rows[order]
         try:
@@ -86,9 +114,13 @@ class Images(Protocol):
             raise RuntimeError(f"expected {setup.cell.episodes} test images, scored {len(correct)}")
         low, high = wilson_interval(int(correct.sum()), len(correct))
         plan = EpisodePlan(np.unique(rows), np.empty(0, dtype=np.int64), items, setup.cell.seed)
-        return EvalResult(correct.astype(np.float64), time.perf_counter() - start, episodes_digest([plan]), False,
-                          scores={"mean": float(correct.mean()), "ci95": (high - low) / 2, "wilson_low": low,
-                                  "wilson_high": high})
+        return EvalResult(
+            correct.astype(np.float64),
+            time.perf_counter() - start,
+            episodes_digest([plan]),
+            False,
+            scores={"mean": float(correct.mean()), "ci95": (high - low) / 2, "wilson_low": low, "wilson_high": high},
+        )
 
     def figures(self, result: EvalResult) -> dict[str, float]:
         return {k: v for k, v in (result.scores or {}).items() if k.startswith("wilson")}
@@ -97,18 +129,24 @@ class Images(Protocol):
         from fewshot.leaderboard.papers import adaptation_references
 
         cell, scores = setup.cell, result.scores or {}
-        return [f"{setup.name} --adapt {setup.adapt} on {cell.dataset}/{cell.protocol}: {cell.source} -> "
-                f"{cell.target}, {cell.episodes} {cell.target} test images, seed {cell.seed}",
-                f"accuracy {100 * result.mean:.2f}% (95% Wilson interval {100 * scores['wilson_low']:.2f} to "
-                f"{100 * scores['wilson_high']:.2f})",
-                *(f"published ({who}): {figure}"
-                  for who, figure in adaptation_references(cell.protocol, cell.source, cell.target, setup.adapt))]
+        return [
+            f"{setup.name} --adapt {setup.adapt} on {cell.dataset}/{cell.protocol}: {cell.source} -> "
+            f"{cell.target}, {cell.episodes} {cell.target} test images, seed {cell.seed}",
+            f"accuracy {100 * result.mean:.2f}% (95% Wilson interval {100 * scores['wilson_low']:.2f} to "
+            f"{100 * scores['wilson_high']:.2f})",
+            *(
+                f"published ({who}): {figure}"
+                for who, figure in adaptation_references(cell.protocol, cell.source, cell.target, setup.adapt)
+            ),
+        ]
 
-    def compare(self, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    def compare(self, a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
         if a.get("unit") != b.get("unit"):
-            raise FewshotError(f"runs {a['id']} and {b['id']} recorded different units ({a.get('unit')} and "
-                               f"{b.get('unit')}): an older run kept batch accuracies, not each image's outcome; "
-                               f"rerun it to compare image by image")
+            raise FewshotError(
+                f"runs {a['id']} and {b['id']} recorded different units ({a.get('unit')} and "
+                f"{b.get('unit')}): an older run kept batch accuracies, not each image's outcome; "
+                f"rerun it to compare image by image"
+            )
         return super().compare(a, b)
 
     def leaderboard_section(self, runs: list[dict[str, Any]]) -> Section | None:
@@ -120,8 +158,15 @@ class Images(Protocol):
 
         groups: dict[tuple, list[dict[str, Any]]] = {}
         for run in latest(runs):
-            key = (run["dataset"], run["source"], run["target"], run["protocol"], label(run),
-                   run.get("adaptation") or "none", run.get("train_budget"))
+            key = (
+                run["dataset"],
+                run["source"],
+                run["target"],
+                run["protocol"],
+                label(run),
+                run.get("adaptation") or "none",
+                run.get("train_budget"),
+            )
             groups.setdefault(key, []).append(run)
         table = []
         for (dataset, source, target, protocol, shown, method, budget), group in groups.items():
@@ -132,14 +177,22 @@ class Images(Protocol):
             else:
                 accuracy = f"{values[0]:.2f} ± {100 * group[0]['ci95']:.2f}"
             paper = None if "(" in shown else adaptation_paper(protocol, source, target, method)  # papers' settings
-            table.append({"dataset": dataset, "shift": f"{source} → {target}", "protocol": protocol,
-                          "method": method, "learner": shown, "accuracy % (mean over seeds ± 95%)": accuracy,
-                          "seeds": ", ".join(f"{v:.2f}" for v in values),
-                          "published": f"{paper[0]:g} ({paper[1]})" if paper else "",
-                          "training": budget or "none",
-                          "device": ", ".join(sorted({r.get("device") or "?" for r in group})),
-                          "runs": ", ".join(str(r["id"]) for r in group),
-                          "_sort": (source, target, protocol, method != "none", -values.mean())})
+            table.append(
+                {
+                    "dataset": dataset,
+                    "shift": f"{source} → {target}",
+                    "protocol": protocol,
+                    "method": method,
+                    "learner": shown,
+                    "accuracy % (mean over seeds ± 95%)": accuracy,
+                    "seeds": ", ".join(f"{v:.2f}" for v in values),
+                    "published": f"{paper[0]:g} ({paper[1]})" if paper else "",
+                    "training": budget or "none",
+                    "device": ", ".join(sorted({r.get("device") or "?" for r in group})),
+                    "runs": ", ".join(str(r["id"]) for r in group),
+                    "_sort": (source, target, protocol, method != "none", -values.mean()),
+                }
+            )
         if not table:
             return None
         table.sort(key=lambda row: row.pop("_sort"))

@@ -174,10 +174,13 @@ def v2_columns_from_extra(extra: dict[str, Any], learner: str = "") -> dict[str,
     first edition's leaderboard showed the learner's note then, and so does the migrated run.
     """
     mode = _text(extra.get("mode"), "episodic")
-    scores = extra.get("scores") if isinstance(extra.get("scores"), dict) else {}
+    recorded = extra.get("scores")
+    scores = recorded if isinstance(recorded, dict) else {}
     # The first edition recorded generalised zero-shot runs as mode all-classes with a harmonic mean among the scores.
     kind = "gzsl" if mode == "all-classes" and "harmonic" in scores else mode
-    unit = {"images": "image-batch", "all-classes": "class", "gzsl": "class", "per-instance": "sequence"}.get(kind, "episode")
+    unit = {"images": "image-batch", "all-classes": "class", "gzsl": "class", "per-instance": "sequence"}.get(
+        kind, "episode"
+    )
     return {
         "protocol_kind": kind,
         "side": _text(extra.get("side"), ""),
@@ -210,15 +213,19 @@ def _current_note(learner: str) -> str:
 def v2_figures_from_extra(extra: dict[str, Any]) -> dict[str, float]:
     """A version 1 run's extra figures: its scores but mean and ci95 (columns already), and its presentations."""
     figures: dict[str, float] = {}
-    scores = extra.get("scores") if isinstance(extra.get("scores"), dict) else {}
+    recorded = extra.get("scores")
+    scores = recorded if isinstance(recorded, dict) else {}
     for name, value in scores.items():
-        if name not in ("mean", "ci95") and _finite(value) is not None:
-            figures[name] = _finite(value)
+        finite = _finite(value)
+        if name not in ("mean", "ci95") and finite is not None:
+            figures[name] = finite
     for key, suffix in (("presentation_accuracy", ""), ("presentation_ci95", "_ci95")):
-        values = extra.get(key) if isinstance(extra.get(key), list) else []
+        listed = extra.get(key)
+        values = listed if isinstance(listed, list) else []
         for k, value in enumerate(values, start=1):
-            if _finite(value) is not None:
-                figures[f"presentation_{k}{suffix}"] = _finite(value)
+            finite = _finite(value)
+            if finite is not None:
+                figures[f"presentation_{k}{suffix}"] = finite
     return figures
 
 

@@ -270,6 +270,7 @@ class ResultsStore:
             cursor = db.execute(
                 f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values())
             )
+            assert cursor.lastrowid is not None, "an INSERT sets the row id"
             run_id = int(cursor.lastrowid)
             db.executemany(
                 "INSERT INTO episode_results (run_id, episode, accuracy) VALUES (?, ?, ?)",

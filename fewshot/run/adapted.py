@@ -16,10 +16,12 @@ AutoDIAL's mixing weights) have an optimiser of their own, of the learner's
 kind and settings, stepped after the learner's; a method's learning-rate
 schedule (DANN's annealing) applies to both.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -45,7 +47,7 @@ class AdaptationBatch:
     target_x: torch.Tensor
     target_labelled: LabelledImages | None = None
 
-    def to(self, device) -> "AdaptationBatch":
+    def to(self, device) -> AdaptationBatch:
         source = [e.to(device) for e in self.source] if isinstance(self.source, list) else self.source.to(device)
         labelled = None if self.target_labelled is None else self.target_labelled.to(device)
         return AdaptationBatch(source, self.target_x.to(device, non_blocking=True), labelled)
@@ -69,9 +71,17 @@ def adaptable(learner: Learner) -> bool:
 
 
 class Adapted(Learner):
-    def __init__(self, learner: Learner, method: str, adaptation: Adaptation, target_batch: int = 64,
-                 target_labels: int = 0,
-                 target_images: Callable[[], Iterator[torch.Tensor]] | None = None):
+    steps_done: torch.Tensor  # a buffer
+
+    def __init__(
+        self,
+        learner: Learner,
+        method: str,
+        adaptation: Adaptation,
+        target_batch: int = 64,
+        target_labels: int = 0,
+        target_images: Callable[[], Iterator[torch.Tensor]] | None = None,
+    ):
         super().__init__(learner.task, learner.hp)
         self.learner, self.adaptation, self.method = learner, adaptation, method
         self.target_batch, self.target_labels = target_batch, target_labels
@@ -80,22 +90,29 @@ class Adapted(Learner):
         self.transductive = learner.transductive or adaptation.transductive
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.int64))
         inner = self._inner_optimizers()
-        adaptation.attach(learner.backbone)
+        adaptation.attach(self._backbone)
         learned = {id(p) for opt in inner.values() for group in opt.param_groups for p in group["params"]}
         own = [p for p in self.parameters() if id(p) not in learned and p.requires_grad]
         # The method's own parameters are trained like the learner's: the same optimiser and settings.
         like = next(iter(inner.values()), None)
-        self.optimizer = None if not own else type(like)(own, **like.defaults) if like is not None \
-            else torch.optim.Adam(own)
+        self.optimizer = (
+            None if not own else type(like)(own, **like.defaults) if like is not None else torch.optim.Adam(own)
+        )
         self._scheduled = list(inner.values()) + ([self.optimizer] if self.optimizer is not None else [])
         self._base_lrs = [[group["lr"] for group in opt.param_groups] for opt in self._scheduled]
         self._pending: dict[str, Any] | None = None
         self.last_loss = 0.0
-        learner.backbone.register_forward_pre_hook(self._join_target)
-        learner.backbone.register_forward_hook(self._split_and_add_loss)
-        extractor = getattr(learner.backbone, "extractor_end", None)
+        self._backbone.register_forward_pre_hook(self._join_target)
+        self._backbone.register_forward_hook(self._split_and_add_loss)
+        extractor = getattr(self._backbone, "extractor_end", None)
         if extractor:
-            learner.backbone.get_submodule(extractor).register_forward_hook(self._keep_extracted)
+            self._backbone.get_submodule(extractor).register_forward_hook(self._keep_extracted)
+
+    @property
+    def _backbone(self) -> nn.Module:
+        backbone = getattr(self.learner, "backbone", None)
+        assert isinstance(backbone, nn.Module), "only adaptable learners (a backbone module) are adapted"
+        return backbone
 
     def network_name(self) -> str:
         return self.learner.network_name()
@@ -104,7 +121,8 @@ class Adapted(Learner):
         return {name: value for name, value in vars(self.learner).items() if isinstance(value, torch.optim.Optimizer)}
 
     # -- training -------------------------------------------------------------------------
-    def train_batches(self) -> AdaptationBatches | None:
+    # The wrapper's own batch kind, which only the engine reads (it dispatches on the type).
+    def train_batches(self) -> EpisodeBatches | ImageBatches | AdaptationBatches | None:  # type: ignore[override]
         spec = self.learner.train_batches()
         if spec is None or not self.adaptation.changes_training:
             return spec
@@ -119,8 +137,12 @@ class Adapted(Learner):
             for group, lr in zip(opt.param_groups, base):
                 group["lr"] = lr * factor
         source_labels = batch.source.y if isinstance(batch.source, LabelledImages) else None
-        self._pending = {"target": batch.target_x, "labelled": batch.target_labelled, "labels": source_labels,
-                         "progress": progress}
+        self._pending = {
+            "target": batch.target_x,
+            "labelled": batch.target_labelled,
+            "labels": source_labels,
+            "progress": progress,
+        }
         if self.optimizer is not None:
             self.optimizer.zero_grad()
         try:
@@ -128,8 +150,10 @@ class Adapted(Learner):
         finally:
             missed, self._pending = self._pending is not None and "split" not in self._pending, None
         if missed:
-            raise FewshotError(f"--adapt {self.method}: the learner's training step never ran its backbone, so "
-                               f"there are no features to adapt")
+            raise FewshotError(
+                f"--adapt {self.method}: the learner's training step never ran its backbone, so "
+                f"there are no features to adapt"
+            )
         if self.optimizer is not None:
             self.optimizer.step()
         self.steps_done += 1
@@ -164,8 +188,9 @@ class Adapted(Learner):
 
         def features(rows: slice, labels: torch.Tensor | None) -> Features:
             out = output[rows]
-            return Features(out, head(out) if head is not None else None, labels,
-                            extracted[rows] if extracted is not None else None)
+            return Features(
+                out, head(out) if head is not None else None, labels, extracted[rows] if extracted is not None else None
+            )
 
         source = features(slice(0, sources), pending["labels"])
         target = features(slice(sources, sources + targets), None)
@@ -184,13 +209,14 @@ class Adapted(Learner):
         if not self.adaptation.transductive:
             return self.learner.predict(episode)
         images = torch.cat([episode.support_x, episode.query_x])
-        with self.adaptation.normalise_episode(self.learner.backbone, images):
+        with self.adaptation.normalise_episode(self._backbone, images):
             return self.learner.predict(episode)
 
     def predict_embedded(self, episode: Episode) -> torch.Tensor:
         return self.learner.predict_embedded(episode)
 
-    def caches_embeddings(self) -> bool:  # an instance's answer: a transductive method embeds per episode
+    # An instance's answer where Learner's is the class's: a transductive method embeds per episode.
+    def caches_embeddings(self) -> bool:  # type: ignore[override]
         return self.learner.caches_embeddings() and not self.adaptation.transductive
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
@@ -198,19 +224,21 @@ class Adapted(Learner):
 
     def before_evaluation(self) -> None:
         if self.target_images is not None:
-            self.adaptation.before_evaluation(self.learner.backbone, self.target_images())
+            self.adaptation.before_evaluation(self._backbone, self.target_images())
 
     # -- checkpoints ----------------------------------------------------------------------
     def training_state(self) -> dict[str, Any]:
         if not self.adaptation.changes_training:  # the learner's own checkpoint, shared with the source-only run
             return self.learner.training_state()
-        state = {"model": self.state_dict(),
-                 "optimizers": {name: opt.state_dict() for name, opt in self._inner_optimizers().items()}}
+        state = {
+            "model": self.state_dict(),
+            "optimizers": {name: opt.state_dict() for name, opt in self._inner_optimizers().items()},
+        }
         if self.optimizer is not None:
             state["adaptation_optimizer"] = self.optimizer.state_dict()
         return state
 
-    def load_training_state(self, state: dict[str, Any]) -> None:
+    def load_training_state(self, state: Mapping[str, Any]) -> None:
         if not self.adaptation.changes_training:
             self.learner.load_training_state(state)
             return

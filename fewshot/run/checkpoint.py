@@ -5,6 +5,7 @@ Written atomically (a temporary file renamed into place) and read back with
 containers only, never code. Because training batch ``t`` is a pure function of
 (seed, t), the sampler position is just the step count.
 """
+
 from __future__ import annotations
 
 import io
@@ -26,7 +27,9 @@ def save(path: Path, payload: dict[str, Any]) -> None:
     try:
         atomic_write(Path(path), lambda f: f.write(buffer.getvalue()))
     except OSError as err:
-        raise FewshotError(f"cannot write checkpoint {path}: {err}; choose a writable path or set FEWSHOT_CACHE") from err
+        raise FewshotError(
+            f"cannot write checkpoint {path}: {err}; choose a writable path or set FEWSHOT_CACHE"
+        ) from err
 
 
 def load(path: Path, learner: str | None = None) -> dict[str, Any]:
@@ -38,13 +41,19 @@ def load(path: Path, learner: str | None = None) -> dict[str, Any]:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - arbitrary bytes make the unpickler fail in arbitrary ways
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise FewshotError(f"checkpoint {path} is corrupt or not a fewshot checkpoint ({first[:160]}); "
-                           f"train a new one with `fewshot train`") from None
+        raise FewshotError(
+            f"checkpoint {path} is corrupt or not a fewshot checkpoint ({first[:160]}); "
+            f"train a new one with `fewshot train`"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise FewshotError(f"checkpoint {path} is not a fewshot checkpoint (format {FORMAT} expected); train one with `fewshot train`")
+        raise FewshotError(
+            f"checkpoint {path} is not a fewshot checkpoint (format {FORMAT} expected); train one with `fewshot train`"
+        )
     if learner is not None and payload.get("learner") != learner:
-        raise FewshotError(f"checkpoint {path} was trained by {payload.get('learner')!r}, not {learner!r}: "
-                           f"pass --learner {payload.get('learner')} or another checkpoint")
+        raise FewshotError(
+            f"checkpoint {path} was trained by {payload.get('learner')!r}, not {learner!r}: "
+            f"pass --learner {payload.get('learner')} or another checkpoint"
+        )
     return payload
 
 
@@ -54,5 +63,7 @@ def restore(learner_module, payload: dict[str, Any], path: Path) -> None:
         learner_module.load_training_state(payload["state"])
     except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as err:
         first = str(err).strip().splitlines()[0]
-        raise FewshotError(f"checkpoint {path} does not fit this configuration ({first[:200]}); it was trained on "
-                           f"{payload.get('config', {}).get('dataset')}/{payload.get('config', {}).get('protocol')}") from None
+        raise FewshotError(
+            f"checkpoint {path} does not fit this configuration ({first[:200]}); it was trained on "
+            f"{payload.get('config', {}).get('dataset')}/{payload.get('config', {}).get('protocol')}"
+        ) from None

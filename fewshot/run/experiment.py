@@ -4,33 +4,46 @@ Everything that can be checked is checked here before anything is trained or
 written: the learner, its hyperparameters, the dataset and its files, the
 benchmark cell, the checkpoint.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 import fewshot
 from fewshot.core import registry
-from fewshot.core.protocol import Cell, Protocol, Words, choose
-from fewshot.run import checkpoint
 from fewshot.core.data import Benchmark, cache_key
-from fewshot.core.errors import FewshotError
 from fewshot.core.episode import LabelledImages
-from fewshot.run.harness import Budget, EvalResult, TrainOutcome, embed_items, evaluate_all_classes, train
+from fewshot.core.errors import FewshotError
 from fewshot.core.learner import EpisodeBatches, ImageBatches, Learner, TaskSpec, resolve_hparams
 from fewshot.core.paths import cache_dir, data_root
+from fewshot.core.protocol import Cell, Protocol, Words, choose
 from fewshot.core.sampler import EpisodeSampler, EpisodeSource, FixedSampler, ImagePool
 from fewshot.core.sampler import ImageBatches as ImageBatchSampler
+from fewshot.run import checkpoint
+from fewshot.run.harness import Budget, EvalResult, TrainOutcome, embed_items, evaluate_all_classes, train
 
-def open_benchmark(dataset: str | None, protocol: str | None, root: str | Path | None = None, size: int = 28,
-                   source: str | None = None, target: str | None = None, target_labels: int = 0) -> Benchmark:
+if TYPE_CHECKING:
+    from fewshot.core.adaptation import Adaptation
+
+
+def open_benchmark(
+    dataset: str | None,
+    protocol: str | None,
+    root: str | Path | None = None,
+    size: int = 28,
+    source: str | None = None,
+    target: str | None = None,
+    target_labels: int = 0,
+) -> Benchmark:
     """The dataset's benchmark under ``protocol`` (the default dataset's if ``dataset`` is None);
     ``source``/``target`` name the domains of a shift."""
     dataset = dataset or registry.default_dataset()
@@ -42,8 +55,10 @@ def open_benchmark(dataset: str | None, protocol: str | None, root: str | Path |
     if not domains:
         if source or target or target_labels:
             named = "--source/--target" if source or target else "--target-labels"
-            raise FewshotError(f"{dataset} has no domains, so {named} mean nothing: domain shifts are in "
-                               f"{', '.join(_datasets_with_domains()) or 'no installed dataset'}")
+            raise FewshotError(
+                f"{dataset} has no domains, so {named} mean nothing: domain shifts are in "
+                f"{', '.join(_datasets_with_domains()) or 'no installed dataset'}"
+            )
         return found.benchmark(protocol, data_root(root), size)
     if target_labels < 0:
         raise FewshotError(f"--target-labels must be zero or positive, got {target_labels}")
@@ -54,9 +69,16 @@ def _datasets_with_domains() -> list[str]:
     return [name for name in registry.names("dataset") if registry.dataset_class(name).domains]
 
 
-def resolve_cell(bench: Benchmark, ways: int | str | None = None, shots: int | None = None,
-                 queries: int | None = None, episodes: int | None = None, seed: int = 0, kind: str | None = None,
-                 **options: int | None) -> Cell:
+def resolve_cell(
+    bench: Benchmark,
+    ways: int | str | None = None,
+    shots: int | None = None,
+    queries: int | None = None,
+    episodes: int | None = None,
+    seed: int = 0,
+    kind: str | None = None,
+    **options: int | None,
+) -> Cell:
     """The benchmark cell these words name, resolved by the protocol that scores them (``kind``, else the one
     that matches); ``options`` are the chosen protocol's own (``instances`` of ``per-instance``)."""
     words = Words(ways, shots, queries, episodes, seed, kind, options)
@@ -78,8 +100,17 @@ def test_source(bench: Benchmark, cell: Cell, side: torch.Tensor | None = None) 
     split = bench.split(cell.split)
     if split is None:
         raise FewshotError(f"{bench.dataset}/{bench.protocol} has no {cell.split} split")
-    return EpisodeSampler(bench.data, split, cell.ways, cell.shots, cell.queries, cell.seed, role="test",
-                          name=f"the {bench.dataset}/{bench.protocol} {cell.split} split", side=side)
+    return EpisodeSampler(
+        bench.data,
+        split,
+        cell.ways,
+        cell.shots,
+        cell.queries,
+        cell.seed,
+        role="test",
+        name=f"the {bench.dataset}/{bench.protocol} {cell.split} split",
+        side=side,
+    )
 
 
 @dataclass
@@ -103,7 +134,7 @@ class Setup:
         return registry.protocol(self.cell.kind)()
 
     @property
-    def adapt_cls(self) -> type | None:
+    def adapt_cls(self) -> type[Adaptation] | None:
         return None if self.adapt == "none" else registry.adaptation(self.adapt)
 
     @property
@@ -113,9 +144,18 @@ class Setup:
     @property
     def task(self) -> TaskSpec:
         train_split = self.bench.split("train")
-        return TaskSpec(self.cell.dataset, self.cell.protocol, tuple(self.bench.data.image_shape), self.cell.ways,
-                        self.cell.shots, self.cell.queries, len(train_split) if train_split is not None else 0,
-                        self.cell.side, 0 if self.side is None else int(self.side.shape[1]), self.bench.network)
+        return TaskSpec(
+            self.cell.dataset,
+            self.cell.protocol,
+            tuple(self.bench.data.image_shape),
+            self.cell.ways,
+            self.cell.shots,
+            self.cell.queries,
+            len(train_split) if train_split is not None else 0,
+            self.cell.side,
+            0 if self.side is None else int(self.side.shape[1]),
+            self.bench.network,
+        )
 
     def training_config(self, budget: Budget) -> dict[str, Any]:
         """Everything training depends on: two equal configurations give the same checkpoint."""
@@ -130,56 +170,92 @@ class Setup:
             "image_shape": list(self.bench.data.image_shape),
             "fewshot": fewshot.__version__,
             **({"domains": [self.cell.source, self.cell.target]} if self.cell.source else {}),
-            **({"adapt": self.adapt, "adapt_hparams": self.adapt_hp, "target_labels": self.target_labels}
-               if self.adapts_training else {}),
+            **(
+                {"adapt": self.adapt, "adapt_hparams": self.adapt_hp, "target_labels": self.target_labels}
+                if self.adapts_training
+                else {}
+            ),
         }
 
 
-def make_setup(learner: str, overrides: dict[str, str], bench: Benchmark, cell: Cell, side: str | None = None,
-               adapt: str = "none", target_labels: int = 0) -> Setup:
+def make_setup(
+    learner: str,
+    overrides: dict[str, str],
+    bench: Benchmark,
+    cell: Cell,
+    side: str | None = None,
+    adapt: str = "none",
+    target_labels: int = 0,
+) -> Setup:
     cls = registry.learner(learner)
-    adapt_hp = resolve_adaptation(adapt, {k: v for k, v in overrides.items() if "." in k}, bench, cls, learner,
-                                  target_labels)
+    adapt_hp = resolve_adaptation(
+        adapt, {k: v for k, v in overrides.items() if "." in k}, bench, cls, learner, target_labels
+    )
     overrides = {k: v for k, v in overrides.items() if "." not in k}  # the learner's own: METHOD.NAME are the method's
     hp = resolve_hparams(cls, overrides, learner)
     registry.protocol(cell.kind)().check(learner, cls, cell)
     if bench.data.is_features and not cls.reads_sides:
         raise FewshotError(f"{bench.dataset} holds precomputed image features, not images: choose a zero-shot learner")
     cell = dataclasses.replace(cell, side=resolve_side(bench, learner, cls, cell, side))
-    table = bench.describe(cell.side) if cell.side else None
-    return Setup(learner, cls, hp, bench, cell, {k: hp[k] for k in overrides}, table, adapt=adapt, adapt_hp=adapt_hp,
-                 target_labels=target_labels)
+    table = None
+    if cell.side:
+        assert bench.describe is not None, "resolve_side names only sides the benchmark describes"
+        table = bench.describe(cell.side)
+    return Setup(
+        learner,
+        cls,
+        hp,
+        bench,
+        cell,
+        {k: hp[k] for k in overrides},
+        table,
+        adapt=adapt,
+        adapt_hp=adapt_hp,
+        target_labels=target_labels,
+    )
 
 
-def resolve_adaptation(adapt: str, overrides: dict[str, str], bench: Benchmark, cls: type[Learner], learner: str,
-                       target_labels: int) -> dict[str, Any]:
+def resolve_adaptation(
+    adapt: str, overrides: dict[str, str], bench: Benchmark, cls: type[Learner], learner: str, target_labels: int
+) -> dict[str, Any]:
     """The adaptation method's hyperparameters (``--hp METHOD.NAME=VALUE``), after checking it fits the cell."""
     for key in overrides:
         if key.split(".", 1)[0] != adapt:
             method = key.split(".", 1)[0]
-            raise FewshotError(f"--hp {key}: {method!r} is not the adaptation of this run (--adapt {adapt}); "
-                               f"name the learner's hyperparameters without a prefix")
+            raise FewshotError(
+                f"--hp {key}: {method!r} is not the adaptation of this run (--adapt {adapt}); "
+                f"name the learner's hyperparameters without a prefix"
+            )
     if adapt == "none":
         if target_labels:
             raise FewshotError("--target-labels gives labelled target images to an adaptation method: add --adapt")
         return {}
     method = registry.adaptation(adapt)
     if not bench.target:
-        raise FewshotError(f"--adapt {adapt} needs a domain shift: pass --source and --target of a dataset with "
-                           f"domains ({', '.join(_datasets_with_domains())})")
+        raise FewshotError(
+            f"--adapt {adapt} needs a domain shift: pass --source and --target of a dataset with "
+            f"domains ({', '.join(_datasets_with_domains())})"
+        )
     if bench.split("target") is None:
-        raise FewshotError(f"{bench.dataset}/{bench.protocol} has no unlabelled target images to adapt to (it trains "
-                           f"on labelled target images): leave out --adapt")
+        raise FewshotError(
+            f"{bench.dataset}/{bench.protocol} has no unlabelled target images to adapt to (it trains "
+            f"on labelled target images): leave out --adapt"
+        )
     if target_labels and not method.uses_target_labels:
         users = [n for n in registry.names("adaptation") if registry.adaptation(n).uses_target_labels]
-        raise FewshotError(f"{adapt} does not use labelled target images: leave out --target-labels or choose "
-                           f"{', '.join(users)}")
+        raise FewshotError(
+            f"{adapt} does not use labelled target images: leave out --target-labels or choose {', '.join(users)}"
+        )
     if target_labels and not cls.classifies():
-        raise FewshotError(f"--target-labels needs a learner with a classifier over its training classes, "
-                           f"which {learner} has not (see `fewshot learners`)")
+        raise FewshotError(
+            f"--target-labels needs a learner with a classifier over its training classes, "
+            f"which {learner} has not (see `fewshot learners`)"
+        )
     if method.needs_head and not cls.classifies():
-        raise FewshotError(f"{adapt} reads the classifier's outputs, and {learner} has no classifier over its "
-                           f"training classes: choose a learner with one (see `fewshot learners`), or another method")
+        raise FewshotError(
+            f"{adapt} reads the classifier's outputs, and {learner} has no classifier over its "
+            f"training classes: choose a learner with one (see `fewshot learners`), or another method"
+        )
     return resolve_hparams(method, {k.split(".", 1)[1]: v for k, v in overrides.items()}, adapt)
 
 
@@ -191,14 +267,18 @@ def resolve_side(bench: Benchmark, name: str, cls: type[Learner], cell: Cell, si
             raise FewshotError(f"{name} does not read class descriptions; leave out --side")
         return ""
     if not bench.sides:
-        raise FewshotError(f"{bench.dataset} has no class descriptions, so no zero-shot cell: choose a dataset "
-                           f"that has them (see `fewshot datasets`)")
+        raise FewshotError(
+            f"{bench.dataset} has no class descriptions, so no zero-shot cell: choose a dataset "
+            f"that has them (see `fewshot datasets`)"
+        )
     side = side or ("attributes" if "attributes" in bench.sides else bench.sides[0])
     if side not in bench.sides:
         raise FewshotError(f"--side {side}: {bench.dataset} describes its classes by {', '.join(bench.sides)}")
     if cls.reads_sides and side not in cls.reads_sides:
-        raise FewshotError(f"{name} reads only {' or '.join(cls.reads_sides)} descriptions, not {side}: "
-                           f"pass --side {cls.reads_sides[0]}")
+        raise FewshotError(
+            f"{name} reads only {' or '.join(cls.reads_sides)} descriptions, not {side}: "
+            f"pass --side {cls.reads_sides[0]}"
+        )
     return side
 
 
@@ -221,18 +301,29 @@ def _adapted(setup: Setup, learner: Learner, budget: Budget | None, device: torc
     from fewshot.run.adapted import Adapted, adaptable
 
     if not adaptable(learner):
-        raise FewshotError(f"{setup.name} has no backbone module for --adapt {setup.adapt} to adapt (its network is "
-                           f"adapted inside its own inner loop); choose a learner with one "
-                           f"(see `fewshot learners`)")
+        raise FewshotError(
+            f"{setup.name} has no backbone module for --adapt {setup.adapt} to adapt (its network is "
+            f"adapted inside its own inner loop); choose a learner with one "
+            f"(see `fewshot learners`)"
+        )
     if setup.adapts_training and (budget is None or budget.steps is None):
-        raise FewshotError(f"--adapt {setup.adapt} schedules its training over a number of steps: give --budget "
-                           f"in steps (such as 3000steps)")
+        raise FewshotError(
+            f"--adapt {setup.adapt} schedules its training over a number of steps: give --budget "
+            f"in steps (such as 3000steps)"
+        )
     head = getattr(learner, "head", None)
     classes = learner.task.train_classes
-    widths = feature_widths(learner.backbone, setup.task.image_shape)
-    adaptation = setup.adapt_cls(widths[0], classes if head is not None else 0, setup.adapt_hp,
-                                 budget.steps if budget is not None and budget.steps else 0, extracted=widths[1])
-    target = setup.bench.split("target")
+    backbone, adapt_cls = learner.backbone, setup.adapt_cls
+    assert isinstance(backbone, torch.nn.Module) and adapt_cls is not None, "checked above: adaptable, and --adapt"
+    widths = feature_widths(backbone, setup.task.image_shape)
+    adaptation = adapt_cls(
+        widths[0],
+        classes if head is not None else 0,
+        setup.adapt_hp,
+        budget.steps if budget is not None and budget.steps else 0,
+        extracted=widths[1],
+    )
+    target = setup.bench.required_split("target")
     pool = ImageBatchSampler(setup.bench.data, target, ADAPTATION_BATCH, setup.cell.seed, role="target")
 
     def target_images():  # every unlabelled target training image once, in batches, for AdaBN's statistics
@@ -252,8 +343,13 @@ def feature_widths(backbone: torch.nn.Module, image_shape: tuple[int, ...]) -> t
     """The widths of the backbone's output and of its marked feature extractor's (0 if it marks none)."""
     seen = []
     extractor = getattr(backbone, "extractor_end", None)
-    hook = backbone.get_submodule(extractor).register_forward_hook(
-        lambda module, args, out: seen.append(out.flatten(1).shape[1])) if extractor else None
+    hook = (
+        backbone.get_submodule(extractor).register_forward_hook(
+            lambda module, args, out: seen.append(out.flatten(1).shape[1])
+        )
+        if extractor
+        else None
+    )
     was_training = backbone.training
     with torch.no_grad():
         out = backbone.eval()(torch.zeros(2, *image_shape))
@@ -283,13 +379,19 @@ def batches_for(setup: Setup, learner: Learner) -> Callable[[int], Any] | None:
         source_at = _source_batches(setup, spec.source)
         data, seed = setup.bench.data, setup.cell.seed
         # Target images go to training without their labels: only ``.x`` of the target batches is kept.
-        target = ImageBatchSampler(data, setup.bench.split("target"), spec.target_batch, seed, role="target")
+        target = ImageBatchSampler(data, setup.bench.required_split("target"), spec.target_batch, seed, role="target")
         labelled = None
         if spec.labelled:
-            labelled = ImageBatchSampler(data, setup.bench.split("target_labelled"), min(spec.labelled, spec.target_batch),
-                                         seed, role="target-labelled")
-        return lambda step: AdaptationBatch(source_at(step), target[step].x,
-                                            labelled[step] if labelled is not None else None)
+            labelled = ImageBatchSampler(
+                data,
+                setup.bench.required_split("target_labelled"),
+                min(spec.labelled, spec.target_batch),
+                seed,
+                role="target-labelled",
+            )
+        return lambda step: AdaptationBatch(
+            source_at(step), target[step].x, labelled[step] if labelled is not None else None
+        )
     return _source_batches(setup, spec)
 
 
@@ -298,8 +400,16 @@ def _source_batches(setup: Setup, spec: Any) -> Callable[[int], Any]:
     if split is None:
         raise FewshotError(f"{setup.cell.dataset}/{setup.cell.protocol} has no training split")
     if isinstance(spec, EpisodeBatches):
-        sampler = EpisodeSampler(setup.bench.data, split, spec.ways, spec.shots, spec.queries, setup.cell.seed,
-                                 role="train", name=f"the {setup.cell.dataset}/{setup.cell.protocol} train split")
+        sampler = EpisodeSampler(
+            setup.bench.data,
+            split,
+            spec.ways,
+            spec.shots,
+            spec.queries,
+            setup.cell.seed,
+            role="train",
+            name=f"the {setup.cell.dataset}/{setup.cell.protocol} train split",
+        )
         return lambda step: [sampler[step * spec.meta_batch + j] for j in range(spec.meta_batch)]
     if isinstance(spec, ImageBatches):
         return ImageBatchSampler(setup.bench.data, split, spec.batch_size, setup.cell.seed).__getitem__
@@ -325,24 +435,42 @@ def load_trained(setup: Setup, path: Path, device: torch.device) -> Trained:
     """A learner restored from an explicit checkpoint; its training hyperparameters win over the defaults."""
     payload = checkpoint.load(path, learner=setup.name)
     if not payload.get("complete", False):
-        raise FewshotError(f"checkpoint {path} is from an unfinished training (step {payload.get('step')}); "
-                           f"finish it with the `fewshot train` command that wrote it")
+        raise FewshotError(
+            f"checkpoint {path} is from an unfinished training (step {payload.get('step')}); "
+            f"finish it with the `fewshot train` command that wrote it"
+        )
     trained_hp = payload.get("hparams", {})
     for name, value in setup.overrides.items():
         if name not in setup.cls.eval_hparams and name in trained_hp and trained_hp[name] != value:
-            raise FewshotError(f"--hp {name}={value} changes training, but {path} was trained with {name}={trained_hp[name]}")
+            raise FewshotError(
+                f"--hp {name}={value} changes training, but {path} was trained with {name}={trained_hp[name]}"
+            )
     setup.hp = {**setup.hp, **{k: v for k, v in trained_hp.items() if k in setup.hp}, **setup.overrides}
     config = payload.get("config", {})
-    if setup.adapts_training and (config.get("adapt"), config.get("domains")) != (setup.adapt, [setup.cell.source, setup.cell.target]):
-        raise FewshotError(f"checkpoint {path} was trained with --adapt {config.get('adapt', 'none')} on "
-                           f"{config.get('domains')}, not --adapt {setup.adapt} on {[setup.cell.source, setup.cell.target]}")
+    if setup.adapts_training and (config.get("adapt"), config.get("domains")) != (
+        setup.adapt,
+        [setup.cell.source, setup.cell.target],
+    ):
+        raise FewshotError(
+            f"checkpoint {path} was trained with --adapt {config.get('adapt', 'none')} on "
+            f"{config.get('domains')}, not --adapt {setup.adapt} on {[setup.cell.source, setup.cell.target]}"
+        )
     learner = build(setup, device, Budget.parse(config["budget"]) if config.get("budget") else None)
     checkpoint.restore(learner, payload, path)
-    return Trained(learner, path, payload.get("config", {}).get("budget"), int(payload["step"]), float(payload["elapsed"]))
+    return Trained(
+        learner, path, payload.get("config", {}).get("budget"), int(payload["step"]), float(payload["elapsed"])
+    )
 
 
-def ensure_trained(setup: Setup, budget: Budget, device: torch.device, out: Path | None = None, progress: bool = True,
-                   checkpoint_every: int = 500, log: Callable[[str], None] = lambda line: None) -> Trained:
+def ensure_trained(
+    setup: Setup,
+    budget: Budget,
+    device: torch.device,
+    out: Path | None = None,
+    progress: bool = True,
+    checkpoint_every: int = 500,
+    log: Callable[[str], None] = lambda line: None,
+) -> Trained:
     """Train (or resume, or reuse the cached result of) the configuration; return the trained learner."""
     config = setup.training_config(budget)
     path = Path(out) if out is not None else cached_checkpoint(config)
@@ -368,16 +496,21 @@ def ensure_trained(setup: Setup, budget: Budget, device: torch.device, out: Path
     if partial.exists():
         payload = checkpoint.load(partial, learner=setup.name)
         if payload.get("config") != config:
-            raise FewshotError(f"{partial} holds an unfinished training of another configuration; "
-                               f"move it away or choose another --out")
+            raise FewshotError(
+                f"{partial} holds an unfinished training of another configuration; move it away or choose another --out"
+            )
         checkpoint.restore(learner, payload, partial)
         resume, where = payload, f"resuming at step {payload['step']}"
-    elif out is None and not setup.adapts_training and (shorter := _shorter_cached_training(config, budget)) is not None:
+    elif (
+        out is None and not setup.adapts_training and (shorter := _shorter_cached_training(config, budget)) is not None
+    ):
         shorter_path, payload = shorter
         checkpoint.restore(learner, payload, shorter_path)
         resume, where = payload, f"continuing the {payload['config']['budget']} checkpoint {shorter_path.name}"
-    log(f"training {setup.name} on {setup.cell.dataset}/{setup.cell.protocol} for {budget} ({where}); "
-        f"checkpoint: {path}")
+    log(
+        f"training {setup.name} on {setup.cell.dataset}/{setup.cell.protocol} for {budget} ({where}); "
+        f"checkpoint: {path}"
+    )
 
     def save(progress_state: dict[str, Any], complete: bool) -> None:
         payload = {"learner": setup.name, "hparams": setup.hp, "config": config, "complete": complete, **progress_state}
@@ -385,10 +518,18 @@ def ensure_trained(setup: Setup, budget: Budget, device: torch.device, out: Path
         if complete and partial.exists():
             partial.unlink()
 
-    outcome = train(learner, batch_at, budget, save_checkpoint=save, device=device,
-                    validate=validator(setup, learner, device),
-                    validate_every=max(1, min(500, (budget.steps or 10**9) // 4)),
-                    checkpoint_every=checkpoint_every, resume=resume, progress=progress)
+    outcome = train(
+        learner,
+        batch_at,
+        budget,
+        save_checkpoint=save,
+        device=device,
+        validate=validator(setup, learner, device),
+        validate_every=max(1, min(500, (budget.steps or 10**9) // 4)),
+        checkpoint_every=checkpoint_every,
+        resume=resume,
+        progress=progress,
+    )
     return Trained(learner, path, str(budget), outcome.steps, outcome.seconds, outcome)
 
 
@@ -417,8 +558,9 @@ def _shorter_cached_training(config: dict[str, Any], budget: Budget) -> tuple[Pa
     return best
 
 
-def embedded_split(learner: Learner, setup: Setup, role: str, device: torch.device,
-                   batch: int = 1024) -> tuple[LabelledImages, torch.Tensor]:
+def embedded_split(
+    learner: Learner, setup: Setup, role: str, device: torch.device, batch: int = 1024
+) -> tuple[LabelledImages, torch.Tensor]:
     """Every image of a split embedded by the learner, labelled by class row, and those rows' descriptions."""
     split = setup.bench.split(role)
     if split is None:
@@ -428,10 +570,13 @@ def embedded_split(learner: Learner, setup: Setup, role: str, device: torch.devi
     learner.eval()
     features = embed_items(learner, setup.bench.data, items, device, batch)
     learner.train(was_training)
+    assert setup.side is not None, "only learners that prepare on class descriptions embed whole splits"
     return LabelledImages(features, torch.from_numpy(rows.copy()).to(device)), setup.side[split.classes].to(device)
 
 
-def prepare(setup: Setup, learner: Learner, device: torch.device, log: Callable[[str], None] = lambda line: None) -> None:
+def prepare(
+    setup: Setup, learner: Learner, device: torch.device, log: Callable[[str], None] = lambda line: None
+) -> None:
     """Fit the learner's ``prepare`` heads on the training split, after choosing the hyperparameters of its
     ``hparam_grid`` not fixed with ``--hp`` by per-class accuracy on the val classes (Xian et al. 2018),
     fitting on ``bench.selection_train`` meanwhile. The choice is written into ``setup.hp`` and ``setup.selection``."""
@@ -449,20 +594,33 @@ def prepare(setup: Setup, learner: Learner, device: torch.device, log: Callable[
         for candidate in candidates:
             learner.hp.update(candidate)
             learner.prepare(*fit_on)
-            scores.append(evaluate_all_classes(learner, setup.bench.data, val, setup.side, device,
-                                               embedded=val_features.x).mean)
+            scores.append(
+                evaluate_all_classes(learner, setup.bench.data, val, setup.side, device, embedded=val_features.x).mean
+            )
         best = int(np.argmax(scores))  # the first of equals, in the grid's order
         learner.hp.update(candidates[best])
         setup.hp.update(candidates[best])
-        setup.selection = {"chosen": candidates[best], "val_mean": scores[best], "candidates": len(candidates),
-                           "fitted_on": role}
-        log(f"chose {', '.join(f'{k}={v}' for k, v in candidates[best].items())} on the val classes "
-            f"({100 * scores[best]:.2f}% per-class accuracy, best of {len(candidates)})")
+        setup.selection = {
+            "chosen": candidates[best],
+            "val_mean": scores[best],
+            "candidates": len(candidates),
+            "fitted_on": role,
+        }
+        log(
+            f"chose {', '.join(f'{k}={v}' for k, v in candidates[best].items())} on the val classes "
+            f"({100 * scores[best]:.2f}% per-class accuracy, best of {len(candidates)})"
+        )
     learner.prepare(*final)
 
 
-def evaluate_setup(setup: Setup, learner: Learner, device: torch.device, use_cache: bool | None = None,
-                   progress: bool = False, log: Callable[[str], None] = lambda line: None) -> EvalResult:
+def evaluate_setup(
+    setup: Setup,
+    learner: Learner,
+    device: torch.device,
+    use_cache: bool | None = None,
+    progress: bool = False,
+    log: Callable[[str], None] = lambda line: None,
+) -> EvalResult:
     """The cell's test result: the learner's prepared heads first, then its protocol's evaluation."""
     prepare(setup, learner, device, log)
     learner.before_evaluation()
@@ -494,10 +652,21 @@ def run_record(setup: Setup, trained: Trained, result: EvalResult, device: torch
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "learner": setup.name,
         "hparams": setup.hp,
-        "dataset": cell.dataset, "protocol": cell.protocol, "split": cell.split, "ways": cell.ways,
-        "shots": cell.shots, "queries": cell.queries, "episodes": cell.episodes, "seed": cell.seed,
-        "protocol_kind": cell.kind, "side": cell.side, "source": cell.source, "target": cell.target,
-        "adaptation": setup.adapt, "adaptation_hparams": setup.adapt_hp, "target_labels": setup.target_labels,
+        "dataset": cell.dataset,
+        "protocol": cell.protocol,
+        "split": cell.split,
+        "ways": cell.ways,
+        "shots": cell.shots,
+        "queries": cell.queries,
+        "episodes": cell.episodes,
+        "seed": cell.seed,
+        "protocol_kind": cell.kind,
+        "side": cell.side,
+        "source": cell.source,
+        "target": cell.target,
+        "adaptation": setup.adapt,
+        "adaptation_hparams": setup.adapt_hp,
+        "target_labels": setup.target_labels,
         "selection": setup.selection,
         "backbone": learner.network_name(),
         "transductive": int(learner.transductive),

@@ -6,6 +6,7 @@ Every file is checked against its published md5 before it takes its place in
 the data root; a damaged download is discarded, so the data root only ever
 holds whole, verified files. Nothing else in the suite touches the network.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -53,8 +54,10 @@ def _download(url: str, target: Path, md5: str, timeout: float) -> int:
                 out.write(block)
                 size += len(block)
         if digest.hexdigest() != md5:
-            raise FewshotError(f"{url} has md5 {digest.hexdigest()}, not the published {md5}: the download is damaged "
-                               f"or the source serves another file; nothing was written, try again or another --mirror")
+            raise FewshotError(
+                f"{url} has md5 {digest.hexdigest()}, not the published {md5}: the download is damaged "
+                f"or the source serves another file; nothing was written, try again or another --mirror"
+            )
         os.replace(tmp, target)
         return size
     except (urllib.error.URLError, OSError, ValueError) as err:

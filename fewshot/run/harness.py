@@ -3,6 +3,7 @@
 The harness knows nothing of any particular learner: it feeds the batches a
 learner declares, calls ``train_step`` and ``predict``, and measures.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -15,8 +16,9 @@ import re
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,7 +41,7 @@ class Budget:
     minutes: float | None = None
 
     @classmethod
-    def parse(cls, text: str) -> "Budget":
+    def parse(cls, text: str) -> Budget:
         m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(steps?|min|minutes?)\s*", str(text))
         if not m:
             raise FewshotError(f"--budget {text!r}: write a number of steps (500steps) or minutes (10min)")
@@ -53,7 +55,10 @@ class Budget:
         return cls(minutes=float(value))
 
     def done(self, step: int, seconds: float) -> bool:
-        return step >= self.steps if self.steps is not None else seconds >= self.minutes * 60
+        if self.steps is not None:
+            return step >= self.steps
+        assert self.minutes is not None, "a budget has steps or minutes"
+        return seconds >= self.minutes * 60
 
     def __str__(self) -> str:
         return f"{self.steps}steps" if self.steps is not None else f"{self.minutes:g}min"
@@ -100,9 +105,16 @@ def _accuracy(logits: torch.Tensor, episode: Episode) -> float:
     return float((logits.argmax(1) == episode.query_y).float().mean())
 
 
-def evaluate(learner: Learner, source: EpisodeSource, episodes: int, device: torch.device | str = "cpu",
-             use_cache: bool | None = None, embed_batch: int = 128, persist: bool = False,
-             progress: bool = False) -> EvalResult:
+def evaluate(
+    learner: Learner,
+    source: EpisodeSource,
+    episodes: int,
+    device: torch.device | str = "cpu",
+    use_cache: bool | None = None,
+    embed_batch: int = 128,
+    persist: bool = False,
+    progress: bool = False,
+) -> EvalResult:
     """Accuracy of ``learner`` on episodes ``0..episodes-1`` of ``source``.
 
     With the embedding cache (the default for learners that override ``embed``)
@@ -140,11 +152,13 @@ def evaluate(learner: Learner, source: EpisodeSource, episodes: int, device: tor
     return EvalResult(accuracies, time.perf_counter() - start, episodes_digest(plans), use_cache, table_source)
 
 
-def _embedded_episode(plan: EpisodePlan, source: EpisodeSource, items: np.ndarray, table: torch.Tensor,
-                      device) -> Episode:
+def _embedded_episode(
+    plan: EpisodePlan, source: EpisodeSource, items: np.ndarray, table: torch.Tensor, device
+) -> Episode:
     """The episode of ``plan`` with its inputs gathered from an embedding table (rows of sorted ``items``)."""
     ways = len(plan.class_ids)
     gather = lambda ids: table[torch.from_numpy(np.searchsorted(items, ids)).to(device)]  # noqa: E731
+    side = getattr(source, "side", None)  # zero-shot samplers carry every class's description
     return Episode(
         support_x=gather(plan.support_items),
         support_y=grouped_labels(ways, len(plan.support_items) // ways).to(device),
@@ -152,15 +166,21 @@ def _embedded_episode(plan: EpisodePlan, source: EpisodeSource, items: np.ndarra
         query_y=grouped_labels(ways, len(plan.query_items) // ways).to(device),
         class_ids=torch.from_numpy(plan.class_ids),
         seed=plan.seed,
-        side=None if getattr(source, "side", None) is None else source.side[torch.from_numpy(plan.class_ids)].to(device),
+        side=None if side is None else side[torch.from_numpy(plan.class_ids)].to(device),
         support_items=torch.from_numpy(plan.support_items),
         query_items=torch.from_numpy(plan.query_items),
     )
 
 
-def evaluate_all_classes(learner: Learner, data: ClassImages, split: Split, side: torch.Tensor,
-                         device: torch.device | str = "cpu", batch: int = 1024,
-                         embedded: torch.Tensor | None = None) -> EvalResult:
+def evaluate_all_classes(
+    learner: Learner,
+    data: ClassImages,
+    split: Split,
+    side: torch.Tensor,
+    device: torch.device | str = "cpu",
+    batch: int = 1024,
+    embedded: torch.Tensor | None = None,
+) -> EvalResult:
     """Every image of ``split`` scored against all of its classes at once, known by ``side`` alone.
 
     The zero-shot protocols of Xian et al. 2018: ``accuracies`` are per class
@@ -185,13 +205,22 @@ def evaluate_all_classes(learner: Learner, data: ClassImages, split: Split, side
                 chosen = slice(first, first + batch)
                 x = (render(data, items[chosen]) if embedded is None else embedded[chosen]).to(device)
                 labels = torch.from_numpy(rows[chosen].copy()).to(device)
-                episode = Episode(x[:0], labels[:0], x, labels, class_ids, side=descriptions,
-                                  query_items=torch.from_numpy(items[chosen]))
+                episode = Episode(
+                    x[:0],
+                    labels[:0],
+                    x,
+                    labels,
+                    class_ids,
+                    side=descriptions,
+                    query_items=torch.from_numpy(items[chosen]),
+                )
                 logits = learner.predict(episode) if embedded is None else learner.predict_embedded(episode)
                 if tuple(logits.shape) != (len(labels), len(class_ids)):
-                    raise RuntimeError(f"predict returned logits of shape {tuple(logits.shape)}, "
-                                       f"expected {(len(labels), len(class_ids))}")
-                predicted[first:first + batch] = logits.argmax(1).cpu()
+                    raise RuntimeError(
+                        f"predict returned logits of shape {tuple(logits.shape)}, "
+                        f"expected {(len(labels), len(class_ids))}"
+                    )
+                predicted[first : first + batch] = logits.argmax(1).cpu()
     finally:
         learner.train(was_training)
     labels = torch.from_numpy(rows.copy())
@@ -202,23 +231,34 @@ def evaluate_all_classes(learner: Learner, data: ClassImages, split: Split, side
     if bool((counts == 0).any()):
         raise FewshotError(f"class row {int(torch.nonzero(counts == 0)[0])} of the split has no test images")
     plan = EpisodePlan(pool.classes, np.empty(0, dtype=np.int64), items, 0)
-    return EvalResult((per_class / counts).double().numpy(), time.perf_counter() - start, episodes_digest([plan]),
-                      False)
+    return EvalResult(
+        (per_class / counts).double().numpy(), time.perf_counter() - start, episodes_digest([plan]), False
+    )
 
 
 @torch.no_grad()
-def predicted_classes(classify: Callable[[torch.Tensor], torch.Tensor], data: ClassImages, items: np.ndarray,
-                      batch: int, device: torch.device | str = "cpu") -> np.ndarray:
+def predicted_classes(
+    classify: Callable[[torch.Tensor], torch.Tensor],
+    data: ClassImages,
+    items: np.ndarray,
+    batch: int,
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
     """The class ``classify`` (images to logits) gives each image of ``items``, in batches of ``batch``."""
-    return np.concatenate([classify(render(data, items[first:first + batch]).to(device)).argmax(1).cpu().numpy()
-                           for first in range(0, len(items), batch)])
+    return np.concatenate(
+        [
+            classify(render(data, items[first : first + batch]).to(device)).argmax(1).cpu().numpy()
+            for first in range(0, len(items), batch)
+        ]
+    )
 
 
 PERSIST_LIMIT_BYTES = 256 << 20  # feature maps of partly frozen networks are recomputed rather than stored
 
 
-def embedding_table(learner: Learner, source: EpisodeSource, needed: np.ndarray, device, batch: int,
-                    persist: bool) -> tuple[np.ndarray, torch.Tensor, str]:
+def embedding_table(
+    learner: Learner, source: EpisodeSource, needed: np.ndarray, device, batch: int, persist: bool
+) -> tuple[np.ndarray, torch.Tensor, str]:
     """(sorted item ids, their embeddings, "disk" or "computed")."""
     path = None
     if persist and source.data.key:
@@ -247,8 +287,9 @@ def embedding_table(learner: Learner, source: EpisodeSource, needed: np.ndarray,
 def embed_items(learner: Learner, data: ClassImages, items: np.ndarray, device, batch: int) -> torch.Tensor:
     """``learner.embed`` of the images of ``items``, ``batch`` at a time, without gradients."""
     with torch.no_grad():
-        return torch.cat([learner.embed(render(data, items[i:i + batch]).to(device))
-                          for i in range(0, len(items), batch)])
+        return torch.cat(
+            [learner.embed(render(data, items[i : i + batch]).to(device)) for i in range(0, len(items), batch)]
+        )
 
 
 def _embedding_key(learner: Learner, data_key: str, items: np.ndarray) -> str:
@@ -270,10 +311,19 @@ class TrainOutcome:
     resumed_from: int = 0
 
 
-def train(learner: Learner, batch_at: Callable[[int], Any], budget: Budget, *,
-          save_checkpoint: Callable[[dict[str, Any], bool], None], device: torch.device | str = "cpu",
-          validate: Callable[[], float] | None = None, validate_every: int = 500, checkpoint_every: int = 500,
-          resume: dict[str, Any] | None = None, progress: bool = True) -> TrainOutcome:
+def train(
+    learner: Learner,
+    batch_at: Callable[[int], Any],
+    budget: Budget,
+    *,
+    save_checkpoint: Callable[[dict[str, Any], bool], None],
+    device: torch.device | str = "cpu",
+    validate: Callable[[], float] | None = None,
+    validate_every: int = 500,
+    checkpoint_every: int = 500,
+    resume: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> TrainOutcome:
     """Run ``train_step`` on ``batch_at(step)`` until the budget is spent.
 
     ``save_checkpoint(progress, complete)`` receives the state, step, elapsed
@@ -287,12 +337,28 @@ def train(learner: Learner, batch_at: Callable[[int], Any], budget: Budget, *,
         torch.set_rng_state(resume["rng"])
     resumed_from = step
     total = budget.steps if budget.steps is not None else None
-    bar = tqdm(total=total, initial=step, desc="train", unit="step", disable=None if progress else True, dynamic_ncols=True, mininterval=1.0)
+    bar = tqdm(
+        total=total,
+        initial=step,
+        desc="train",
+        unit="step",
+        disable=None if progress else True,
+        dynamic_ncols=True,
+        mininterval=1.0,
+    )
     val_acc = history[-1].get("val_acc") if history else None
 
     def save(complete: bool) -> None:
-        save_checkpoint({"step": step, "elapsed": elapsed, "history": history, "rng": torch.get_rng_state(),
-                         "state": learner.training_state()}, complete)
+        save_checkpoint(
+            {
+                "step": step,
+                "elapsed": elapsed,
+                "history": history,
+                "rng": torch.get_rng_state(),
+                "state": learner.training_state(),
+            },
+            complete,
+        )
 
     learner.train()
     started = time.perf_counter() - elapsed
@@ -310,7 +376,9 @@ def train(learner: Learner, batch_at: Callable[[int], Any], budget: Budget, *,
             elif step % 50 == 0:
                 history.append(record)
             bar.update()
-            bar.set_postfix({k: f"{v:.3f}" for k, v in metrics.items()} | ({"val": f"{val_acc:.3f}"} if val_acc is not None else {}))
+            bar.set_postfix(
+                {k: f"{v:.3f}" for k, v in metrics.items()} | ({"val": f"{val_acc:.3f}"} if val_acc is not None else {})
+            )
             if stop.requested:  # Ctrl-C lands between whole steps, so the saved state resumes exactly
                 save(complete=False)
                 bar.close()

@@ -5,6 +5,7 @@ them back on the next step; for Conv-4 training on 2 cores that cost about
 40% of the step time here (sys time). Keeping a generous top pad on the heap
 avoids it. Nothing changes when the C library is not glibc.
 """
+
 from __future__ import annotations
 
 import ctypes

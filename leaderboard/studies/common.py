@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from fewshot.core.backbones import make_backbone
+from fewshot.core.backbones import Conv4, LeNet, make_backbone
 from fewshot.core.data import Benchmark, ClassImages, Split, atomic_write
 from fewshot.core.learner import classification_step
 from fewshot.core.sampler import ImageBatches, ImagePool
@@ -23,8 +24,8 @@ from fewshot.run.harness import predicted_classes
 # Ganin & Lempitsky (2015) train their digit LeNet by SGD with momentum 0.9 at 0.01; every other backbone is
 # trained by Adam at 1e-3, as Chen et al. (2019) pretrain theirs. These are the numbers the studies have always
 # used, so their results do not change.
-LENET_SGD = {"lr": 0.01, "momentum": 0.9}
-ADAM = {"lr": 1e-3}
+LENET_SGD: dict[str, Any] = {"lr": 0.01, "momentum": 0.9}
+ADAM: dict[str, Any] = {"lr": 1e-3}
 
 
 def optimizer(parameters: Iterable[nn.Parameter], network: str) -> torch.optim.Optimizer:
@@ -36,7 +37,7 @@ def optimizer(parameters: Iterable[nn.Parameter], network: str) -> torch.optim.O
 
 @dataclass
 class Network:
-    backbone: nn.Module
+    backbone: Conv4 | LeNet
     head: nn.Linear
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

@@ -47,11 +47,13 @@ def freeze_study(
 ) -> list[dict]:
     """Rows of :data:`FIELDS`: the source network alone (0 labelled), then frozen, fine-tuned and scratch for each
     number of labelled target images."""
-    train, test = bench.split("train"), bench.split("test")
+    train, test = bench.required_split("train"), bench.required_split("test")
     classes = len(train)
     source = train_network(new_network(bench, classes, seed), bench.data, train, steps, seed, bench.network)
     log(f"source network: {100 * accuracy(source, bench.data, test):.2f}% on the target test images")
-    pool = torch.nonzero(bench.split("target").image_mask).squeeze(1).numpy()
+    target_mask = bench.required_split("target").image_mask
+    assert target_mask is not None, "the target split is the training classes' target-domain images (a mask)"
+    pool = torch.nonzero(target_mask).squeeze(1).numpy()
     rows = [{"labelled": 0, "variant": "source only", "accuracy": accuracy(source, bench.data, test)}]
     depth = len(source.backbone.blocks)
     for count in labelled:

@@ -22,11 +22,11 @@ from pathlib import Path
 import click
 import numpy as np
 import torch
-from fewshot.baselines.learned_optimizer import LearnedOptimizerLearner, UpdateRule, hand_written_rule
 
+from fewshot.baselines.learned_optimizer import LearnedOptimizerLearner, UpdateRule, hand_written_rule
 from fewshot.core.sampler import EpisodeSampler, EpisodeSource
-from fewshot.run import experiment
 from fewshot.core.stats import mean_interval
+from fewshot.run import experiment
 
 LEARNERS = ("metalstm", "lstmopt")
 LEARNING_RATES = (0.01, 0.03, 0.1, 0.3, 1.0)
@@ -53,7 +53,7 @@ def best_learning_rate(learner, source, episodes: int, rule_name: str, steps: in
         lr: accuracy_by_step(learner, source, episodes, hand_written_rule(rule_name, lr), steps)[:, -1].mean()
         for lr in LEARNING_RATES
     }
-    return max(scores, key=scores.get)
+    return max(scores, key=lambda lr: scores[lr])
 
 
 @click.command()
@@ -71,7 +71,14 @@ def main(dataset, protocol, ways, shots, episodes, val_episodes, budget, seed, o
     cell = experiment.resolve_cell(bench, ways, shots, None, episodes, seed)
     test = experiment.test_source(bench, cell)
     val = EpisodeSampler(
-        bench.data, bench.split("val"), ways, shots, cell.queries, seed, role="val", name=f"the {dataset} val split"
+        bench.data,
+        bench.required_split("val"),
+        ways,
+        shots,
+        cell.queries,
+        seed,
+        role="val",
+        name=f"the {dataset} val split",
     )
     figures: dict[str, dict] = {}
     curves: dict[str, dict[str, np.ndarray]] = {}
@@ -80,18 +87,19 @@ def main(dataset, protocol, ways, shots, episodes, val_episodes, budget, seed, o
         learner = experiment.ensure_trained(
             setup, experiment.default_budget(setup, budget), torch.device("cpu"), progress=False
         ).learner
+        assert isinstance(learner, LearnedOptimizerLearner), f"{name} learns its optimiser (LEARNERS)"
         steps = learner.hp["inner_steps"]
         rules: dict[str, tuple[UpdateRule, float | None]] = {"learned": (learner.learned_rule(), None)}
         for rule_name in ("sgd", "adam"):
             lr = best_learning_rate(learner, val, val_episodes, rule_name, steps)
             rules[rule_name] = (hand_written_rule(rule_name, lr), lr)
         curves[name], figures[name] = {}, {}
-        for rule_name, (rule, lr) in rules.items():
+        for rule_name, (rule, rule_lr) in rules.items():
             accuracy = accuracy_by_step(learner, test, episodes, rule, steps)
             curves[name][rule_name] = accuracy
             final = accuracy[:, -1]
             figures[name][rule_name] = {
-                "lr": lr,
+                "lr": rule_lr,
                 "accuracy": round(100 * final.mean(), 2),
                 "ci95": round(100 * mean_interval(final), 2),
             }

@@ -45,7 +45,7 @@ def transfer_study(
     log: Callable[[str], None] = lambda line: None,
 ) -> list[dict]:
     """Rows of :data:`FIELDS`: baseB at every cut, then BnB, BnB+, AnB and AnB+ for each cut n."""
-    classes = bench.split("train").classes.numpy()
+    classes = bench.required_split("train").classes.numpy()
     shuffled = np.random.default_rng(seed).permutation(classes)
     halves = {"A": np.sort(shuffled[: len(shuffled) // 2]), "B": np.sort(shuffled[len(shuffled) // 2 :])}
     splits = {}

@@ -4,6 +4,7 @@ The classic untrained baseline (used, for instance, as a reference in Lake et
 al. 2015's one-shot runs). It registers through the ``fewshot.learners``
 entry-point group exactly like the built-in learners.
 """
+
 import torch
 import torch.nn.functional as F
 
