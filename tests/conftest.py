@@ -3,6 +3,7 @@
 Tests that need ``../shared/data`` skip on a developer's machine without it,
 but fail when ``CI`` is set: CI must never pass by skipping them.
 """
+
 from __future__ import annotations
 
 import os
@@ -60,11 +61,14 @@ def glyphs():
     return open_benchmark("glyphs", None)
 
 
-def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
     """The installed command line in a fresh process, as a user runs it."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "fewshot", *args], capture_output=True, text=True, env=full_env,
-                          cwd=cwd, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "fewshot", *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ is trained briefly on glyphs (the offline 28x28 benchmark, built in seconds): fe
 A learner that declares no training batches (a plug-in nearest neighbour, say) has no twin to beat; the
 other checks still apply. What each learner's short training is: ``BUDGETS`` below.
 """
+
 from __future__ import annotations
 
 import copy
@@ -110,8 +111,15 @@ def build_case(name: str, bench: Benchmark, seed: int = SEED) -> Case:
         experiment.prepare(setup, each, DEVICE)  # nothing for learners that fit nothing on the split
         each.eval()
     source = experiment.test_source(bench, setup.cell, setup.side)
-    return Case(name, learner, twin, batch_at is not None, source[0], evaluate(learner, source, EPISODES),
-                evaluate(twin, source, EPISODES))
+    return Case(
+        name,
+        learner,
+        twin,
+        batch_at is not None,
+        source[0],
+        evaluate(learner, source, EPISODES),
+        evaluate(twin, source, EPISODES),
+    )
 
 
 def fewer_seen_classes(bench: Benchmark, count: int = ZERO_SHOT_SEEN) -> Benchmark:
@@ -136,14 +144,19 @@ def case(request, glyphs, zero_shot_bench) -> Case:
 
 def snapshot(learner: Learner) -> dict[str, Any]:
     """Everything ``predict`` must leave as it is."""
-    return copy.deepcopy({
-        "training_state": learner.training_state(),  # weights, buffers, every optimiser's and scheduler's state
-        "modes": [module.training for module in learner.modules()],
-        "grads": {name: p.grad for name, p in learner.named_parameters()},
-        # hyperparameters, and what ``prepare`` fits outside the state dict (a zero-shot head, its standardisation)
-        "attributes": {name: value for name, value in vars(learner).items()
-                       if not name.startswith("_") and isinstance(value, (torch.Tensor, tuple, list, dict))},
-    })
+    return copy.deepcopy(
+        {
+            "training_state": learner.training_state(),  # weights, buffers, every optimiser's and scheduler's state
+            "modes": [module.training for module in learner.modules()],
+            "grads": {name: p.grad for name, p in learner.named_parameters()},
+            # hyperparameters, and what ``prepare`` fits outside the state dict (a zero-shot head, its standardisation)
+            "attributes": {
+                name: value
+                for name, value in vars(learner).items()
+                if not name.startswith("_") and isinstance(value, (torch.Tensor, tuple, list, dict))
+            },
+        }
+    )
 
 
 def assert_same(before: Any, after: Any, where: str = "") -> None:
@@ -188,7 +201,8 @@ def test_training_beats_the_untrained_twin_on_the_same_episodes(case):
     difference = case.trained.accuracies - case.untrained.accuracies
     assert lower_bound(difference) > 0, (
         f"{case.name}: trained {case.trained.mean:.3f}, untrained {case.untrained.mean:.3f}, "
-        f"difference {difference.mean():.3f} +- {difference.std(ddof=1) / math.sqrt(len(difference)):.3f} (1 s.e.)")
+        f"difference {difference.mean():.3f} +- {difference.std(ddof=1) / math.sqrt(len(difference)):.3f} (1 s.e.)"
+    )
 
 
 def test_trained_learner_beats_chance_clearly(case):

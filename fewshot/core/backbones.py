@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fewshot.core.errors import FewshotError
+
 
 def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
     return nn.Sequential(
@@ -93,7 +95,7 @@ def make_backbone(network: str, image_shape: tuple[int, ...], hidden: int = 64) 
         net = LeNet(image_shape[0], image_shape[-1], batch_norm=network == "lenet-bn")
         return net, net.output_features
     if network != "conv4":
-        raise ValueError(f"unknown network {network!r}: choose one of {', '.join(NETWORKS)}")
+        raise FewshotError(f"unknown network {network!r}: choose one of {', '.join(NETWORKS)}")
     return Conv4(image_shape[0], hidden), Conv4.output_dim(image_shape, hidden)
 
 

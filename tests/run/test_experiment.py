@@ -1,4 +1,5 @@
 """From words to a trained learner and a recorded run: the engine's steps, each on the offline glyphs."""
+
 import dataclasses
 
 import numpy as np
@@ -49,10 +50,13 @@ def test_equal_configurations_share_one_checkpoint_and_any_difference_gets_anoth
     same = experiment.make_setup("protonet", {}, glyphs, dataclasses.replace(cell, episodes=99))  # not trained on
     path = experiment.cached_checkpoint(setup.training_config(Budget(steps=5)))
     assert path == experiment.cached_checkpoint(same.training_config(Budget(steps=5)))
-    for other in (experiment.make_setup("protonet", {"lr": "0.01"}, glyphs, cell).training_config(Budget(steps=5)),
-                  setup.training_config(Budget(steps=6)),
-                  experiment.make_setup("protonet", {}, glyphs, dataclasses.replace(cell, seed=1))
-                  .training_config(Budget(steps=5))):
+    for other in (
+        experiment.make_setup("protonet", {"lr": "0.01"}, glyphs, cell).training_config(Budget(steps=5)),
+        setup.training_config(Budget(steps=6)),
+        experiment.make_setup("protonet", {}, glyphs, dataclasses.replace(cell, seed=1)).training_config(
+            Budget(steps=5)
+        ),
+    ):
         assert experiment.cached_checkpoint(other) != path
 
 
@@ -65,8 +69,9 @@ def test_a_trained_configuration_is_reused_and_a_longer_budget_continues_it(glyp
     for key, value in short.learner.state_dict().items():
         assert torch.equal(value, again.learner.state_dict()[key])
     continued = experiment.ensure_trained(setup, Budget(steps=8), CPU, progress=False)
-    direct = experiment.ensure_trained(setup, Budget(steps=8), CPU, out=short.checkpoint.parent / "direct.pt",
-                                       progress=False)
+    direct = experiment.ensure_trained(
+        setup, Budget(steps=8), CPU, out=short.checkpoint.parent / "direct.pt", progress=False
+    )
     for key, value in continued.learner.state_dict().items():  # 4 + 4 steps are the 8-step training
         assert torch.equal(value, direct.learner.state_dict()[key]), key
 
@@ -79,10 +84,15 @@ def test_a_run_record_fills_the_store_s_columns_from_the_setup_and_the_protocol(
     record = experiment.run_record(setup, trained, result, CPU)
     assert set(record) <= set(RUN_FIELDS)
     assert (record["protocol_kind"], record["unit"], record["backbone"], record["transductive"]) == (
-        "episodic", "episode", "Conv4", 0)
+        "episodic",
+        "episode",
+        "Conv4",
+        0,
+    )
     assert record["threads"] == torch.get_num_threads() and record["fewshot_version"]
     run = ResultsStore(tmp_path / "r.sqlite").run(
-        ResultsStore(tmp_path / "r.sqlite").record(record, result.accuracies, setup.protocol.figures(result)))
+        ResultsStore(tmp_path / "r.sqlite").record(record, result.accuracies, setup.protocol.figures(result))
+    )
     assert np.array_equal(run["accuracies"], result.accuracies) and run["mean"] == pytest.approx(result.mean)
 
 

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import REPO, run_cli
 from fewshot.core import registry
 from fewshot.core.dataset import Dataset, DownloadFile, Importer
 from fewshot.core.errors import FewshotError
 
-PLUGIN = Path(__file__).parent / "plugin"
+PLUGIN = REPO / "tests" / "plugin"
 
 
 def test_builtins_register_through_entry_points():
