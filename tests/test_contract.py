@@ -125,7 +125,7 @@ def build_case(name: str, bench: Benchmark, seed: int = SEED) -> Case:
 def fewer_seen_classes(bench: Benchmark, count: int = ZERO_SHOT_SEEN) -> Benchmark:
     """``bench`` with its training split thinned to ``count`` classes spread evenly over it; the other splits,
     the images and the descriptions are the protocol's."""
-    train = bench.split("train")
+    train = bench.required_split("train")
     keep = torch.linspace(0, len(train) - 1, count).round().long()
     return dataclasses.replace(bench, splits={**bench.splits, "train": Split.of(train.classes[keep])})
 
