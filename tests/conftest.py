@@ -61,6 +61,16 @@ def glyphs():
     return open_benchmark("glyphs", None)
 
 
+def run_main(capfd: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """The command line in this process: its exit status, stdout and stderr."""
+    from fewshot.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(argv))
+    out, err = capfd.readouterr()
+    return int(exit_info.value.code or 0), out, err
+
+
 def run_cli(
     *args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess:

@@ -9,19 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_cli
-from fewshot.cli import main
+from conftest import run_cli, run_main
 from fewshot.records.store import ResultsStore
 from fewshot.run import checkpoint
 
 QUICK = ("--budget", "10steps", "--hp", "train_ways=10", "--hp", "train_queries=2", "--episodes", "20", "--quiet")
-
-
-def _main(capfd, *argv):
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(argv))
-    out, err = capfd.readouterr()
-    return exit_info.value.code, out, err
 
 
 @pytest.fixture
@@ -177,7 +169,7 @@ def test_every_bad_input_gets_one_line_and_exit_2(capfd, tmp_path, bad_inputs):
     before = set(os.listdir(checkpoints)) if os.path.isdir(checkpoints) else set()
     for args, message in bad_inputs:
         argv = ["eval", *args] if "--results" in args else ["eval", *args, "--results", str(results)]
-        code, out, err = _main(capfd, *argv)
+        code, out, err = run_main(capfd, *argv)
         assert code == 2, (args, out, err)
         assert err.startswith("error: ") and err.count("\n") == 1, (args, err)
         assert message in err, (args, err)

@@ -7,8 +7,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from conftest import run_cli
-from fewshot.cli import main
+from conftest import run_cli, run_main
 from fewshot.core import registry
 from fewshot.core.dataset import Dataset, imports_dir
 from fewshot.tasks import folder as folder_format
@@ -57,13 +56,6 @@ def make_folder(root, shapes=SHAPES, per_class=PER_CLASS, **style):
     return root
 
 
-def _main(capfd, *argv):
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(argv))
-    out, err = capfd.readouterr()
-    return exit_info.value.code, out, err
-
-
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
     """A cache of this test alone (processes it starts inherit it), so that what an import leaves is visible."""
@@ -73,7 +65,7 @@ def cache(tmp_path, monkeypatch):
 
 def test_a_folder_becomes_a_dataset_that_evaluates(tmp_path, cache, capfd):
     source = make_folder(tmp_path / "shapes")
-    code, out, err = _main(
+    code, out, err = run_main(
         capfd, "data", "import", "folder", str(source), "--name", "shapes", "--size", "16", "--channels", "1"
     )
     assert code == 0, err
@@ -117,7 +109,7 @@ def test_colour_images_keep_their_channels_and_are_cropped_not_squashed(tmp_path
         image = Image.new("RGB", (40, 20), 0)
         ImageDraw.Draw(image).rectangle((0, 0, 9, 19), fill=(255, 255, 255))
         image.save(wide / f"{i}.png")
-    code, _, err = _main(capfd, "data", "import", "folder", str(source), "--name", "red", "--size", "12")
+    code, _, err = run_main(capfd, "data", "import", "folder", str(source), "--name", "red", "--size", "12")
     assert code == 0, err
     data = registry.dataset("red").benchmark("classes", tmp_path).data
     assert data.images.shape == (20, 3, 12, 12)
@@ -138,7 +130,7 @@ def test_a_csv_with_a_split_column_gives_the_split_protocol(tmp_path, cache, cap
         for shape in SHAPES:
             for i in range(PER_CLASS):
                 writer.writerow([f"../images/{shape}/{i}.png", shape, roles.get(shape, "train")])
-    code, _, err = _main(capfd, "data", "import", "folder", "--csv", str(table), "--name", "listed", "--size", "8")
+    code, _, err = run_main(capfd, "data", "import", "folder", "--csv", str(table), "--name", "listed", "--size", "8")
     assert code == 0, err
     source = registry.dataset("listed")
     assert source.protocols == ("split",) and source.default_protocol == "split"
@@ -152,12 +144,14 @@ def test_a_csv_with_a_split_column_gives_the_split_protocol(tmp_path, cache, cap
 
 def test_a_reimport_replaces_only_with_force(tmp_path, cache, capfd):
     source = make_folder(tmp_path / "shapes", SHAPES[:4])
-    assert _main(capfd, "data", "import", "folder", str(source), "--name", "again", "--size", "8")[0] == 0
+    assert run_main(capfd, "data", "import", "folder", str(source), "--name", "again", "--size", "8")[0] == 0
     before = sorted(p.name for p in (cache / "imports").iterdir())
-    code, _, err = _main(capfd, "data", "import", "folder", str(source), "--name", "again", "--size", "8")
+    code, _, err = run_main(capfd, "data", "import", "folder", str(source), "--name", "again", "--size", "8")
     assert code == 2 and "already imported" in err and "--force" in err
     assert sorted(p.name for p in (cache / "imports").iterdir()) == before
-    code, _, err = _main(capfd, "data", "import", "folder", str(source), "--name", "again", "--size", "10", "--force")
+    code, _, err = run_main(
+        capfd, "data", "import", "folder", str(source), "--name", "again", "--size", "10", "--force"
+    )
     assert code == 0, err
     assert len(list((cache / "imports").glob("again-*.npz"))) == 1, "the replaced arrays are removed"
     assert registry.dataset("again").benchmark("classes", tmp_path).data.images.shape[-1] == 10
@@ -255,7 +249,7 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(tmp_path, cache, capfd,
     argv = ["data", "import", *args(tmp_path)]
     if "--name" not in argv:
         argv += ["--name", "bad"]
-    code, out, err = _main(capfd, *argv)
+    code, out, err = run_main(capfd, *argv)
     assert code == 2, (out, err)
     assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
     assert not imports_dir().exists() or not any(imports_dir().iterdir()), "nothing written"
@@ -264,7 +258,7 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(tmp_path, cache, capfd,
 def test_a_decompression_bomb_is_refused_before_decoding(tmp_path, cache, capfd, monkeypatch):
     pillow_limit = Image.MAX_IMAGE_PIXELS
     monkeypatch.setattr(folder_format, "MAX_PIXELS", 399)  # our 20x20 drawings have 400
-    code, _, err = _main(
+    code, _, err = run_main(
         capfd, "data", "import", "folder", str(make_folder(tmp_path / "in", SHAPES[:3])), "--name", "b"
     )
     assert code == 2 and "0.png is refused as a possible decompression bomb" in err and err.count("\n") == 1
@@ -286,13 +280,13 @@ def test_the_class_split_is_seeded_and_keeps_at_least_one_class_per_role():
 
 def test_a_damaged_import_record_says_so_and_force_replaces_it(tmp_path, cache, capfd):
     source = make_folder(tmp_path / "shapes", SHAPES[:3])
-    assert _main(capfd, "data", "import", "folder", str(source), "--name", "torn", "--size", "8")[0] == 0
+    assert run_main(capfd, "data", "import", "folder", str(source), "--name", "torn", "--size", "8")[0] == 0
     (cache / "imports" / "torn.json").write_text('{"name": "torn", "form')
-    code, _, err = _main(capfd, "data", "fetch", "torn")
+    code, _, err = run_main(capfd, "data", "fetch", "torn")
     assert code == 2 and "torn.json is damaged" in err and "--force" in err and err.count("\n") == 1
-    code, _, err = _main(capfd, "data", "import", "folder", str(source), "--name", "torn", "--size", "8")
+    code, _, err = run_main(capfd, "data", "import", "folder", str(source), "--name", "torn", "--size", "8")
     assert code == 2 and "is damaged" in err
-    code, out, _ = _main(capfd, "datasets")
+    code, out, _ = run_main(capfd, "datasets")
     assert code == 0 and "torn  unreadable: " in out and "\nglyphs  " in out, "the other datasets are still listed"
-    assert _main(capfd, "data", "import", "folder", str(source), "--name", "torn", "--size", "8", "--force")[0] == 0
+    assert run_main(capfd, "data", "import", "folder", str(source), "--name", "torn", "--size", "8", "--force")[0] == 0
     assert registry.dataset("torn").benchmark("classes", tmp_path).data.images.shape == (18, 3, 8, 8)
