@@ -24,8 +24,8 @@ from fewshot.core import registry
 from fewshot.core.adaptation import Adaptation
 from fewshot.run import experiment
 from fewshot.run.adapted import Adapted
-from fewshot.run.harness import Budget
 from fewshot.run.runtime import tune_allocator
+from fewshot.run.training import Budget
 
 
 def build(setup, variant):

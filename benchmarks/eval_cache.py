@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from fewshot.run import experiment
-from fewshot.run.harness import evaluate
+from fewshot.run.evaluation import evaluate
 from fewshot.run.runtime import tune_allocator
 
 

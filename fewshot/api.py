@@ -98,7 +98,7 @@ from fewshot.core.learner import Learner, TaskSpec
 from fewshot.core.protocol import DEFAULT_EPISODES, Cell
 from fewshot.core.sampler import EpisodeSampler, EpisodeSource
 from fewshot.records.store import ResultsStore, check_writable
-from fewshot.run import experiment, harness
+from fewshot.run import evaluation, experiment
 
 SPLITS = ("train", "val", "test")
 
@@ -435,7 +435,7 @@ def evaluate(
     try:
         learner.to(device_)
         learner.before_evaluation()
-        scored = harness.evaluate(learner, bench.source, count, device_)
+        scored = evaluation.evaluate(learner, bench.source, count, device_)
     finally:
         for module, training in modes.items():
             module.training = training
@@ -463,7 +463,7 @@ def _run(
     learner: Learner,
     bench: EpisodeSet,
     count: int,
-    scored: harness.EvalResult,
+    scored: evaluation.EvalResult,
     device: torch.device,
     name: str,
     hparams: dict[str, Any],

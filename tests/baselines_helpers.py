@@ -3,7 +3,8 @@
 import torch
 
 from fewshot.run import experiment
-from fewshot.run.harness import Budget, evaluate
+from fewshot.run.evaluation import evaluate
+from fewshot.run.training import Budget
 
 
 def short_training(bench, learner, steps, episodes=100, compare=True, ways=5, **hp):

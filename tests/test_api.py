@@ -21,7 +21,7 @@ from fewshot.core.errors import FewshotError
 from fewshot.core.sampler import EpisodeSampler
 from fewshot.core.stats import mean_interval
 from fewshot.records.store import ResultsStore
-from fewshot.run import experiment, harness
+from fewshot.run import evaluation, experiment, training
 
 EPISODE_FIELDS = ("support_x", "support_y", "query_x", "query_y", "class_ids", "support_items", "query_items")
 
@@ -169,8 +169,8 @@ def test_a_recorded_run_is_in_the_results_file(tmp_path):
 def test_the_api_scores_a_trained_learner_as_fewshot_eval_does(glyphs):
     cell = experiment.resolve_cell(glyphs, 5, 1, None, 40, 0)
     setup = experiment.make_setup("protonet", {"train_ways": "10", "hidden": "16"}, glyphs, cell)
-    trained = experiment.ensure_trained(setup, harness.Budget(steps=5), torch.device("cpu"), progress=False)
-    cli = harness.evaluate(trained.learner, experiment.test_source(glyphs, setup.cell), cell.episodes)
+    trained = experiment.ensure_trained(setup, training.Budget(steps=5), torch.device("cpu"), progress=False)
+    cli = evaluation.evaluate(trained.learner, experiment.test_source(glyphs, setup.cell), cell.episodes)
     api = fewshot.evaluate(trained.learner, fewshot.benchmark("glyphs", ways=5, shots=1, episodes=40))
     assert np.array_equal(api.accuracies, cli.accuracies)
     assert (api.mean, api.ci95, api.digest) == (cli.mean, cli.ci95, cli.digest)
@@ -212,7 +212,7 @@ def test_a_registered_learner_is_found_trained_and_scored_like_an_installed_one(
     cell = experiment.resolve_cell(glyphs, 5, 1, None, 20, 0)
     setup = experiment.make_setup("notebook-mean", {"lr": "0.01"}, glyphs, cell)
     assert setup.cls is NotebookMean and setup.hp == {"lr": 0.01}
-    trained = experiment.ensure_trained(setup, harness.Budget(steps=4), torch.device("cpu"), progress=False)
+    trained = experiment.ensure_trained(setup, training.Budget(steps=4), torch.device("cpu"), progress=False)
     assert trained.steps == 4 and trained.checkpoint.exists()
     result = fewshot.evaluate(trained.learner, fewshot.benchmark("glyphs", ways=5, shots=1, episodes=20))
     assert result.mean > 0.2

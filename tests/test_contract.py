@@ -34,7 +34,8 @@ from fewshot.core.data import Benchmark, Split
 from fewshot.core.episode import Episode
 from fewshot.core.learner import Learner
 from fewshot.run import experiment
-from fewshot.run.harness import Budget, EvalResult, evaluate, train
+from fewshot.run.evaluation import EvalResult, evaluate
+from fewshot.run.training import Budget, train
 
 WAYS, QUERIES, EPISODES, SEED = 5, 5, 100, 0
 DEVICE = torch.device("cpu")

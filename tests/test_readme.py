@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from fewshot.run import experiment
-from fewshot.run.harness import evaluate
+from fewshot.run.evaluation import evaluate
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 

@@ -82,14 +82,16 @@ def eval_command(
     from fewshot.core.learner import parse_hp_options
     from fewshot.core.paths import results_path
     from fewshot.records import store
-    from fewshot.run import experiment, harness
+    from fewshot.records.provenance import provenance
+    from fewshot.run import experiment, training
 
+    provenance()  # the code as it is when the run starts, not after a training long enough for the tree to change
     overrides = parse_hp_options(hp)
     results_file = results_path(results)
     store.check_writable(results_file)
     device_ = experiment.resolve_device(device)
     if budget:
-        harness.Budget.parse(budget)  # a malformed budget fails before any work
+        training.Budget.parse(budget)  # a malformed budget fails before any work
     bench = experiment.open_benchmark(
         dataset, protocol, data_root, source=source, target=target, target_labels=target_labels
     )

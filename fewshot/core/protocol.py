@@ -37,8 +37,8 @@ if TYPE_CHECKING:
     from fewshot.core.data import Benchmark
     from fewshot.core.learner import Learner
     from fewshot.core.sampler import EpisodeSource
+    from fewshot.run.evaluation import EvalResult
     from fewshot.run.experiment import Setup
-    from fewshot.run.harness import EvalResult
 
 DEFAULT_QUERIES = 15
 DEFAULT_EPISODES = 600

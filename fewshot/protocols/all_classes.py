@@ -24,8 +24,8 @@ from fewshot.protocols.episodic import VALIDATION_EPISODES, validation_episodes,
 if TYPE_CHECKING:
     from fewshot.core.data import Benchmark
     from fewshot.core.learner import Learner
+    from fewshot.run.evaluation import EvalResult
     from fewshot.run.experiment import Setup
-    from fewshot.run.harness import EvalResult
 
 LEGEND = """`fewshot eval --ways all --shots 0`: every test image is labelled among all the test split's classes, known
 by their descriptions (the side column) alone: per-class mean accuracy, ± 1.96 standard errors over classes.
@@ -87,7 +87,7 @@ class AllClasses(Protocol):
         sampler = validation_episodes(setup, learner, 5)
         if sampler is None:
             return None
-        from fewshot.run.harness import evaluate
+        from fewshot.run.evaluation import evaluate
 
         return lambda: evaluate(learner, sampler, VALIDATION_EPISODES, device).mean
 
@@ -104,7 +104,7 @@ class AllClasses(Protocol):
         use_cache: bool | None = None,
         progress: bool = False,
     ) -> EvalResult:
-        from fewshot.run.harness import evaluate_all_classes
+        from fewshot.run.evaluation import evaluate_all_classes
 
         if setup.side is None:
             raise FewshotError(

@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     from fewshot.core.data import Benchmark
     from fewshot.core.learner import Learner
     from fewshot.core.sampler import EpisodeSource
+    from fewshot.run.evaluation import EvalResult
     from fewshot.run.experiment import Setup
-    from fewshot.run.harness import EvalResult
 
 VALIDATION_EPISODES = 100
 
@@ -113,7 +113,7 @@ class Episodic(Protocol):
         sampler = validation_episodes(setup, learner, setup.cell.ways)
         if sampler is None:
             return None
-        from fewshot.run.harness import evaluate
+        from fewshot.run.evaluation import evaluate
 
         return lambda: evaluate(learner, sampler, VALIDATION_EPISODES, device).mean
 
@@ -131,7 +131,7 @@ class Episodic(Protocol):
         use_cache: bool | None = None,
         progress: bool = False,
     ) -> EvalResult:
-        from fewshot.run.harness import evaluate
+        from fewshot.run.evaluation import evaluate
 
         return evaluate(
             learner,

@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     import torch
 
     from fewshot.core.data import Benchmark
+    from fewshot.run.evaluation import EvalResult
     from fewshot.run.experiment import Setup
-    from fewshot.run.harness import EvalResult
 
 LEGEND = """`fewshot eval --protocol gzsl`: the label space holds seen and unseen classes; S and U are the per-class
 mean accuracies on the seen and unseen classes' test images, H = 2SU / (S + U), its interval by the delta method

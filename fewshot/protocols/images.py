@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 
     from fewshot.core.data import Benchmark
     from fewshot.core.learner import Learner
+    from fewshot.run.evaluation import EvalResult
     from fewshot.run.experiment import Setup
-    from fewshot.run.harness import EvalResult
 
 BATCH = 100  # test images per forward pass
 ORDER_STREAM = 0x1A6E  # the seeded order of the test images (the same as when batches of 100 were recorded)
@@ -98,7 +98,7 @@ class Images(Protocol):
         import time
 
         from fewshot.core.sampler import EpisodePlan, ImagePool
-        from fewshot.run.harness import EvalResult, episodes_digest, predicted_classes
+        from fewshot.run.evaluation import EvalResult, episodes_digest, predicted_classes
 
         was_training = learner.training
         learner.eval()

@@ -25,7 +25,7 @@ from fewshot.core.learner import Learner
 from fewshot.core.protocol import Cell, Protocol, Section, Words
 from fewshot.core.sampler import EpisodePlan, EpisodeSource
 from fewshot.core.stats import mean_interval
-from fewshot.run.harness import EvalResult, episodes_digest
+from fewshot.run.evaluation import EvalResult, episodes_digest
 
 if TYPE_CHECKING:
     from fewshot.core.data import Benchmark

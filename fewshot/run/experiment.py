@@ -29,7 +29,8 @@ from fewshot.core.protocol import Cell, Protocol, Words, choose
 from fewshot.core.sampler import EpisodeSampler, EpisodeSource, FixedSampler, ImagePool
 from fewshot.core.sampler import ImageBatches as ImageBatchSampler
 from fewshot.run import checkpoint
-from fewshot.run.harness import Budget, EvalResult, TrainOutcome, embed_items, evaluate_all_classes, train
+from fewshot.run.evaluation import EvalResult, embed_items, evaluate_all_classes
+from fewshot.run.training import Budget, TrainOutcome, train
 
 if TYPE_CHECKING:
     from fewshot.core.adaptation import Adaptation

@@ -19,7 +19,7 @@ from fewshot.core.backbones import Conv4, LeNet, make_backbone
 from fewshot.core.data import Benchmark, ClassImages, Split, atomic_write
 from fewshot.core.learner import classification_step
 from fewshot.core.sampler import ImageBatches, ImagePool
-from fewshot.run.harness import predicted_classes
+from fewshot.run.evaluation import predicted_classes
 
 # Ganin & Lempitsky (2015) train their digit LeNet by SGD with momentum 0.9 at 0.01; every other backbone is
 # trained by Adam at 1e-3, as Chen et al. (2019) pretrain theirs. These are the numbers the studies have always

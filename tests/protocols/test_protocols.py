@@ -14,7 +14,7 @@ from fewshot.core.protocol import Cell, Protocol, Words, choose
 from fewshot.protocols.all_classes import per_class_accuracy
 from fewshot.protocols.gzsl import GeneralizedZeroShot
 from fewshot.protocols.images import Images
-from fewshot.run.harness import EvalResult
+from fewshot.run.evaluation import EvalResult
 
 
 def _bench(**changes) -> Benchmark:

@@ -62,7 +62,7 @@ def test_a_learner_step_that_never_runs_the_backbone_is_an_error():
 
 def test_an_episodic_learner_meta_trains_on_source_episodes_while_aligning_to_target_images(glyphs):
     from fewshot.run import experiment
-    from fewshot.run.harness import Budget
+    from fewshot.run.training import Budget
 
     bench = experiment.open_benchmark("glyphs", None, source="sans", target="serif")
     cell = experiment.resolve_cell(bench, 5, 1, None, 10, 0)
@@ -85,7 +85,7 @@ def test_the_target_labels_never_reach_training(data_root, monkeypatch):
     """uda: every target image a method sees comes without its label (the test scrambles nothing: it records)."""
     from fewshot.baselines.adaptations.dann import DANN
     from fewshot.run import experiment
-    from fewshot.run.harness import Budget
+    from fewshot.run.training import Budget
 
     bench = experiment.open_benchmark("digits", "uda", data_root, source="mnist", target="usps")
     cell = experiment.resolve_cell(bench, None, None, None, None, 0)

@@ -10,7 +10,7 @@ from fewshot.core.errors import FewshotError
 from fewshot.core.protocol import Words
 from fewshot.records.store import RUN_FIELDS, ResultsStore
 from fewshot.run import experiment
-from fewshot.run.harness import Budget
+from fewshot.run.training import Budget
 
 CPU = torch.device("cpu")
 

@@ -83,7 +83,7 @@ def test_equal_halves_and_unequal_parts_both_normalise_by_the_mixed_statistics()
 
 def test_a_learner_with_alignment_layers_moves_between_devices_and_trains(data_root):
     from fewshot.run import experiment
-    from fewshot.run.harness import Budget
+    from fewshot.run.training import Budget
 
     bench = experiment.open_benchmark("digits", "uda", data_root, source="mnist", target="usps")
     cell = experiment.resolve_cell(bench, None, None, None, None, 0)

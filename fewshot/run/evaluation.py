@@ -1,24 +1,19 @@
-"""Training for a budget with checkpoints and exact resume; evaluation on episodes 0..M-1.
+"""Evaluation primitives the protocols compose: episodes 0..M-1, every class at once, every image.
 
-The harness knows nothing of any particular learner: it feeds the batches a
-learner declares, calls ``train_step`` and ``predict``, and measures.
+They know nothing of any particular learner: they call ``predict`` (or ``embed``
+and ``predict_embedded`` through the embedding cache) and measure.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
 import math
 import pickle
-import re
-import signal
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -26,42 +21,11 @@ from tqdm import tqdm
 
 from fewshot.core.data import ClassImages, Split, atomic_write
 from fewshot.core.episode import Episode, grouped_labels
-from fewshot.core.errors import FewshotError, Interrupted
+from fewshot.core.errors import FewshotError
 from fewshot.core.learner import Learner
 from fewshot.core.paths import cache_dir
 from fewshot.core.sampler import EpisodePlan, EpisodeSource, ImagePool, render
 from fewshot.core.stats import mean_interval
-
-
-@dataclass(frozen=True)
-class Budget:
-    """A training budget in steps (``500steps``) or minutes (``10min``)."""
-
-    steps: int | None = None
-    minutes: float | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> Budget:
-        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(steps?|min|minutes?)\s*", str(text))
-        if not m:
-            raise FewshotError(f"--budget {text!r}: write a number of steps (500steps) or minutes (10min)")
-        value, unit = m.groups()
-        if unit.startswith("step"):
-            if "." in value:
-                raise FewshotError(f"--budget {text!r}: steps are a whole number")
-            return cls(steps=int(value))
-        if float(value) <= 0:
-            raise FewshotError(f"--budget {text!r}: minutes must be positive")
-        return cls(minutes=float(value))
-
-    def done(self, step: int, seconds: float) -> bool:
-        if self.steps is not None:
-            return step >= self.steps
-        assert self.minutes is not None, "a budget has steps or minutes"
-        return seconds >= self.minutes * 60
-
-    def __str__(self) -> str:
-        return f"{self.steps}steps" if self.steps is not None else f"{self.minutes:g}min"
 
 
 @dataclass
@@ -301,120 +265,3 @@ def _embedding_key(learner: Learner, data_key: str, items: np.ndarray) -> str:
         h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     h.update(np.ascontiguousarray(items, dtype=np.int64).tobytes())
     return h.hexdigest()[:32]
-
-
-@dataclass
-class TrainOutcome:
-    steps: int
-    seconds: float
-    history: list[dict[str, float]] = field(default_factory=list)
-    resumed_from: int = 0
-
-
-def train(
-    learner: Learner,
-    batch_at: Callable[[int], Any],
-    budget: Budget,
-    *,
-    save_checkpoint: Callable[[dict[str, Any], bool], None],
-    device: torch.device | str = "cpu",
-    validate: Callable[[], float] | None = None,
-    validate_every: int = 500,
-    checkpoint_every: int = 500,
-    resume: dict[str, Any] | None = None,
-    progress: bool = True,
-) -> TrainOutcome:
-    """Run ``train_step`` on ``batch_at(step)`` until the budget is spent.
-
-    ``save_checkpoint(progress, complete)`` receives the state, step, elapsed
-    time and RNG state every ``checkpoint_every`` steps, on Ctrl-C and at the
-    end; ``resume`` (such a progress dict) continues exactly, because batch
-    ``t`` depends on t alone and the RNG state is restored.
-    """
-    step, elapsed, history = 0, 0.0, []
-    if resume is not None:
-        step, elapsed, history = int(resume["step"]), float(resume["elapsed"]), list(resume["history"])
-        torch.set_rng_state(resume["rng"])
-    resumed_from = step
-    total = budget.steps if budget.steps is not None else None
-    bar = tqdm(
-        total=total,
-        initial=step,
-        desc="train",
-        unit="step",
-        disable=None if progress else True,
-        dynamic_ncols=True,
-        mininterval=1.0,
-    )
-    val_acc = history[-1].get("val_acc") if history else None
-
-    def save(complete: bool) -> None:
-        save_checkpoint(
-            {
-                "step": step,
-                "elapsed": elapsed,
-                "history": history,
-                "rng": torch.get_rng_state(),
-                "state": learner.training_state(),
-            },
-            complete,
-        )
-
-    learner.train()
-    started = time.perf_counter() - elapsed
-    with _stop_requests() as stop:
-        while not budget.done(step, elapsed):
-            metrics = learner.train_step(_to(batch_at(step), device))
-            step += 1
-            elapsed = time.perf_counter() - started
-            record = {"step": float(step), **{k: float(v) for k, v in metrics.items()}}
-            if validate is not None and (step % validate_every == 0 or budget.done(step, elapsed)):
-                val_acc = validate()
-                learner.train()
-                record["val_acc"] = val_acc
-                history.append(record)
-            elif step % 50 == 0:
-                history.append(record)
-            bar.update()
-            bar.set_postfix(
-                {k: f"{v:.3f}" for k, v in metrics.items()} | ({"val": f"{val_acc:.3f}"} if val_acc is not None else {})
-            )
-            if stop.requested:  # Ctrl-C lands between whole steps, so the saved state resumes exactly
-                save(complete=False)
-                bar.close()
-                raise Interrupted(f"interrupted at step {step}; progress is saved: run the same command to resume")
-            if step % checkpoint_every == 0 and not budget.done(step, elapsed):
-                save(complete=False)
-    bar.close()
-    save(complete=True)
-    return TrainOutcome(step, elapsed, history, resumed_from)
-
-
-class _StopRequest:
-    requested = False
-
-
-@contextlib.contextmanager
-def _stop_requests():
-    """Turn the first Ctrl-C into a request honoured after the current step; a second one stops at once."""
-    request = _StopRequest()
-    if threading.current_thread() is not threading.main_thread():
-        yield request
-        return
-
-    def handler(signum, frame):
-        if request.requested:
-            raise KeyboardInterrupt
-        request.requested = True
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield request
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _to(batch: Any, device) -> Any:
-    if isinstance(batch, list):
-        return [b.to(device) for b in batch]
-    return batch.to(device)
