@@ -114,7 +114,9 @@ def test_a_failed_run_leaves_nothing(tmp_path):
 def test_two_processes_writing_at_once_lose_nothing(tmp_path):
     path = tmp_path / "shared.sqlite"
     code = (
-        f"import sys; sys.path.insert(0, {os.path.dirname(__file__)!r}); from test_store import _run\n"
+        # this module imports conftest, which lives in tests/, one folder up
+        f"import sys; sys.path[:0] = [{os.path.dirname(__file__)!r}, {str(Path(__file__).resolve().parents[1])!r}]\n"
+        "from test_store import _run\n"
         "from fewshot.records.store import ResultsStore\n"
         f"s = ResultsStore({str(path)!r})\n"
         "for i in range(40): s.record(_run(learner=sys.argv[1], seed=i), [i / 40] * 50)\n"
