@@ -30,6 +30,7 @@ from torch import nn
 from fewshot.baselines.inner_loop import Params
 from fewshot.core.backbones import MAMLConv4
 from fewshot.core.episode import Episode
+from fewshot.core.errors import FewshotError
 from fewshot.core.learner import EpisodeBatches, Learner, TaskSpec
 
 LossAt = Callable[[torch.Tensor], torch.Tensor]
@@ -198,7 +199,7 @@ class LearnedOptimizerLearner(Learner):
 
     # -- what each learned optimiser defines ----------------------------------------------
     def learned_rule(self) -> UpdateRule:
-        raise NotImplementedError
+        raise FewshotError(f"{type(self).__name__} must define learned_rule: the update rule it meta-learns")
 
     def initial_parameters(self) -> torch.Tensor:
         """The classifier's parameters before the first update, as one vector."""

@@ -82,10 +82,10 @@ class ZeroShotLearner(Learner):
             return self.scores((episode.query_x - mean) / std, episode.side)
 
     def fit(self, train: LabelledImages, side: torch.Tensor) -> None:
-        raise NotImplementedError
+        raise FewshotError(f"{type(self).__name__} must define fit: its head, fitted on the embedded training split")
 
     def scores(self, features: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        raise FewshotError(f"{type(self).__name__} must define scores: features against descriptions")
 
 
 def unit_rows(side: torch.Tensor) -> torch.Tensor:

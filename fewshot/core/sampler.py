@@ -134,10 +134,10 @@ class _Materialize:
 
     # What each sampler defines: the number of episodes and the integers of each.
     def __len__(self) -> int:
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} must define __len__: how many episodes it holds")
 
     def plan(self, index: int) -> EpisodePlan:
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} must define plan: the integers of episode {index}")
 
     def __getitem__(self, index: int) -> Episode:
         return self.materialize(self.plan(index))
