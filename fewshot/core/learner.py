@@ -27,6 +27,7 @@ every test image once (same numbers, fewer forward passes).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -280,10 +281,12 @@ def _convert(name: str, text: str, default: Any, choices: tuple | None) -> Any:
             value = int(text)
         elif isinstance(default, float):
             value = float(text)
+            if not math.isfinite(value):  # 1e999 parses as inf: a run would train on it and record it
+                raise ValueError
         else:
             value = text
     except ValueError:
-        kind = {bool: "true or false", int: "an integer", float: "a number"}.get(type(default), "text")
+        kind = {bool: "true or false", int: "an integer", float: "a finite number"}.get(type(default), "text")
         raise FewshotError(f"--hp {name}={text}: expected {kind}, like the default {default!r}") from None
     if choices and value not in choices:
         raise FewshotError(f"--hp {name}={text}: choose one of {', '.join(map(str, choices))}")

@@ -188,6 +188,10 @@ def require_unsaid(bench: Benchmark, words: Words, reason: str, *names: str) -> 
             raise FewshotError(f"{bench.dataset}/{bench.protocol} {reason}; leave out --{name}")
 
 
+MAX_SEED = 2**32 - 1  # torch.manual_seed and numpy's generators take any seed up to here
+MAX_EPISODES = 100_000  # the plans of the episodes are held in memory; 600 already give an interval of about 1 point
+
+
 def check_seed(seed: int) -> None:
-    if seed < 0:
-        raise FewshotError(f"--seed must be zero or positive, got {seed}")
+    if not 0 <= seed <= MAX_SEED:
+        raise FewshotError(f"--seed must be between 0 and {MAX_SEED}, got {seed}")

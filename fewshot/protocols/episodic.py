@@ -13,7 +13,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from fewshot.core.errors import FewshotError
-from fewshot.core.protocol import DEFAULT_EPISODES, DEFAULT_QUERIES, Cell, Protocol, Section, Words, check_seed
+from fewshot.core.protocol import (
+    DEFAULT_EPISODES,
+    DEFAULT_QUERIES,
+    MAX_EPISODES,
+    Cell,
+    Protocol,
+    Section,
+    Words,
+    check_seed,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -79,6 +88,8 @@ class Episodic(Protocol):
             least = 0 if name == "shots" else 1
             if value < least:
                 raise FewshotError(f"--{name} must be at least {least}, got {value}")
+        if given["episodes"] > MAX_EPISODES:
+            raise FewshotError(f"--episodes must be at most {MAX_EPISODES:,}, got {given['episodes']:,}")
         check_seed(words.seed)
         return Cell(
             bench.dataset,

@@ -361,8 +361,14 @@ def feature_widths(backbone: torch.nn.Module, image_shape: tuple[int, ...]) -> t
 
 
 def default_budget(setup: Setup, budget: str | None) -> Budget:
+    """The ``--budget`` given (at least one step: an untrained run is not a result), else the learner's own."""
+    if budget:
+        given = Budget.parse(budget)
+        if given.steps == 0:
+            raise FewshotError(f"--budget {budget!r}: train for at least 1 step (an untrained run is not a result)")
+        return given
     defaults = setup.cls.default_budget
-    return Budget.parse(budget or defaults.get(setup.cell.dataset, defaults.get("*", "1000steps")))
+    return Budget.parse(defaults.get(setup.cell.dataset, defaults.get("*", "1000steps")))
 
 
 def cached_checkpoint(config: dict[str, Any]) -> Path:

@@ -31,17 +31,30 @@ def bad_inputs(tmp_path, data_root):
     digits = ("--learner", "finetune", "--dataset", "digits")
     fonts = ("--source", "sans", "--target", "serif")
     return [
+        (("--learner", "protonet", "--ways", "5", "--shots", "1", "--hp", "lr=1e999"), "expected a finite number"),
+        (("--learner", "protonet", "--ways", "5", "--shots", "1", "--budget", "0steps"), "train for at least 1 step"),
+        (
+            ("--learner", "protonet", "--ways", "5", "--shots", "1", "--seed", "1180591620717411303424"),
+            "--seed must be between 0 and 4294967295",
+        ),
+        (
+            ("--learner", "protonet", "--ways", "5", "--shots", "1", "--episodes", "1000000000"),
+            "--episodes must be at most 100,000",
+        ),
         (("--learner", "nope", "--ways", "5", "--shots", "1"), "unknown learner 'nope': known learners are"),
         (("--learner", "protonet", "--ways", "5", "--shots", "1", "--dataset", "nope"), "unknown dataset 'nope'"),
         (("--learner", "protonet", "--ways", "5", "--shots", "1", "--hp", "nope=1"), "unknown hyperparameter 'nope'"),
-        (("--learner", "protonet", "--ways", "5", "--shots", "1", "--hp", "lr=fast"), "expected a number"),
+        (("--learner", "protonet", "--ways", "5", "--shots", "1", "--hp", "lr=fast"), "expected a finite number"),
         (("--learner", "protonet", "--ways", "5000", "--shots", "1", *omniglot), "fewer than --ways 5000"),
         (("--learner", "protonet", "--ways", "5", "--shots", "10", "--queries", "15", *omniglot), "is too many"),
         (("--learner", "protonet", "--ways", "0", "--shots", "1"), "--ways must be at least 1"),
         (("--learner", "protonet", "--ways", "5", "--shots", "-1"), "--shots must be at least 0"),
         (("--learner", "protonet", "--ways", "5", "--shots", "1", "--queries", "0"), "--queries must be at least 1"),
         (("--learner", "protonet", "--ways", "5", "--shots", "1", "--episodes", "0"), "--episodes must be at least 1"),
-        (("--learner", "protonet", "--ways", "5", "--shots", "1", "--seed", "-2"), "--seed must be zero or positive"),
+        (
+            ("--learner", "protonet", "--ways", "5", "--shots", "1", "--seed", "-2"),
+            "--seed must be between 0 and 4294967295",
+        ),
         (("--learner", "protonet", "--ways", "5", "--shots", "0"), "cannot run with --shots 0"),
         (("--learner", "protonet", "--ways", "5", "--shots", "1", "--budget", "fast"), "--budget 'fast'"),
         (("--learner", "protonet", "--ways", "5", "--shots", "1", "--protocol", "nope"), "unknown glyphs protocol"),
@@ -154,7 +167,7 @@ def bad_inputs(tmp_path, data_root):
         ((*digits, "--target-labels", "10"), "--target-labels gives labelled target images to an adaptation method"),
         ((*digits, "--target-labels", "-1"), "--target-labels must be zero or positive"),
         ((*digits, "--adapt", "dann", "--budget", "2min"), "give --budget in steps"),
-        ((*digits, "--adapt", "dann", "--hp", "dann.weight=x"), "--hp weight=x: expected a number"),
+        ((*digits, "--adapt", "dann", "--hp", "dann.weight=x"), "--hp weight=x: expected a finite number"),
         ((*digits, "--adapt", "dann", "--hp", "coral.weight=1"), "'coral' is not the adaptation of this run"),
         ((*digits, "--adapt", "dann", "--hp", "dann.nope=1"), "unknown hyperparameter 'nope' for dann"),
         ((*digits, "--ways", "5"), "leave out --ways"),

@@ -20,7 +20,7 @@ def test_overrides_take_the_type_of_the_default():
     [
         ({"nope": "1"}, "unknown hyperparameter 'nope' for toy: its hyperparameters are flag, head, lr, steps"),
         ({"steps": "1.5"}, "expected an integer"),
-        ({"lr": "fast"}, "expected a number"),
+        ({"lr": "fast"}, "expected a finite number"),
         ({"flag": "maybe"}, "expected true or false"),
         ({"head": "mlp"}, "choose one of linear, cosine"),
     ],
