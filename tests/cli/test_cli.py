@@ -274,26 +274,8 @@ def test_second_eval_reuses_the_cached_checkpoint(tmp_path, data_root):
     assert twenty.returncode == 0, twenty.stderr
     assert sorted((tmp_path / "cache" / "checkpoints").iterdir()) == files, "protonet training ignores test ways"
     assert files[0].stat().st_mtime_ns == stamp
-    again = run_cli(
-        "eval",
-        "--learner",
-        "protonet",
-        "--dataset",
-        "omniglot",
-        "--protocol",
-        "lake",
-        "--ways",
-        "5",
-        "--shots",
-        "1",
-        *QUICK,
-        "--json",
-        "--results",
-        results,
-        "--checkpoint",
-        str(files[0]),
-    )
-    assert json.loads(again.stdout)["mean"] == first["mean"]
+    again = _eval_json("--results", results, "--checkpoint", str(files[0]))
+    assert again["mean"] == first["mean"]
 
 
 def test_killed_training_resumes_to_the_same_weights(tmp_path, data_root):

@@ -15,6 +15,29 @@ from fewshot.core.errors import FewshotError
 PLUGIN = REPO / "tests" / "plugin"
 
 
+def _installed(package: Path, target: Path) -> dict[str, str]:
+    """Install ``package`` (a plug-in's folder) into ``target``: the environment of a process that sees it."""
+    install = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(package),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert install.returncode == 0, install.stderr
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(target), os.environ.get("PYTHONPATH")]))}
+
+
 def test_builtins_register_through_entry_points():
     assert {"protonet", "finetune"} <= set(registry.names("learner"))
     assert {"glyphs", "omniglot"} <= set(registry.names("dataset"))
@@ -29,26 +52,7 @@ def test_unknown_names_list_the_known_ones():
 
 
 def test_a_third_party_learner_plugs_in_like_a_builtin(tmp_path):
-    target = tmp_path / "site"
-    install = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(target),
-            str(PLUGIN),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert install.returncode == 0, install.stderr
-    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(target), os.environ.get("PYTHONPATH")]))}
+    env = _installed(PLUGIN, tmp_path / "site")
     listed = run_cli("learners", env=env)
     assert "pixelnn  [metric]" in listed.stdout
     done = run_cli(
@@ -125,26 +129,7 @@ def test_every_import_format_implements_the_importer_interface(name):
 
 def test_a_third_party_dataset_plugs_in_like_a_builtin(tmp_path):
     """The README's worked example (tests/dataset_plugin), installed as a package, on doodles drawn here."""
-    target = tmp_path / "site"
-    install = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(target),
-            str(PLUGIN.parent / "dataset_plugin"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert install.returncode == 0, install.stderr
-    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(target), os.environ.get("PYTHONPATH")]))}
+    env = _installed(PLUGIN.parent / "dataset_plugin", tmp_path / "site")
     root = tmp_path / "data"
     (root / "quickdraw").mkdir(parents=True)
     rng = np.random.default_rng(0)
