@@ -22,8 +22,8 @@ meta-learner starts close to gradient descent with a small learning rate.
 Batch norm uses batch statistics in training and at test time, as in the
 paper. Adam at 1e-3, meta-gradient norm clipped to 0.25, one episode per update.
 
-Deviations: the paper's figures are on miniImageNet (5-way 1-shot 43.44%,
-5-shot 60.60%), which this suite cannot ship; the classifier is its four 3x3
+Deviations: the paper's figures are on miniImageNet (Ravi and Larochelle 2017,
+Table 1: 5-way 1-shot 43.44%, 5-shot 60.60%), which this suite cannot ship; the classifier is its four 3x3
 convolution blocks with 32 filters, batch norm, ReLU and 2x2 max-pooling, on
 28x28 images. The number of updates (``inner_steps``, 10 by default) is the
 same in training and at test time, on the whole support set each time.
