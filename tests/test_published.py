@@ -11,7 +11,7 @@ run (``55.32 (runs 111, 112, 110)``). Each must be one of:
   (± Student's t, as the leaderboard shows it), or, for a signed figure (``+4.70 ± 0.37``), the paired
   difference of two runs named there (as ``fewshot compare`` prints it). Where a prose figure's run is scored
   per image, its paragraph must say the interval is Wilson's; where it is a mean over seeds, that it is over
-  seeds (or Student's t).
+  seeds (or Student's t). A superseded run backs no figure.
 * **a paper's figure**: one of the values in ``leaderboard/papers.py`` (or in ``PAPERS_ELSEWHERE`` below),
   with its citation in the same sentence or row (``Tzeng et al. 2017``, ``(paper)``, the ``published``
   column).
@@ -28,6 +28,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import shutil
 import sqlite3
 import tokenize
 from dataclasses import dataclass, field
@@ -256,7 +257,9 @@ def published_figures() -> list[Figure]:
 
 
 class Records:
-    """The committed store, read-only: each run's mean, interval, unit and figures, in percent."""
+    """The committed store, read-only: each run's mean, interval, unit and figures, in percent.
+
+    A superseded run was wrong: it is kept in the store but can back no published figure."""
 
     def __init__(self, path: Path):
         self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -264,6 +267,7 @@ class Records:
             r[0]: {"mean": 100 * r[1], "ci95": 100 * r[2], "unit": r[3], "report": r[4]}
             for r in self.db.execute("SELECT id, mean, ci95, unit, report FROM runs")
         }
+        self.superseded = {r[0] for r in self.db.execute("SELECT run_id FROM supersessions")}
         self.figures: dict[int, dict[str, float]] = {}
         for run_id, name, value in self.db.execute("SELECT run_id, name, value FROM run_figures"):
             self.figures.setdefault(run_id, {})[name] = 100 * value
@@ -280,7 +284,7 @@ class Records:
     def candidates(self, figure: Figure) -> list[tuple[float, float | None, str]]:
         """(value, interval, kind) the runs the figure's context names could print."""
         out: list[tuple[float, float | None, str]] = []
-        named = [run_id for group in figure.runs for run_id in group if run_id in self.runs]
+        named = [r for group in figure.runs for r in group if r in self.runs and r not in self.superseded]
         for run_id in named:
             run = self.runs[run_id]
             unit = "image" if run["unit"].startswith("image") else "unit"
@@ -291,7 +295,7 @@ class Records:
                 if not name.endswith("_ci95"):
                     out.append((value, figures.get(f"{name}_ci95"), "unit"))
         for group in figure.runs:
-            means = [self.runs[r]["mean"] for r in group if r in self.runs]
+            means = [self.runs[r]["mean"] for r in group if r in self.runs and r not in self.superseded]
             if len(means) > 1:
                 out.append((float(np.mean(means)), seed_interval(means), "seeds"))
         if figure.sign:
@@ -363,6 +367,9 @@ def problem(figure: Figure, records: Records, paper: list[tuple[float, set[str]]
         return None
     if not figure.runs:
         return "names no run (quote it as 'M ± C (run N)'), cites no paper that gives it, and is not allowed"
+    superseded = sorted({r for group in figure.runs for r in group} & records.superseded)
+    if superseded:
+        return f"is none of the figures of the current runs it names; runs {superseded} are superseded"
     return f"is none of the figures of the runs it names ({', '.join(str(r) for g in figure.runs for r in g)})"
 
 
@@ -457,3 +464,14 @@ def test_a_per_image_figure_must_say_its_interval_is_wilsons(records):
     assert len(problems) == 1 and "Wilson" in problems[0]
     text = "Source only reads 51.52 ± 1.03 (run 202, Wilson's interval over the test images).\n"
     assert not _problems(figures_of_markdown("FAKE.md", text), records)
+
+
+def test_a_superseded_run_backs_no_figure(tmp_path):
+    copy = tmp_path / "results.sqlite"
+    shutil.copyfile(STORE, copy)
+    with sqlite3.connect(copy) as db:
+        db.execute("INSERT INTO supersessions (run_id, why, created) VALUES (207, 'a test', '2026-01-01')")
+    text = "The quick start reads 68.78 ± 1.05 (run 207).\n"
+    assert not _problems(figures_of_markdown("FAKE.md", text), Records(STORE))
+    problems = _problems(figures_of_markdown("FAKE.md", text), Records(copy))
+    assert len(problems) == 1 and "superseded" in problems[0], problems
