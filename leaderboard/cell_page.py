@@ -56,7 +56,12 @@ def td(value: Any, sort: Any = None, css: str = "") -> str:
 def run_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
     rows = []
     for run in sorted(runs, key=lambda r: (label(r), r["seed"], r["id"])):
-        figures = ", ".join(f"{k} {100 * v:.2f}" for k, v in (run.get("figures") or {}).items())
+        found = run.get("figures") or {}
+        figures = ", ".join(
+            f"{k} {100 * v:.2f}" + (f" ± {100 * found[f'{k}_ci95']:.2f}" if f"{k}_ci95" in found else "")
+            for k, v in found.items()
+            if not k.endswith("_ci95")
+        )
         commit = (run.get("code_commit") or "not recorded")[:10] + (" (dirty)" if run.get("code_dirty") else "")
         rows.append(
             [

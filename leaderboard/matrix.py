@@ -207,8 +207,8 @@ def titled(keys: list[tuple], examples: dict[tuple, dict[str, Any]]) -> list[Col
                 f"{fields['source']} → {fields['target']}" if fields["source"] else "",
                 f"described by {fields['side']}" if fields["side"] else "",
                 f"{fields['ways']}-way {fields['shots']}-shot",
-                f"{fields['queries']} queries" if fields["queries"] else "",
-                f"{fields['episodes']} {plural(unit)}",
+                count(fields["queries"], "query", "queries") if fields["queries"] else "",
+                count(fields["episodes"], unit, plural(unit)),
                 f"{fields['split']} split",
                 unit,
             )
@@ -220,6 +220,10 @@ def titled(keys: list[tuple], examples: dict[tuple, dict[str, Any]]) -> list[Col
         title = ", ".join(s for s in shown if s) or ", ".join(s for s in p[:3] if s)
         columns.append(Column(key, title, ", ".join(s for s in p[:6] if s), p[6]))
     return columns
+
+
+def count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
 def plural(unit: str) -> str:
@@ -243,8 +247,8 @@ def rank(matrix: Matrix, column: Column, accuracies: Accuracies | None) -> None:
         if other is best:
             continue
         other.versus_best = paired(best, other, accuracies)
-        if other.versus_best is None:
-            other.status = "unpaired"
+        if other.versus_best is None or (other.versus_best.significant and other.versus_best.mean < 0):
+            other.status = "unpaired"  # no seed on the same episodes, or the units rank the other way than the figure
         else:
             other.status = "worse" if other.versus_best.significant else "tied"
 

@@ -77,9 +77,16 @@ def entry_cell(m: Matrix, row: Row, column: Column) -> str:
     hover = "; ".join(seeds)
     if entry.versus_best is not None:
         d = entry.versus_best
-        hover += f"; {100 * d.mean:+.2f} ± {100 * d.ci95:.2f} points against the column's best over {d.pairs} paired {plural(column.unit)}"
-    elif entry.status == "unpaired":
-        hover += "; not paired with the column's best: no seed on identical episodes"
+        hover += (
+            f"; the column's best minus this: {100 * d.mean:+.2f} ± {100 * d.ci95:.2f} points over {d.pairs} "
+            f"paired {plural(column.unit)}"
+        )
+    if entry.status == "unpaired":
+        hover += (
+            "; not paired with the column's best: no seed on identical episodes"
+            if entry.versus_best is None
+            else f"; paired {plural(column.unit)} rank it above the column's best: the figure shown is not their mean"
+        )
     shown = entry.shown()
     many = f' <span class="seeds">({len(entry.runs)} seeds)</span>' if len(entry.runs) > 1 else ""
     paper = ""

@@ -35,7 +35,7 @@ Each entry is the mean ± 95% interval in percent: over seeds (Student's t, the 
 cell was run at several seeds, else over its episodes (classes, images, sequences). **Bold**: the best in its
 column; ▼: significantly worse than the best, paired unit by unit on identical episodes, seed by seed (the 95%
 interval of the difference excludes zero); no mark: no significant difference; ·: not paired with the best (no
-seed on identical episodes). "paper" is the published figure for the same setting, and our difference from it.
+seed on identical episodes, or the paired units rank the entry above the best: H is not a mean over classes). "paper" is the published figure for the same setting, and our difference from it.
 """
 
 
