@@ -9,6 +9,7 @@ import html
 import math
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f")
+DASHES = ("", ' stroke-dasharray="6 3"', ' stroke-dasharray="2 2"')
 WIDTH, HEIGHT = 760, 320
 LEFT, RIGHT, TOP, BOTTOM = 56, 250, 28, 44
 
@@ -73,10 +74,11 @@ def plot(series: list[Series], title: str, xlabel: str, ylabel: str, log_x: bool
     )
     for i, (name, pts) in enumerate(series):
         colour = PALETTE[i % len(PALETTE)]
+        dash = DASHES[i // len(PALETTE) % len(DASHES)]  # past the palette, lines differ by their dashes too
         pts = sorted(pts)
         if len(pts) > 1:
             path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y, _ in pts)
-            out.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="1.5"/>')
+            out.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="1.5"{dash}/>')
         for x, y, h in pts:
             if h:
                 out.append(
@@ -89,7 +91,8 @@ def plot(series: list[Series], title: str, xlabel: str, ylabel: str, log_x: bool
             )
         ly = TOP + 12 + 16 * i
         out.append(
-            f'<rect x="{WIDTH - RIGHT + 10}" y="{ly - 8}" width="10" height="10" fill="{colour}"/>'
+            f'<line x1="{WIDTH - RIGHT + 6}" y1="{ly - 3}" x2="{WIDTH - RIGHT + 20}" y2="{ly - 3}" stroke="{colour}" '
+            f'stroke-width="2.5"{dash}/>'
             f'<text x="{WIDTH - RIGHT + 24}" y="{ly + 1}" font-size="11">{e(_short(name))}<title>{e(name)}</title></text>'
         )
     out.append("</svg>")
