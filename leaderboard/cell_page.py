@@ -16,7 +16,16 @@ from typing import Any
 import numpy as np
 
 from fewshot.core.errors import FewshotError
-from fewshot.leaderboard.matrix import COLUMN_FIELDS, Column, Matrix, backbone, benchmark_key, column_key, paired_runs
+from fewshot.leaderboard.matrix import (
+    COLUMN_FIELDS,
+    Column,
+    Matrix,
+    backbone,
+    benchmark_key,
+    column_key,
+    paired_runs,
+    transductive,
+)
 from fewshot.leaderboard.runs import label
 from fewshot.leaderboard.svg import Series, plot
 
@@ -72,6 +81,7 @@ def run_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
                 td(f"{100 * run['mean']:.2f} ± {100 * run['ci95']:.2f}", f"{100 * run['mean']:.4f}"),
                 td(figures),
                 td(backbone(run)),
+                td(transductive(run)),
                 td(run.get("device") or "not recorded"),
                 td(run.get("threads") or ""),
                 td(commit),
@@ -82,7 +92,8 @@ def run_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
 
 
 RUN_HEAD = [
-    "run", "learner", "budget", "seed", "mean ± 95%", "figures", "backbone", "device", "threads", "commit", "recorded",
+    "run", "learner", "budget", "seed", "mean ± 95%", "figures", "backbone", "transductive", "device", "threads", "commit",
+    "recorded",
 ]  # fmt: skip
 
 
