@@ -78,9 +78,9 @@ class Entry:
     def seeds(self) -> list[tuple[int, float, int]]:
         return [(r["seed"], 100 * r["mean"], r["id"]) for r in self.runs]
 
-    def shown(self, value: float | None = None) -> str:
-        value = self.value if value is None else value
-        return f"{100 - value:.2f} ± {self.half:.2f} error" if self.error else f"{value:.2f} ± {self.half:.2f}"
+    def shown(self) -> str:
+        v, half = self.value, self.half
+        return f"{100 - v:.2f} ± {half:.2f} error" if self.error else f"{v:.2f} ± {half:.2f}"
 
     @property
     def difference(self) -> float | None:
@@ -146,9 +146,9 @@ def slug(text: str) -> str:
 def matrices(runs: list[dict[str, Any]], accuracies: Accuracies | None = None) -> list[Matrix]:
     """One matrix per benchmark of ``runs`` (not superseded), benchmarks and columns in a stable order."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
-    for run in latest(runs):
+    for run in runs:  # by benchmark first: two evaluation protocols may score the same numbers of a cell
         groups.setdefault(benchmark_key(run), []).append(run)
-    return [build(key, group, accuracies) for key, group in sorted(groups.items(), key=_benchmark_order)]
+    return [build(key, latest(group), accuracies) for key, group in sorted(groups.items(), key=_benchmark_order)]
 
 
 def _benchmark_order(item: tuple[tuple, Any]) -> tuple:
@@ -246,19 +246,15 @@ def rank(matrix: Matrix, column: Column, accuracies: Accuracies | None) -> None:
     for other in found:
         if other is best:
             continue
-        other.versus_best = paired(best, other, accuracies)
+        other.versus_best = paired_runs(best.runs, other.runs, accuracies)
         if other.versus_best is None or (other.versus_best.significant and other.versus_best.mean < 0):
             other.status = "unpaired"  # no seed on the same episodes, or the units rank the other way than the figure
         else:
             other.status = "worse" if other.versus_best.significant else "tied"
 
 
-def paired(a: Entry, b: Entry, accuracies: Accuracies) -> PairedDifference | None:
-    """A minus B over the units of the seeds both ran on identical episodes; None if no seed pairs."""
-    return paired_runs(a.runs, b.runs, accuracies)
-
-
 def paired_runs(a: list[dict[str, Any]], b: list[dict[str, Any]], accuracies: Accuracies) -> PairedDifference | None:
+    """A minus B over the units of the seeds both ran on identical episodes; None if no seed pairs."""
     by_seed = {r["seed"]: r for r in b}
     left, right = [], []
     for run in a:

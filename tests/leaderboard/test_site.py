@@ -134,6 +134,16 @@ def test_an_entry_whose_paired_units_rank_it_above_the_best_is_not_called_worse(
     assert status == {"devise": "best", "eszsl": "unpaired"}
 
 
+def test_two_protocols_scoring_the_same_numbers_are_two_benchmarks(store):
+    sequences = next(r for r in store.runs() if r["protocol_kind"] == "per-instance")
+    episodes = {**sequences, "id": 1000, "protocol_kind": "episodic"}
+    found = {m.key: m.runs for m in matrices([sequences, episodes])}
+    assert found == {
+        ("per-instance", "omniglot", "vinyals"): [sequences],
+        ("episodic", "omniglot", "vinyals"): [episodes],
+    }
+
+
 def test_several_seeds_give_a_t_interval_and_pair_seed_by_seed(store):
     m = _matrix(store, "digits", "uda")
     (column,) = m.columns
