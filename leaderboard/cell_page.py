@@ -49,12 +49,11 @@ def checkpoint_history(run: dict[str, Any]) -> list[dict[str, float]] | None:
     return None
 
 
-def table(head: list[str], rows: list[list[str]], sortable: bool = True) -> str:
-    """An HTML table; ``head`` is escaped here, ``rows`` hold cells already written as ``<td>``."""
+def table(head: list[str], rows: list[list[str]]) -> str:
+    """A sortable HTML table; ``head`` is escaped here, ``rows`` hold cells already written as ``<td>``."""
     heads = "".join(f"<th>{e(h)}</th>" for h in head)
     body = "".join(f"<tr>{''.join(r)}</tr>" for r in rows)
-    kind = ' class="sortable"' if sortable else ""
-    return f'<div class="scroll"><table{kind}><thead><tr>{heads}</tr></thead><tbody>{body}</tbody></table></div>'
+    return f'<div class="scroll"><table class="sortable runs"><thead><tr>{heads}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def td(value: Any, sort: Any = None, css: str = "") -> str:
@@ -71,15 +70,16 @@ def run_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
             for k, v in found.items()
             if not k.endswith("_ci95")
         )
-        commit = (run.get("code_commit") or "not recorded")[:10] + (" (dirty)" if run.get("code_dirty") else "")
+        commit = (run.get("code_commit") or "")[:10] or "not recorded"
+        commit += " (dirty)" if run.get("code_dirty") else ""
         rows.append(
             [
                 td(run["id"], run["id"]),
-                td(label(run)),
+                td(label(run), css="wrap"),
                 td(run.get("train_budget") or "none"),
                 td(run["seed"], run["seed"]),
                 td(f"{100 * run['mean']:.2f} ± {100 * run['ci95']:.2f}", f"{100 * run['mean']:.4f}"),
-                td(figures),
+                td(figures, css="wrap"),
                 td(backbone(run)),
                 td(transductive(run)),
                 td(run.get("device") or "not recorded"),
@@ -112,7 +112,7 @@ def runs_section(m: Matrix, column: Column, every_run: list[dict[str, Any]]) -> 
         ]
     if superseded:
         rows = [
-            [*row, td(r["superseded"]["why"]), td(r["superseded"].get("by") or "")]
+            [*row, td(r["superseded"]["why"], css="wrap"), td(r["superseded"].get("by") or "")]
             for r, row in zip(sorted(superseded, key=lambda r: (label(r), r["seed"], r["id"])), run_rows(superseded))
         ]
         parts += [f"<h2>Superseded runs ({len(superseded)}), not shown</h2>", table([*RUN_HEAD, "why", "by"], rows)]
