@@ -163,6 +163,8 @@ def test_the_site_has_an_overview_a_page_per_benchmark_and_per_cell(site):
     assert sum(n.startswith("cell-") for n in names) == 6
     index = (site / "index.html").read_text()
     assert "not run" in index and "paper 98.8" in index and "http" not in index.replace("http://www.w3", "")
+    (lake,) = site.glob("cell-episodic-omniglot-lake-runs-*.html")
+    assert "error (run " in lake.read_text()  # an error-rate protocol's runs read as error rates on their page too
     for page in site.glob("*.html"):
         text = page.read_text()
         assert "<script>alert" not in text and "src='site.js'" in text  # escaped everywhere; no CDN
