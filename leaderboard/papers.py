@@ -126,3 +126,21 @@ def adaptation_paper(protocol: str, source: str, target: str, adapt: str) -> tup
 def adaptation_references(protocol: str, source: str, target: str, adapt: str) -> list[tuple[str, str]]:
     found = adaptation_paper(protocol, source, target, adapt)
     return [] if found is None else [(found[1], f"accuracy {found[0]:g}%")]
+
+
+def paper_figure(run: dict) -> tuple[float, str] | None:
+    """The published figure (percent, and where from) for a run's cell, where a paper reports its setting.
+
+    A domain shift is the paper's cell only for the adaptation papers' shifts, with the papers' network (no
+    hyperparameter changed); a zero-shot figure is the per-class mean, or H for generalized zero-shot.
+    """
+    from fewshot.leaderboard.runs import label
+
+    if run.get("source"):
+        if "(" in label(run):
+            return None
+        return adaptation_paper(run["protocol"], run["source"], run["target"], run.get("adaptation") or "none")
+    zero_shot = zero_shot_paper(run["learner"], run["dataset"], run["protocol"])
+    if zero_shot is not None:
+        return zero_shot.get("harmonic", zero_shot.get("mean", 0.0)), XIAN_2018
+    return paper_accuracy(run["learner"], run["dataset"], run["protocol"], run["ways"], run["shots"])

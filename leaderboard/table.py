@@ -9,17 +9,33 @@ shown, and the header says how many are hidden.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 from fewshot.core import registry
 from fewshot.core.errors import FewshotError
 from fewshot.core.protocol import Section
+from fewshot.leaderboard.matrix import Matrix, matrices
 from fewshot.leaderboard.runs import CELL, label
 
 HEADER = """# fewshot leaderboard
 
-Built by `fewshot leaderboard` from {runs} recorded runs{hidden}. Each section below is one evaluation protocol:
-what its numbers mean is written under its heading.
+Built by `fewshot leaderboard` from {runs} recorded runs{hidden}. First, per benchmark, a matrix of learners x
+cells; then each evaluation protocol's own table, what its numbers mean written under its heading. The same
+matrices, sortable and with every run, seed and paired comparison, are a site:
+`fewshot leaderboard --format html --output DIR`.
+"""
+
+MATRICES = """
+## Benchmarks: learners x cells
+
+Each entry is the mean ± 95% interval in percent: over seeds (Student's t, the seeds' figures in brackets) where a
+cell was run at several seeds, else over its episodes (classes, images, sequences). **Bold**: the best in its
+column; ▼: significantly worse than the best, paired unit by unit on identical episodes, seed by seed (the 95%
+interval of the difference excludes zero); no mark: no significant difference; ·: not paired with the best (no
+seed on identical episodes, or the paired units rank the entry above the best: H is not a mean over classes). "paper" is the published figure for the same setting, and our difference from it.
 """
 
 
@@ -34,24 +50,33 @@ def sections(runs: list[dict[str, Any]]) -> list[Section]:
     return [section for *_, section in sorted(found, key=lambda entry: entry[:2])]
 
 
-def render(runs: list[dict[str, Any]], fmt: str, hidden: int = 0) -> str:
-    """The leaderboard of ``runs`` as Markdown, CSV or a single HTML page; ``hidden`` superseded runs are counted."""
+def render(
+    runs: list[dict[str, Any]],
+    fmt: str,
+    hidden: int = 0,
+    accuracies: Callable[[dict[str, Any]], np.ndarray] | None = None,
+) -> str:
+    """The leaderboard of ``runs`` as Markdown or CSV; ``hidden`` superseded runs are counted.
+
+    Markdown holds each benchmark's matrix, then each protocol's table; ``accuracies`` (a run's per-unit scores)
+    lets the matrices mark which entries are significantly worse than their column's best.
+    """
     parts = sections(runs)
     if not parts:
         return (
             "no runs recorded yet: `fewshot eval --learner NAME --ways 5 --shots 1` records one (`fewshot learners`)\n"
         )
+    if fmt == "csv":
+        return "\n".join(section.table.to_csv(index=False) for section in parts)
     unknown = sorted({r["protocol_kind"] for r in runs} - set(registry.names("protocol")))
     hidden_text = f" ({hidden} superseded runs hidden: `fewshot runs --all` lists them)" if hidden else ""
     missing = f"\nRuns of protocols not installed here are left out: {', '.join(unknown)}.\n" if unknown else ""
-    if fmt == "csv":
-        return "\n".join(section.table.to_csv(index=False) for section in parts)
-    if fmt == "md":
-        text = HEADER.format(runs=len(runs), hidden=hidden_text) + missing
-        for section in parts:
-            text += f"\n## {section.title}\n\n{section.intro}\n\n{markdown(section.table)}\n"
-        return text
-    return html_page(parts, len(runs), hidden_text)
+    text = HEADER.format(runs=len(runs), hidden=hidden_text) + missing + MATRICES
+    for found in matrices(runs, accuracies):
+        text += f"\n### {found.title}\n\n{markdown(matrix_frame(found))}\n"
+    for section in parts:
+        text += f"\n## {section.title}\n\n{section.intro}\n\n{markdown(section.table)}\n"
+    return text
 
 
 def markdown(frame: Any) -> str:
@@ -61,50 +86,35 @@ def markdown(frame: Any) -> str:
     return "\n".join([head, rule, *body])
 
 
-def html_page(parts: list[Section], runs: int, hidden_text: str) -> str:
-    import html
-
-    body = "".join(
-        f"<h2>{html.escape(s.title)}</h2><p>{html.escape(s.intro)}</p>{s.table.to_html(index=False)}"
-        + "".join(charts(s.points))
-        for s in parts
-    )
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>fewshot leaderboard</title></head><body>"
-        f"<h1>fewshot leaderboard</h1><p>{runs} recorded runs{html.escape(hidden_text)}</p>{body}</body></html>\n"
-    )
+MARKS = {"best": "**{}**", "worse": "{} ▼", "unpaired": "{} ·"}
 
 
-def charts(points: Any) -> list[str]:
-    """One embedded PNG per chart of a section's points: each learner's mean with its interval."""
-    if points is None or points.empty:
-        return []
-    import base64
-    import html
-    import io
+def matrix_frame(found: Matrix) -> Any:
+    """A benchmark's matrix as a table of texts: learners as rows, cells as columns."""
+    import pandas as pd
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    images = []
-    for title, group in points.groupby("chart", sort=False):
-        fig, ax = plt.subplots(figsize=(6, 0.45 * len(group) + 1.0))
-        ax.errorbar(group["mean"], range(len(group)), xerr=group["ci95"], fmt="o", capsize=3)
-        ax.set_yticks(range(len(group)), group["label"])
-        ax.set_xlabel("accuracy % (95% interval)")
-        ax.set_title(str(title))
-        ax.invert_yaxis()
-        fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=90)
-        plt.close(fig)
-        images.append(
-            f'<img alt="{html.escape(str(title))}" '
-            f'src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
-        )
-    return images
+    rows = []
+    for row in found.rows:
+        shown = {
+            "learner": row.learner,
+            "backbone": row.backbone,
+            "budget": row.budget,
+            "device": row.device,
+            "transductive": row.transductive,
+        }
+        for column in found.columns:
+            entry = found.entry(row, column)
+            if entry is None:
+                shown[column.title] = "not run"
+                continue
+            text = MARKS.get(entry.status, "{}").format(entry.shown())
+            if len(entry.runs) > 1:
+                text += " (seeds " + ", ".join(f"{100 - v if entry.error else v:.2f}" for _, v, _ in entry.seeds) + ")"
+            if entry.paper is not None:
+                text += f"; paper {entry.paper[0]:g} ({entry.difference:+.2f})"
+            shown[column.title] = text
+        rows.append(shown)
+    return pd.DataFrame(rows)
 
 
 def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:

@@ -19,16 +19,32 @@ from fewshot.cli.app import (
 @cli.command("leaderboard")
 @click.option("--format", "fmt", type=click.Choice(["md", "csv", "html"]), default="md", show_default=True)
 @click.option("--results", type=click.Path(dir_okay=False), default=None, help="Results file.")
-@click.option("--output", type=click.Path(dir_okay=False), default=None, help="Write to this file instead of stdout.")
+@click.option(
+    "--output",
+    type=click.Path(),
+    default=None,
+    help="Write to this file instead of stdout; with --format html, the folder the site is written into.",
+)
 def leaderboard_command(fmt, results, output):
-    """One row per learner and benchmark cell: mean ± 95% interval beside the paper's number."""
+    """Per benchmark a matrix of learners x cells (mean ± 95% interval beside the paper's figure), then each
+    protocol's table. ``--format html --output DIR`` writes a static site: open DIR/index.html."""
     from fewshot.core.data import atomic_write
+    from fewshot.core.errors import FewshotError
     from fewshot.core.paths import results_path
     from fewshot.leaderboard.table import render
     from fewshot.records.store import ResultsStore
 
     found = ResultsStore(results_path(results))
-    text = render(found.runs(), fmt, hidden=found.superseded_count())
+    if fmt == "html":
+        if not output:
+            raise FewshotError("--format html writes a site of several pages: give the folder with --output DIR")
+        from fewshot.leaderboard.site import write_site
+
+        click.echo(f"wrote {write_site(found, Path(output))}")
+        return
+    text = render(
+        found.runs(), fmt, hidden=found.superseded_count(), accuracies=lambda run: found.run(run["id"])["accuracies"]
+    )
     if output:
         atomic_write(Path(output), lambda f: f.write(text.encode()))
     else:

@@ -243,8 +243,8 @@ def test_same_seed_same_numbers_in_two_processes_and_compare(tmp_path, data_root
     )
     csv = run_cli("leaderboard", "--results", results, "--format", "csv")
     assert csv.stdout.splitlines()[0].startswith("dataset,protocol,ways,shots")
-    html = run_cli("leaderboard", "--results", results, "--format", "html", "--output", str(tmp_path / "b.html"))
-    assert html.returncode == 0 and "data:image/png;base64" in (tmp_path / "b.html").read_text()
+    html = run_cli("leaderboard", "--results", results, "--format", "html", "--output", str(tmp_path / "site"))
+    assert html.returncode == 0 and "protonet" in (tmp_path / "site" / "index.html").read_text()
 
 
 def test_second_eval_reuses_the_cached_checkpoint(tmp_path, data_root):

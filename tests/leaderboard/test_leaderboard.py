@@ -204,7 +204,7 @@ def test_domain_adaptation_runs_are_summarised_over_seeds_beside_the_papers_figu
     assert frame[frame["runs"] == "4"].iloc[0]["accuracy % (mean over seeds ± 95%)"] == "60.00 ± 1.00"  # one seed
 
 
-def test_every_section_is_in_every_format_including_html():
+def test_every_section_is_in_both_formats():
     runs = [
         _run(1),
         _zero_shot_run(2),
@@ -219,8 +219,6 @@ def test_every_section_is_in_every_format_including_html():
             unit="image",
         ),
     ]
-    page = render(runs, "html")
     for title in ("Few-shot episodes", "Zero-shot, every test class at once", "Unsupervised domain adaptation"):
-        assert title in page and f"## {title}" in render(runs, "md")
+        assert f"## {title}" in render(runs, "md")
     assert render(runs, "csv").count("learner") == 3
-    assert "&lt;script&gt;" in render([_run(1, learner="<script>x</script>")], "html")
