@@ -275,7 +275,7 @@ def stored_version(db: sqlite3.Connection, label: str) -> int:
         raise not_a_store(label, "it is empty")
     unmarked = 1 if version == 0 else version
     if _UNMARKED_LAYOUTS.get(unmarked) != tables:
-        raise not_a_store(label, f"its tables {', '.join(sorted(tables))} are not a fewshot store's")
+        raise not_a_store(label, f"its tables ({', '.join(sorted(tables))}) are not a fewshot store's")
     return unmarked
 
 

@@ -24,7 +24,7 @@ import shutil
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable
-from contextlib import closing
+from contextlib import closing, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -219,6 +219,16 @@ def _read_a_copy(path: Path) -> sqlite3.Connection:
     return memory
 
 
+def _link_new(temporary: Path, path: Path) -> None:
+    """Give the finished file ``temporary`` the name ``path``, unless something has that name: FileExistsError."""
+    try:
+        os.link(temporary, path)
+    except OSError as err:
+        if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK) or path.exists():
+            raise
+        os.replace(temporary, path)  # a file system without hard links: two writers could race in this moment
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     """A connection that may write the existing file ``path``, and never creates it."""
     db = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=rw", uri=True, timeout=60, isolation_level=None)
@@ -310,53 +320,74 @@ class ResultsStore:
         """``action(db)`` in one transaction, after migrating an older file in that same transaction.
 
         Whatever fails, nothing is written: not the action's rows and not the migration. A file that is not a
-        store is refused before it is opened for writing; a missing one is made a store whole or not at all.
+        store is refused before it is opened for writing; a missing one is made, with the action done in it, whole
+        or not at all.
         """
         if not self.path.exists():
             if not create:
                 raise self._missing()
-            self._create()
+            made = self._create(action)
+            if made is not None:
+                return made[0]
         _recognise(self.path)
         try:
             db = _connect(self.path)
         except sqlite3.Error as err:
             raise _problem(self.path, err, writing=True) from None
-        with closing(db):
-            try:
+        try:
+            with closing(db):
                 _checked(self.path, lambda: self._leave_wal_mode(db, self.path), writing=True)
                 _checked(self.path, lambda: db.execute("BEGIN IMMEDIATE"), writing=True)
-                _checked(self.path, lambda: migrate(db, str(self.path)), writing=True)
-                outcome = _checked(self.path, lambda: action(db), writing=True)
-                _checked(self.path, lambda: db.execute("COMMIT"), writing=True)
-            except BaseException:
-                if db.in_transaction:
-                    try:
-                        db.execute("ROLLBACK")
-                    except sqlite3.Error:
-                        pass  # SQLite rolled back already, or rolls back from the journal when the file is next opened
-                raise
+                try:
+                    _checked(self.path, lambda: migrate(db, str(self.path)), writing=True)
+                    outcome = _checked(self.path, lambda: action(db), writing=True)
+                    _checked(self.path, lambda: db.execute("COMMIT"), writing=True)
+                except BaseException:
+                    if db.in_transaction:
+                        with suppress(sqlite3.Error):  # an I/O error: the journal rolls it back below
+                            db.execute("ROLLBACK")
+                    raise
+        except BaseException:
+            self._roll_back_interrupted_write()
+            raise
         return outcome
 
-    def _create(self) -> None:
-        """Make a new, empty store at ``self.path``: built under another name, then linked in whole."""
+    def _roll_back_interrupted_write(self) -> None:
+        """After an I/O error SQLite leaves the rollback journal beside the file, half-written pages in it undone
+        only when the file is next opened; open it now, so the file is as it was and the journal is gone.
+        """
+        if not Path(f"{self.path}-journal").exists():
+            return
+        with suppress(sqlite3.Error), closing(_connect(self.path)) as db:  # if this fails too, the next opener does it
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+
+    def _create(self, action: Callable[[sqlite3.Connection], T]) -> tuple[T] | None:
+        """``(action(db),)`` done in a new store at ``self.path``, built under another name and linked in whole.
+
+        None if another writer made a store there first: then nothing was done, and the write goes into that store.
+        """
         folder = self.path.parent
         temporary = folder / f".{self.path.name}.{os.getpid()}.{secrets.token_hex(4)}.new"
         try:
             folder.mkdir(parents=True, exist_ok=True)
             os.close(os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
             with closing(sqlite3.connect(temporary, isolation_level=None)) as db:
+                db.execute("PRAGMA foreign_keys = ON")
                 db.execute("BEGIN IMMEDIATE")
                 create(db)
+                outcome = action(db)
                 db.execute("COMMIT")
-            try:
-                os.link(temporary, self.path)
-            except FileExistsError:
-                pass  # another writer made the store first; the write goes into its store
+            _link_new(temporary, self.path)
+        except FileExistsError:
+            return None
+        except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError):
+            raise  # a bug in this code, not a problem with the file
         except (sqlite3.Error, OSError) as err:
             raise _problem(self.path, err, writing=True) from None
         finally:
             for leftover in (temporary, Path(f"{temporary}-journal")):
                 leftover.unlink(missing_ok=True)
+        return (outcome,)
 
     @staticmethod
     def _leave_wal_mode(db: sqlite3.Connection, path: Path) -> None:
