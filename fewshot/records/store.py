@@ -139,6 +139,8 @@ def _problem(path: Path, err: sqlite3.Error | OSError, writing: bool) -> Fewshot
         return not_a_store(str(path), text)
     if name.startswith("SQLITE_CORRUPT"):
         return FewshotError(f"results file {path} is damaged ({text}); restore it from a copy, or choose another")
+    if name.startswith("SQLITE_READONLY") and writing:
+        return FewshotError(f"cannot write results to {path}: it is read-only ({text}); choose another with --results")
     if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
         return FewshotError(f"results file {path} is locked by another process ({text}); try again when it is done")
     return FewshotError(f"cannot use results file {path} ({text}); choose another with --results")
@@ -323,13 +325,13 @@ class ResultsStore:
         store is refused before it is opened for writing; a missing one is made, with the action done in it, whole
         or not at all.
         """
+        if not create and not self.path.exists():
+            raise self._missing()
+        check_writable(self.path)  # a foreign or read-only file, or a folder where nothing can be made: refused now
         if not self.path.exists():
-            if not create:
-                raise self._missing()
             made = self._create(action)
             if made is not None:
                 return made[0]
-        _recognise(self.path)
         try:
             db = _connect(self.path)
         except sqlite3.Error as err:
