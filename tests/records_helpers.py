@@ -12,6 +12,7 @@ import signal
 import sqlite3
 import stat
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -28,6 +29,21 @@ V1_FIXTURE = REPO / "tests" / "data" / "results-v1.sqlite.xz"
 
 def write_first_edition(path: Path) -> Path:
     path.write_bytes(lzma.decompress(V1_FIXTURE.read_bytes()))
+    return path
+
+
+def first_edition_left_open(path: Path) -> Path:
+    """The first edition's WAL file with a committed change still in its -wal and no -shm: as a writer killed after
+    its commit leaves it, copied somewhere without its -shm. Reading it needs the -wal, and SQLite makes a -shm."""
+    write_first_edition(path)
+    code = (
+        "import os, sqlite3, sys\n"
+        "db = sqlite3.connect(sys.argv[1]); db.execute('PRAGMA wal_autocheckpoint = 0')\n"
+        "db.execute(\"UPDATE runs SET learner = 'in the wal' WHERE id = 1\"); db.commit(); os._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(path)], check=True)
+    Path(f"{path}-shm").unlink()
+    assert Path(f"{path}-wal").stat().st_size > 0
     return path
 
 

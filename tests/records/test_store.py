@@ -11,7 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from records_helpers import FOREIGN, contents, disk_full_at, read_only_media, snapshot, write_first_edition
+from records_helpers import (
+    FOREIGN,
+    contents,
+    disk_full_at,
+    first_edition_left_open,
+    read_only_media,
+    snapshot,
+    write_first_edition,
+)
 
 from conftest import run_cli
 from fewshot.core.errors import FewshotError
@@ -354,6 +362,8 @@ def test_a_file_that_is_not_a_store_is_refused_by_readers_and_writers_and_left_a
 def test_a_store_is_marked_and_an_unmarked_one_is_marked_by_its_next_write(tmp_path):
     store = ResultsStore(tmp_path / "r.sqlite")
     store.record(_run(), [1.0])
+    assert [p.name for p in tmp_path.iterdir()] == ["r.sqlite"], "made under another name: nothing else left"
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o666 & ~_umask(), "the mode any new file gets"
     with sqlite3.connect(store.path) as db:
         marks = [db.execute(f"PRAGMA {name}").fetchone()[0] for name in ("application_id", "user_version")]
         assert marks == [APPLICATION_ID, SCHEMA_VERSION] and APPLICATION_ID.to_bytes(4, "big") == b"FSHT"
@@ -364,13 +374,6 @@ def test_a_store_is_marked_and_an_unmarked_one_is_marked_by_its_next_write(tmp_p
     store.record(_run(), [1.0])
     with sqlite3.connect(store.path) as db:
         assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
-
-
-def test_a_new_store_appears_whole_with_its_first_run(tmp_path):
-    path = tmp_path / "new" / "r.sqlite"
-    assert ResultsStore(path).record(_run(), [1.0]) == 1
-    assert [p.name for p in path.parent.iterdir()] == ["r.sqlite"], "no temporary file or journal left"
-    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~_umask(), "the mode any new file gets"
 
 
 def _umask() -> int:
@@ -439,20 +442,6 @@ def test_a_full_disk_at_any_moment_of_a_write_is_one_line_and_leaves_the_store_a
     assert _write_on_a_full_disk(path, action, 2**40).returncode == 0, "with room to grow, the same write succeeds"
 
 
-def _first_edition_left_open(path: Path) -> None:
-    """The first edition's WAL file with a committed change still in its -wal and no -shm: as a writer killed after
-    its commit leaves it, copied somewhere without its -shm. Reading it needs the -wal, and SQLite makes a -shm."""
-    write_first_edition(path)
-    code = (
-        "import os, sqlite3, sys\n"
-        "db = sqlite3.connect(sys.argv[1]); db.execute('PRAGMA wal_autocheckpoint = 0')\n"
-        "db.execute(\"UPDATE runs SET learner = 'in the wal' WHERE id = 1\"); db.commit(); os._exit(0)\n"
-    )
-    subprocess.run([sys.executable, "-c", code, str(path)], check=True)
-    Path(f"{path}-shm").unlink()
-    assert Path(f"{path}-wal").stat().st_size > 0
-
-
 @pytest.mark.parametrize("kind", ["store", "first edition", "first edition with its -wal"])
 def test_a_store_on_read_only_media_is_read_and_not_written(tmp_path, kind):
     folder = tmp_path / "media"
@@ -466,7 +455,7 @@ def test_a_store_on_read_only_media_is_read_and_not_written(tmp_path, kind):
     elif kind == "first edition":
         write_first_edition(path)
     else:
-        _first_edition_left_open(path)
+        first_edition_left_open(path)
     before = snapshot(folder)
     with read_only_media(folder):
         reader = ResultsStore(path)
