@@ -5,10 +5,18 @@ accuracies go in one transaction, so several processes may write at once (SQLite
 busy timeout queues them) and an interrupted process leaves nothing half-written.
 Rows are only ever inserted; a wrong run is superseded, never deleted.
 
+Only a store is touched: one carries fewshot's mark (migrations.APPLICATION_ID),
+or, written before the mark, exactly a store's tables. Any other file is refused
+before it is opened for writing, and left as it was; a store is made only by a
+writer, where no file is, under another name and then linked in whole.
+
 Reading never writes: readers open the file read-only, and a file of an older
-schema is migrated in a copy in memory. Writers migrate an older file in place,
-inside the transaction of the write, and leave it in the default rollback-journal
-mode, so nothing lingers beside the file and a read-only copy stays readable.
+schema is migrated in a copy in memory. On read-only media, where SQLite could
+not make the -shm a WAL file needs, the file is read from a private copy.
+Writers migrate an older file in place, inside the transaction of the write,
+and leave it in the default rollback-journal mode, so nothing lingers beside the
+file and a read-only copy stays readable. A full disk at any moment of a write is
+one line, and the store is as it was.
 """
 
 from __future__ import annotations
