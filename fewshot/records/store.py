@@ -97,6 +97,11 @@ def check_writable(path: Path) -> None:
     if path.exists():
         if path.is_dir() or not os.access(path, os.W_OK):
             raise FewshotError(f"cannot write results to {path}: not a writable file; choose another with --results")
+        if not os.access(path.parent, os.W_OK | os.X_OK):
+            raise FewshotError(
+                f"cannot write results to {path}: its folder is not writable, and a write keeps its journal beside "
+                "the file; choose another with --results"
+            )
         _recognise(path)
         return
     parent = next((p for p in path.parents if p.exists()), None)
@@ -186,8 +191,9 @@ def _in_wal_mode(path: Path) -> bool:
 def _connect_read_only(path: Path) -> sqlite3.Connection:
     """A connection that reads ``path`` and writes nothing, not even beside it.
 
-    On read-only media SQLite cannot make the -shm a WAL file's -wal needs, nor roll back a crashed writer's
-    -journal; then the file and those beside it are copied to a private folder and read from there, into memory.
+    On read-only media SQLite cannot make the -shm a WAL file's -wal needs, and a read-only connection cannot roll
+    back a crashed writer's -journal; then the file and those beside it are copied to a private folder and read from
+    there, into memory.
     """
     try:
         db = sqlite3.connect(_read_only_uri(path), uri=True, timeout=60, isolation_level=None)
@@ -201,8 +207,7 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
         return db
     except sqlite3.DatabaseError as err:
         db.close()
-        cannot_beside = _error_name(err).startswith(("SQLITE_CANTOPEN", "SQLITE_READONLY"))
-        if not cannot_beside or os.access(path.parent, os.W_OK):
+        if not _error_name(err).startswith(("SQLITE_CANTOPEN", "SQLITE_READONLY")):
             raise _problem(path, err, writing=False) from None
     except BaseException:
         db.close()
