@@ -1,10 +1,12 @@
 """Schema versions of the results store and the migrations between them.
 
-The version lives in ``PRAGMA user_version``. Version 1 is the first edition's
-file, which never set it (user_version 0, but a ``runs`` table); version 0 is an
-empty file. ``MIGRATIONS[n]`` takes a database from version n to n + 1, so a new
-file is built by exactly the steps an old one is migrated by, and both end with
-the same schema.
+A store is marked: ``PRAGMA application_id`` is APPLICATION_ID and its
+version is in ``PRAGMA user_version``. Files written before the mark are told by
+their exact tables: version 1, the first edition's, never set user_version (0);
+version 2 set it. Anything else is not a store and is never changed.
+``MIGRATIONS[n]`` takes a database from version n to n + 1, so a new file is
+built by exactly the steps an old one is migrated by, and both end with the
+same schema.
 
 Migrations are the one place rows are changed rather than inserted: they fill
 new columns from what old runs already recorded, and never drop a run.
@@ -133,6 +135,10 @@ def v1_to_v2(db: sqlite3.Connection) -> None:
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [create_v1, v1_to_v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
+# PRAGMA application_id of every store this code writes: "FSHT" in ASCII. A file without it is a store only if it has
+# exactly the tables of a store written before the mark.
+APPLICATION_ID = int.from_bytes(b"FSHT", "big")
+
 # What a store of each version must hold, for telling a fewshot store from an unrelated SQLite file.
 _REQUIRED_TABLES = {
     1: {"runs": set(V1_RUN_COLUMNS), "episode_results": {"run_id", "episode", "accuracy"}},
@@ -229,35 +235,65 @@ def v2_figures_from_extra(extra: dict[str, Any]) -> dict[str, float]:
     return figures
 
 
-def stored_version(db: sqlite3.Connection) -> int:
-    """The schema version of ``db``: user_version, else 1 for a first-edition file, 0 for an empty one."""
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version:
-        return int(version)
-    has_runs = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runs'").fetchone()
-    return 1 if has_runs else 0
-
-
-def is_empty(db: sqlite3.Connection) -> bool:
-    return db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
-
-
-def check_store(db: sqlite3.Connection, label: str, allow_empty: bool) -> int:
-    """The schema version of ``db`` after checking it is a fewshot store this code can use; FewshotError otherwise."""
-    if allow_empty and is_empty(db) and db.execute("PRAGMA user_version").fetchone()[0] == 0:
-        return 0
-    version = stored_version(db)
-    # A newer schema may have changed any table but runs, so only runs tells a newer store from a stranger.
-    missing = _missing_tables_or_columns(db, max(version, 1)) if version <= SCHEMA_VERSION else _missing_runs(db)
-    if missing:
-        raise FewshotError(
-            f"{label} is not a fewshot results file (it lacks {', '.join(missing)}); choose another with --results"
+def _tables(db: sqlite3.Connection) -> dict[str, set[str]]:
+    """Every table of ``db`` but SQLite's own, with its column names."""
+    names = [
+        row[0]
+        for row in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
         )
+    ]
+    return {name: {row[1] for row in db.execute(f"PRAGMA table_info({_quoted(name)})")} for name in names}
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+# The exact tables of the files fewshot wrote before it marked them: the first edition's (version 1, user_version
+# never set) and version 2's before the mark. Only a file with exactly these tables is taken for an unmarked store.
+_UNMARKED_LAYOUTS = {
+    1: {"runs": set(V1_RUN_COLUMNS), "episode_results": {"run_id", "episode", "accuracy"}},
+    2: {
+        "runs": set(V1_RUN_COLUMNS) | set(V2_RUN_COLUMNS),
+        "episode_results": {"run_id", "episode", "accuracy"},
+        **_REQUIRED_TABLES[2],
+    },
+}
+
+
+def stored_version(db: sqlite3.Connection, label: str) -> int:
+    """The schema version of a fewshot store, told by its mark or, unmarked, by its exact tables; FewshotError else."""
+    application_id = db.execute("PRAGMA application_id").fetchone()[0]
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if application_id == APPLICATION_ID:
+        return version
+    if application_id:
+        raise not_a_store(label, f"it is another program's database, application_id {application_id:#x}")
+    tables = _tables(db)
+    if not tables:
+        raise not_a_store(label, "it is empty")
+    unmarked = 1 if version == 0 else version
+    if _UNMARKED_LAYOUTS.get(unmarked) != tables:
+        raise not_a_store(label, f"its tables ({', '.join(sorted(tables))}) are not a fewshot store's")
+    return unmarked
+
+
+def not_a_store(label: str, why: str) -> FewshotError:
+    return FewshotError(f"{label} is not a fewshot results file ({why}); choose another with --results")
+
+
+def check_store(db: sqlite3.Connection, label: str) -> int:
+    """The schema version of ``db`` after checking it is a fewshot store this code can use; FewshotError otherwise."""
+    version = stored_version(db, label)
     if version > SCHEMA_VERSION:
         raise FewshotError(
             f"results file {label} has schema version {version}, newer than this fewshot ({SCHEMA_VERSION}): "
             "upgrade fewshot"
         )
+    missing = _missing_tables_or_columns(db, version) if version >= 1 else ["its schema version"]
+    if missing:
+        raise not_a_store(label, f"it is marked as one but lacks {', '.join(missing)}")
     return version
 
 
@@ -273,20 +309,26 @@ def _missing_tables_or_columns(db: sqlite3.Connection, version: int) -> list[str
     return missing
 
 
-def _missing_runs(db: sqlite3.Connection) -> list[str]:
-    return [] if db.execute("PRAGMA table_info(runs)").fetchone() else ["table runs"]
+def create(db: sqlite3.Connection) -> None:
+    """Make the empty ``db`` a marked store of the newest schema, by the steps an old file is migrated by."""
+    for step in MIGRATIONS:
+        step(db)
+    db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 def migrate(db: sqlite3.Connection, label: str) -> int:
-    """Bring ``db`` to SCHEMA_VERSION inside the transaction the caller holds; returns the version it had.
+    """Bring ``db`` to SCHEMA_VERSION, marked, inside the transaction the caller holds; returns the version it had.
 
     The caller opened the transaction (BEGIN IMMEDIATE), so a failure anywhere
     rolls back every step and the work it was migrating for, and two writers
     never migrate the same file at once.
     """
-    version = check_store(db, label, allow_empty=True)
+    version = check_store(db, label)
     for step in MIGRATIONS[version:]:
         step(db)
+    if db.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+        db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
     if version < SCHEMA_VERSION:
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     return version

@@ -5,22 +5,34 @@ accuracies go in one transaction, so several processes may write at once (SQLite
 busy timeout queues them) and an interrupted process leaves nothing half-written.
 Rows are only ever inserted; a wrong run is superseded, never deleted.
 
+Only a store is touched: one carries fewshot's mark (migrations.APPLICATION_ID),
+or, written before the mark, exactly a store's tables. Any other file is refused
+before it is opened for writing, and left as it was; a store is made only by a
+writer, where no file is, under another name and then linked in whole.
+
 Reading never writes: readers open the file read-only, and a file of an older
-schema is migrated in a copy in memory. Writers migrate an older file in place,
-inside the transaction of the write, and leave it in the default rollback-journal
-mode, so nothing lingers beside the file and a read-only copy stays readable.
+schema is migrated in a copy in memory. On read-only media, where SQLite could
+not make the -shm a WAL file needs, the file is read from a private copy.
+Writers migrate an older file in place, inside the transaction of the write,
+and leave it in the default rollback-journal mode, so nothing lingers beside the
+file and a read-only copy stays readable. A full disk at any moment of a write is
+one line, and the store is as it was.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import math
 import numbers
 import os
+import secrets
+import shutil
 import sqlite3
+import tempfile
 from collections.abc import Callable, Iterable
-from contextlib import closing
+from contextlib import closing, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -28,7 +40,7 @@ from urllib.parse import quote
 import numpy as np
 
 from fewshot.core.errors import FewshotError
-from fewshot.records.migrations import SCHEMA_VERSION, check_store, migrate
+from fewshot.records.migrations import SCHEMA_VERSION, check_store, create, migrate, not_a_store
 
 T = TypeVar("T")
 
@@ -80,13 +92,17 @@ _JSON_FIELDS = {"hparams", "adaptation_hparams", "selection", "extra"}
 
 
 def check_writable(path: Path) -> None:
-    """Fail early, before any work is done, if results could not be recorded at ``path``."""
+    """Fail early, before any work is done, if results could not be recorded at ``path``; changes nothing."""
     path = Path(path)
     if path.exists():
         if path.is_dir() or not os.access(path, os.W_OK):
             raise FewshotError(f"cannot write results to {path}: not a writable file; choose another with --results")
-        with closing(_connect_read_only(path)) as db:
-            _checked(path, lambda: check_store(db, str(path), allow_empty=True))
+        if not os.access(path.parent, os.W_OK | os.X_OK):
+            raise FewshotError(
+                f"cannot write results to {path}: its folder is not writable, and a write keeps its journal beside "
+                "the file; choose another with --results"
+            )
+        _recognise(path)
         return
     parent = next((p for p in path.parents if p.exists()), None)
     if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
@@ -95,16 +111,65 @@ def check_writable(path: Path) -> None:
         )
 
 
-def _checked(path: Path, action: Callable[[], T]) -> T:
+def _recognise(path: Path) -> int:
+    """The schema version of the store at ``path``, read without writing; FewshotError if it is no store of ours."""
+    with closing(_connect_read_only(path)) as db:
+        return _checked(path, lambda: check_store(db, str(path)))
+
+
+def _error_name(err: BaseException) -> str:
+    """SQLite's name for the error (SQLITE_FULL, SQLITE_IOERR_WRITE, ...), from its message where Python < 3.11."""
+    name = getattr(err, "sqlite_errorname", None)
+    if name:
+        return str(name)
+    text = str(err)
+    by_message = {
+        "database or disk is full": "SQLITE_FULL",
+        "disk I/O error": "SQLITE_IOERR",
+        "file is not a database": "SQLITE_NOTADB",
+        "database disk image is malformed": "SQLITE_CORRUPT",
+        "database is locked": "SQLITE_BUSY",
+        "unable to open database file": "SQLITE_CANTOPEN",
+        "attempt to write a readonly database": "SQLITE_READONLY",
+    }
+    return by_message.get(text, "")
+
+
+def _problem(path: Path, err: sqlite3.Error | OSError, writing: bool) -> FewshotError:
+    """The command line's one line for what went wrong with the file at ``path``."""
+    if isinstance(err, OSError):
+        name, text = ("SQLITE_FULL" if err.errno in _DISK_FULL else ""), err.strerror or str(err)
+    else:
+        name, text = _error_name(err), str(err)
+    if name.startswith(("SQLITE_FULL", "SQLITE_IOERR")):
+        if writing:
+            return FewshotError(
+                f"could not write results to {path}: the disk is full or the file cannot grow ({text}); nothing was "
+                "written: free some space, or choose another file with --results"
+            )
+        return FewshotError(f"could not read results file {path} ({text}); check the disk, or copy the file elsewhere")
+    if name == "SQLITE_NOTADB":
+        return not_a_store(str(path), text)
+    if name.startswith("SQLITE_CORRUPT"):
+        return FewshotError(f"results file {path} is damaged ({text}); restore it from a copy, or choose another")
+    if name.startswith("SQLITE_READONLY") and writing:
+        return FewshotError(f"cannot write results to {path}: it is read-only ({text}); choose another with --results")
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return FewshotError(f"results file {path} is locked by another process ({text}); try again when it is done")
+    return FewshotError(f"cannot use results file {path} ({text}); choose another with --results")
+
+
+_DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+
+def _checked(path: Path, action: Callable[[], T], writing: bool = False) -> T:
     """``action()``, with SQLite's complaint about the file turned into the command line's one-line error."""
     try:
         return action()
     except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError):
         raise  # a bug in this code, not a problem with the file
-    except sqlite3.OperationalError as err:  # locked past the busy timeout, disk full, unreadable
-        raise FewshotError(f"cannot use results file {path} ({err}); choose another with --results") from None
-    except sqlite3.DatabaseError as err:  # not SQLite at all, or damaged
-        raise FewshotError(f"{path} is not a fewshot results file ({err}); choose another with --results") from None
+    except sqlite3.DatabaseError as err:  # not SQLite at all, damaged, locked past the busy timeout, disk full
+        raise _problem(path, err, writing) from None
 
 
 def _read_only_uri(path: Path) -> str:
@@ -124,16 +189,64 @@ def _in_wal_mode(path: Path) -> bool:
 
 
 def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """A connection that reads ``path`` and writes nothing, not even beside it.
+
+    On read-only media SQLite cannot make the -shm a WAL file's -wal needs, and a read-only connection cannot roll
+    back a crashed writer's -journal; then the file and those beside it are copied to a private folder and read from
+    there, into memory.
+    """
     try:
         db = sqlite3.connect(_read_only_uri(path), uri=True, timeout=60, isolation_level=None)
-    except (sqlite3.Error, OSError) as err:
+    except sqlite3.Error as err:
+        raise _problem(path, err, writing=False) from None
+    except OSError as err:
         raise FewshotError(f"cannot read results file {path} ({err}); choose another with --results") from None
-    db.execute("PRAGMA busy_timeout = 60000")
-    return db
+    try:
+        db.execute("PRAGMA busy_timeout = 60000")
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()  # opens the file now
+        return db
+    except sqlite3.DatabaseError as err:
+        db.close()
+        if not _error_name(err).startswith(("SQLITE_CANTOPEN", "SQLITE_READONLY")):
+            raise _problem(path, err, writing=False) from None
+    except BaseException:
+        db.close()
+        raise
+    return _checked(path, lambda: _read_a_copy(path))
+
+
+def _read_a_copy(path: Path) -> sqlite3.Connection:
+    """The store at ``path`` in memory, read from a copy of it (and its -wal or -journal) in a private folder."""
+    memory = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        with tempfile.TemporaryDirectory(prefix="fewshot-read-") as folder:
+            for suffix in ("", "-wal", "-journal"):
+                if Path(f"{path}{suffix}").exists():
+                    shutil.copyfile(f"{path}{suffix}", Path(folder, path.name + suffix))
+            with closing(sqlite3.connect(Path(folder, path.name), isolation_level=None)) as copy:
+                copy.backup(memory)
+    except OSError as err:
+        memory.close()
+        raise FewshotError(f"cannot read results file {path} ({err}); choose another with --results") from None
+    except BaseException:
+        memory.close()
+        raise
+    return memory
+
+
+def _link_new(temporary: Path, path: Path) -> None:
+    """Give the finished file ``temporary`` the name ``path``, unless something has that name: FileExistsError."""
+    try:
+        os.link(temporary, path)
+    except OSError as err:
+        if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK) or path.exists():
+            raise
+        os.replace(temporary, path)  # a file system without hard links: two writers could race in this moment
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(path, timeout=60, isolation_level=None)
+    """A connection that may write the existing file ``path``, and never creates it."""
+    db = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=rw", uri=True, timeout=60, isolation_level=None)
     db.execute("PRAGMA busy_timeout = 60000")
     db.execute("PRAGMA foreign_keys = ON")  # a figure or a supersession can only name a run that exists
     return db
@@ -202,7 +315,7 @@ class ResultsStore:
             raise self._missing()
         source = _connect_read_only(self.path)
         try:
-            version = _checked(self.path, lambda: check_store(source, str(self.path), allow_empty=False))
+            version = _checked(self.path, lambda: check_store(source, str(self.path)))
             if version == SCHEMA_VERSION:
                 db = source
             else:
@@ -221,38 +334,92 @@ class ResultsStore:
     def _write(self, create: bool, action: Callable[[sqlite3.Connection], T]) -> T:
         """``action(db)`` in one transaction, after migrating an older file in that same transaction.
 
-        Whatever fails, nothing is written: not the action's rows and not the migration.
+        Whatever fails, nothing is written: not the action's rows and not the migration. A file that is not a
+        store is refused before it is opened for writing; a missing one is made, with the action done in it, whole
+        or not at all.
         """
         if not create and not self.path.exists():
             raise self._missing()
+        check_writable(self.path)  # a foreign or read-only file, or a folder where nothing can be made: refused now
+        if not self.path.exists():
+            made = self._create(action)
+            if made is not None:
+                return made[0]
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             db = _connect(self.path)
-        except (sqlite3.Error, OSError) as err:
-            raise FewshotError(f"cannot use results file {self.path} ({err}); choose another with --results") from None
-        with closing(db):
-            try:
-                _checked(self.path, lambda: db.execute("BEGIN IMMEDIATE"))
-                _checked(self.path, lambda: migrate(db, str(self.path)))
-                outcome = action(db)
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-            self._leave_wal_mode(db)
+        except sqlite3.Error as err:
+            raise _problem(self.path, err, writing=True) from None
+        try:
+            with closing(db):
+                _checked(self.path, lambda: self._leave_wal_mode(db, self.path), writing=True)
+                _checked(self.path, lambda: db.execute("BEGIN IMMEDIATE"), writing=True)
+                try:
+                    _checked(self.path, lambda: migrate(db, str(self.path)), writing=True)
+                    outcome = _checked(self.path, lambda: action(db), writing=True)
+                    _checked(self.path, lambda: db.execute("COMMIT"), writing=True)
+                except BaseException:
+                    if db.in_transaction:
+                        with suppress(sqlite3.Error):  # an I/O error: the journal rolls it back below
+                            db.execute("ROLLBACK")
+                    raise
+        except BaseException:
+            self._roll_back_interrupted_write()
+            raise
         return outcome
 
-    @staticmethod
-    def _leave_wal_mode(db: sqlite3.Connection) -> None:
-        """Switch a first-edition WAL file to the rollback journal, once its write is safely committed."""
-        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+    def _roll_back_interrupted_write(self) -> None:
+        """After an I/O error SQLite leaves the rollback journal beside the file, half-written pages in it undone
+        only when the file is next opened; open it now, so the file is as it was and the journal is gone.
+        """
+        if not Path(f"{self.path}-journal").exists():
             return
+        with suppress(sqlite3.Error), closing(_connect(self.path)) as db:  # if this fails too, the next opener does it
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+
+    def _create(self, action: Callable[[sqlite3.Connection], T]) -> tuple[T] | None:
+        """``(action(db),)`` done in a new store at ``self.path``, built under another name and linked in whole.
+
+        None if another writer made a store there first: then nothing was done, and the write goes into that store.
+        """
+        folder = self.path.parent
+        temporary = folder / f".{self.path.name}.{os.getpid()}.{secrets.token_hex(4)}.new"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            with closing(sqlite3.connect(temporary, isolation_level=None)) as db:
+                db.execute("PRAGMA foreign_keys = ON")
+                db.execute("BEGIN IMMEDIATE")
+                create(db)
+                outcome = action(db)
+                db.execute("COMMIT")
+            _link_new(temporary, self.path)
+        except FileExistsError:
+            return None
+        except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError):
+            raise  # a bug in this code, not a problem with the file
+        except (sqlite3.Error, OSError) as err:
+            raise _problem(self.path, err, writing=True) from None
+        finally:
+            for leftover in (temporary, Path(f"{temporary}-journal")):
+                leftover.unlink(missing_ok=True)
+        return (outcome,)
+
+    @staticmethod
+    def _leave_wal_mode(db: sqlite3.Connection, path: Path) -> None:
+        """Switch a first-edition WAL file to the rollback journal before writing, so nothing lingers beside it.
+
+        In exclusive locking mode SQLite keeps the WAL index in memory, so even a full disk leaves no -shm file.
+        """
+        if not _in_wal_mode(path):
+            return
+        db.execute("PRAGMA locking_mode = EXCLUSIVE")  # before the file is read: no -shm file is made
         try:
             db.execute("PRAGMA journal_mode = DELETE")
-        except sqlite3.OperationalError:
-            # Another process holds the file open; the write is committed, and the next writer switches it.
-            pass
+        except sqlite3.OperationalError as err:
+            if not _error_name(err).startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+                raise
+            # Another process holds the file open in WAL mode: write in WAL mode; a later writer switches it.
+        db.execute("PRAGMA locking_mode = NORMAL")
 
     def record(self, run: dict[str, Any], accuracies: Iterable[float], figures: dict[str, float] | None = None) -> int:
         """Insert a run, its per-unit accuracies and its extra figures in one transaction; returns the run id.
@@ -314,8 +481,7 @@ class ResultsStore:
         """The schema version of the file as it is on disk (reading never migrates it)."""
         if not self.path.exists():
             raise self._missing()
-        with closing(_connect_read_only(self.path)) as db:
-            return _checked(self.path, lambda: check_store(db, str(self.path), allow_empty=False))
+        return _recognise(self.path)
 
     def runs(self, include_superseded: bool = False) -> list[dict[str, Any]]:
         """Every run's row, oldest first, with its ``figures`` and ``superseded`` (None, or why, when and by)."""

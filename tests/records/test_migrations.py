@@ -1,20 +1,15 @@
 """Schema migrations: the first edition's committed results file migrates whole, and reading never writes it."""
 
 import json
-import lzma
 import sqlite3
 from pathlib import Path
 
 import pytest
+from records_helpers import snapshot, write_first_edition
 
 from conftest import REPO, run_cli
 from fewshot.records.migrations import SCHEMA_VERSION, V1_SCHEMA, V2_RUN_COLUMNS
 from fewshot.records.store import ResultsStore
-
-# The committed results file as it was at 19b080c, the last revision in the first edition's format (schema 1, WAL
-# mode), compressed: `git show 19b080c:leaderboard/results.sqlite | xz -9`. A fixture rather than `git show`, so the
-# test needs no history (a shallow clone has none).
-V1_FIXTURE = REPO / "tests" / "data" / "results-v1.sqlite.xz"
 
 
 @pytest.fixture
@@ -22,8 +17,7 @@ def v1_store(tmp_path) -> Path:
     """A copy of the first edition's committed results file, alone in a folder."""
     folder = tmp_path / "v1"
     folder.mkdir()
-    (folder / "results.sqlite").write_bytes(lzma.decompress(V1_FIXTURE.read_bytes()))
-    return folder / "results.sqlite"
+    return write_first_edition(folder / "results.sqlite")
 
 
 def _contents(path: Path) -> dict:
@@ -39,10 +33,6 @@ def _contents(path: Path) -> dict:
             "episodes": db.execute("SELECT run_id, episode, accuracy FROM episode_results ORDER BY 1, 2").fetchall(),
             "sum_of_means": db.execute("SELECT sum(mean) FROM runs").fetchone()[0],
         }
-
-
-def _snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
-    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.iterdir())}
 
 
 def test_the_first_edition_file_migrates_with_every_run_kept(v1_store):
@@ -96,10 +86,10 @@ def test_columns_are_filled_from_what_old_runs_recorded(v1_store):
 
 
 def test_reading_the_first_edition_file_migrates_a_copy_in_memory_and_writes_nothing(v1_store):
-    before = _snapshot(v1_store.parent)
+    before = snapshot(v1_store.parent)
     read = ResultsStore(v1_store).runs()
     one = ResultsStore(v1_store).run(45)
-    assert _snapshot(v1_store.parent) == before, "a WAL file read read-only: no -wal or -shm, same bytes and time"
+    assert snapshot(v1_store.parent) == before, "a WAL file read read-only: no -wal or -shm, same bytes and time"
     ResultsStore(v1_store).migrate()
     assert ResultsStore(v1_store).runs() == read
     assert one["figures"]["harmonic"] == pytest.approx(0.1606222561403412)
@@ -107,12 +97,12 @@ def test_reading_the_first_edition_file_migrates_a_copy_in_memory_and_writes_not
 
 def test_leaderboard_and_compare_change_nothing_on_disk(v1_store):
     ResultsStore(v1_store).migrate()
-    before = _snapshot(v1_store.parent)
+    before = snapshot(v1_store.parent)
     board = run_cli("leaderboard", "--results", str(v1_store))
     assert board.returncode == 0 and "protonet" in board.stdout
     compared = run_cli("compare", "1", "3", "--results", str(v1_store))
     assert compared.returncode == 0 and "on 600 identical episodes" in compared.stdout
-    assert _snapshot(v1_store.parent) == before
+    assert snapshot(v1_store.parent) == before
 
 
 def test_a_run_with_unreadable_extra_migrates_with_defaults(tmp_path):

@@ -11,10 +11,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from records_helpers import (
+    FOREIGN,
+    contents,
+    disk_full_at,
+    first_edition_left_open,
+    read_only_media,
+    snapshot,
+    write_first_edition,
+)
 
 from conftest import run_cli
 from fewshot.core.errors import FewshotError
-from fewshot.records.migrations import SCHEMA_VERSION
+from fewshot.records.migrations import APPLICATION_ID, SCHEMA_VERSION
 from fewshot.records.provenance import provenance
 from fewshot.records.store import REQUIRED_FIELDS, RUN_FIELDS, ResultsStore, check_writable
 
@@ -328,3 +337,132 @@ def test_provenance_of_sources_outside_git_hashes_them(tmp_path):
     (copy / "__init__.py").write_text("VALUE = 1\n")
     (copy / "sub" / "mod.py").write_text("X = 2\n")
     assert len(found["code_source_hash"]) == 16 and provenance(copy)["code_source_hash"] != found["code_source_hash"]
+
+
+@pytest.mark.parametrize("kind", sorted(FOREIGN))
+def test_a_file_that_is_not_a_store_is_refused_by_readers_and_writers_and_left_as_it_was(tmp_path, kind):
+    path = tmp_path / "results.sqlite"
+    FOREIGN[kind](path)
+    before = snapshot(tmp_path)
+    store = ResultsStore(path)
+    for attempt in (
+        store.runs,
+        store.schema_version,
+        lambda: check_writable(path),
+        lambda: store.record(_run(), [1.0]),
+        lambda: store.supersede(1, "x"),
+        store.migrate,
+    ):
+        with pytest.raises(FewshotError) as error:
+            attempt()
+        assert str(error.value).startswith(f"{path} is not a fewshot results file (") and "\n" not in str(error.value)
+    assert snapshot(tmp_path) == before, "the same bytes, the same time, and nothing beside it"
+
+
+def test_a_store_is_marked_and_an_unmarked_one_is_marked_by_its_next_write(tmp_path):
+    store = ResultsStore(tmp_path / "r.sqlite")
+    store.record(_run(), [1.0])
+    assert [p.name for p in tmp_path.iterdir()] == ["r.sqlite"], "made under another name: nothing else left"
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o666 & ~_umask(), "the mode any new file gets"
+    with sqlite3.connect(store.path) as db:
+        marks = [db.execute(f"PRAGMA {name}").fetchone()[0] for name in ("application_id", "user_version")]
+        assert marks == [APPLICATION_ID, SCHEMA_VERSION] and APPLICATION_ID.to_bytes(4, "big") == b"FSHT"
+        db.execute("PRAGMA application_id = 0")  # as written before stores were marked
+    before = snapshot(tmp_path)
+    assert [r["id"] for r in store.runs()] == [1] and store.schema_version() == SCHEMA_VERSION
+    assert snapshot(tmp_path) == before, "reading an unmarked store does not mark it"
+    store.record(_run(), [1.0])
+    with sqlite3.connect(store.path) as db:
+        assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# A writer in another process whose files cannot grow past a limit, as on a full disk; it prints what it raised.
+_LIMITED_WRITER = """
+import sys
+from test_store import _run
+from fewshot.core.errors import FewshotError
+from fewshot.records.store import ResultsStore
+store = ResultsStore(sys.argv[1])
+try:
+    store.record(_run(), [0.5] * 20000) if sys.argv[2] == "record" else store.supersede(1, "x" * 200000)
+except FewshotError as error:
+    print(error)
+    sys.exit(2)
+"""
+
+
+def _write_on_a_full_disk(path: Path, action: str, limit: int) -> subprocess.CompletedProcess:
+    here = os.path.dirname(__file__)
+    code = f"import sys; sys.path[:0] = [{here!r}, {str(Path(here).parent)!r}]\n{_LIMITED_WRITER}"
+    return subprocess.run(
+        [sys.executable, "-c", code, str(path), action],
+        capture_output=True,  # pipes: a full disk does not stop what the child prints
+        text=True,
+        preexec_fn=disk_full_at(limit),
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize(
+    "kind, action",
+    [("new", "record"), ("store", "record"), ("store", "supersede"), ("first edition", "record"),
+     ("first edition", "supersede")],
+)  # fmt: skip
+def test_a_full_disk_at_any_moment_of_a_write_is_one_line_and_leaves_the_store_as_it_was(tmp_path, kind, action):
+    """The file may not grow at all, or its journal may fill at any of several points; each time the store is as it
+    was. (A limit below the file's own size would also stop SQLite overwriting pages in place, which no full disk
+    does; SQLite then leaves its journal for the next opener to roll back.)
+    """
+    path = tmp_path / "r.sqlite"
+    if kind == "store":
+        ResultsStore(path).record(_run(), [1.0] * 3000)
+    elif kind == "first edition":
+        write_first_edition(path)
+    size = path.stat().st_size if path.exists() else 0
+    before, rows = snapshot(tmp_path), contents(path) if path.exists() else None
+    for limit in sorted({0, 4096, size, size + 30000}):
+        done = _write_on_a_full_disk(path, action, limit)
+        assert done.returncode == 2, (limit, done.stdout, done.stderr)
+        assert done.stdout.startswith(f"could not write results to {path}: the disk is full"), (limit, done.stdout)
+        assert done.stdout.count("\n") == 1 and done.stderr == ""
+        after = snapshot(tmp_path)
+        assert sorted(after) == sorted(before), f"no -journal, -wal or -shm left (limit {limit})"
+        if kind == "first edition":  # its header may have switched from WAL to the rollback journal, its rows not
+            assert contents(path) == rows, f"the same rows (limit {limit})"
+        else:
+            # SQLite wrote pages and then put back the old ones from its journal: the same bytes, a new time
+            assert {k: v[0] for k, v in after.items()} == {k: v[0] for k, v in before.items()}, f"limit {limit}"
+    assert _write_on_a_full_disk(path, action, 2**40).returncode == 0, "with room to grow, the same write succeeds"
+
+
+@pytest.mark.parametrize("kind", ["store", "first edition", "first edition with its -wal"])
+def test_a_store_on_read_only_media_is_read_and_not_written(tmp_path, kind):
+    folder = tmp_path / "media"
+    folder.mkdir()
+    path = folder / "r.sqlite"
+    if kind == "store":
+        store = ResultsStore(path)
+        store.record(_run(), [0.5, 1.0, 0.0])
+        store.record(_run(learner="in the wal"), [1.0])
+        store.supersede(1, "wrong split")
+    elif kind == "first edition":
+        write_first_edition(path)
+    else:
+        first_edition_left_open(path)
+    before = snapshot(folder)
+    with read_only_media(folder):
+        reader = ResultsStore(path)
+        assert ("protonet" if kind == "first edition" else "in the wal") in {r["learner"] for r in reader.runs()}
+        assert reader.run(1)["id"] == 1 and reader.superseded_count() == (kind == "store")
+        assert reader.schema_version() == (SCHEMA_VERSION if kind == "store" else 1)
+        for write in (lambda: reader.record(_run(), [1.0]), lambda: check_writable(path)):
+            with pytest.raises(FewshotError, match=f"cannot write results to {path}"):
+                write()
+    assert snapshot(folder) == before, "nothing made beside it, nothing changed"

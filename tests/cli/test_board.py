@@ -1,0 +1,77 @@
+"""The commands that read and write the results store touch only its files: ``leaderboard``, ``compare``, ``runs``
+and ``runs supersede`` on foreign files, missing ones, read-only media and a full disk."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from records_helpers import (
+    FOREIGN,
+    disk_full_at,
+    first_edition_left_open,
+    read_only_media,
+    snapshot,
+    write_first_edition,
+)
+
+from conftest import run_cli, run_main
+
+READERS = (("leaderboard",), ("compare", "1", "2"), ("runs",))
+
+
+def _one_error_line(done: subprocess.CompletedProcess | tuple[int, str, str], starts: str) -> None:
+    code, out, err = (
+        (done.returncode, done.stdout, done.stderr) if isinstance(done, subprocess.CompletedProcess) else done
+    )
+    assert code == 2 and out == "", (code, out, err)
+    assert err.startswith(f"error: {starts}") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("kind", ["fewshot's first tables among others", "a 0-byte file", "another program's database"])
+def test_a_foreign_file_is_refused_in_one_line_and_left_as_it_was(capfd, tmp_path, kind):
+    path = tmp_path / "results.sqlite"
+    FOREIGN[kind](path)
+    before = snapshot(tmp_path)
+    for command in (*READERS, ("runs", "supersede", "1", "--why", "x")):
+        _one_error_line(run_main(capfd, *command, "--results", str(path)), f"{path} is not a fewshot results file (")
+        missing = tmp_path / "none.sqlite"  # readers, and writers that need runs, make no store where none is
+        _one_error_line(run_main(capfd, *command, "--results", str(missing)), f"no results at {missing}")
+    assert snapshot(tmp_path) == before
+
+
+def test_the_first_edition_with_a_committed_wal_is_read_on_read_only_media(capfd, tmp_path):
+    """The hardest file to read without writing: WAL mode, a change only in its -wal, no -shm beside it."""
+    folder = tmp_path / "media"
+    folder.mkdir()
+    path = first_edition_left_open(folder / "results.sqlite")
+    before = snapshot(folder)
+    with read_only_media(folder):
+        board = run_main(capfd, "leaderboard", "--results", str(path))
+        listed = run_main(capfd, "runs", "--learner", "in the wal", "--results", str(path))
+        compared = run_main(capfd, "compare", "1", "3", "--results", str(path))
+        refused = run_main(capfd, "runs", "supersede", "1", "--why", "x", "--results", str(path))
+    assert board[0] == 0 and "in the wal" in board[1], board
+    assert listed[0] == 0 and listed[1].split()[0] == "1", listed
+    assert compared[0] == 0 and "run 1 (in the wal) minus run 3" in compared[1], compared
+    _one_error_line(refused, f"cannot write results to {path}: not a writable file")
+    assert snapshot(folder) == before
+
+
+def test_a_full_disk_while_superseding_is_one_line_and_exit_2(tmp_path):
+    path = write_first_edition(tmp_path / "results.sqlite")
+    size = path.stat().st_size
+    before = snapshot(tmp_path)
+    for limit in (0, size):
+        done = subprocess.run(
+            [sys.executable, "-m", "fewshot", "runs", "supersede", "1", "--why", "x" * 100000, "--results", str(path)],
+            capture_output=True,
+            text=True,
+            preexec_fn=disk_full_at(limit),
+            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+            timeout=300,
+        )
+        _one_error_line(done, f"could not write results to {path}: the disk is full")
+        assert sorted(snapshot(tmp_path)) == sorted(before), "no -journal, -wal or -shm left"
+    listed = run_cli("runs", "--all", "--results", str(path))
+    assert listed.returncode == 0 and "superseded" not in listed.stdout
