@@ -29,6 +29,11 @@ from fewshot.cli.app import cli, progress_lines
     help="Ask before starting a sweep estimated to take longer than this.",
 )
 @click.option("--yes", is_flag=True, help="Start without asking, whatever the estimate.")
+@click.option(
+    "--any-code",
+    is_flag=True,
+    help="Count a job as done when any code version recorded it (a long grid carried over code changes).",
+)
 @click.option("--keep-checkpoints", is_flag=True, help="Ray: bring each job's checkpoint back into this cache.")
 @click.option(
     "--data-root",
@@ -38,7 +43,19 @@ from fewshot.cli.app import cli, progress_lines
 )
 @click.option("--quiet", is_flag=True, help="No progress bar or per-job lines.")
 def sweep_command(
-    grid, tier, backend, workers, address, results, dry_run, max_hours, yes, keep_checkpoints, data_root, quiet
+    grid,
+    tier,
+    backend,
+    workers,
+    address,
+    results,
+    dry_run,
+    max_hours,
+    yes,
+    any_code,
+    keep_checkpoints,
+    data_root,
+    quiet,
 ):
     """Run every job of GRID's tier that is not yet recorded for this code.
 
@@ -65,8 +82,15 @@ def sweep_command(
     records = store.ResultsStore(results_file)
     store.check_writable(results_file)
     jobs = driver.unique(found.jobs(tier))
-    todo = driver.pending(jobs, records, code_version(code))
+    todo = driver.pending(jobs, records, code_version(code), any_code)
     workers = workers or local.default_workers(chosen.threads)
+    runner: driver.Backend | None = None
+    if not dry_run and backend == "ray":  # connected before anything is printed: an unreachable cluster is one line
+        from fewshot.sweep.ray_backend import RayBackend
+
+        runner = RayBackend(address, chosen.cpus, chosen.gpus, data_root, keep_checkpoints)
+    elif not dry_run:
+        runner = local.LocalBackend(workers, chosen.threads, data_root)
     parallel = workers if backend == "local" else None
     estimator = estimate.Estimator(records.runs(include_superseded=True) if results_file.exists() else [])
     costs = [estimator.seconds(job) for job in todo]
@@ -97,13 +121,10 @@ def sweep_command(
     if not todo:
         click.echo("nothing to run: every job is recorded for this code")
         return
-    if backend == "ray":
-        from fewshot.sweep.ray_backend import RayBackend
-
-        runner: driver.Backend = RayBackend(address, chosen.cpus, chosen.gpus, data_root, keep_checkpoints)
-    else:
-        runner = local.LocalBackend(workers, chosen.threads, data_root)
-    report = driver.run_sweep(todo, runner, records, code, progress=not quiet, log=progress_lines(quiet))
+    assert runner is not None, "a backend is made for every sweep but a dry run"
+    report = driver.run_sweep(
+        todo, runner, records, code, progress=not quiet, log=progress_lines(quiet), any_code=any_code
+    )
     click.echo(
         f"{len(report.recorded)} runs recorded in {results_file}, {report.skipped + len(jobs) - len(todo)} "
         f"already recorded, {report.taken} recorded by another sweep, {len(report.failed)} failed"

@@ -70,6 +70,7 @@ OPTIONAL_FIELDS: dict[str, Any] = {
     "code_source_hash": None,
     "python_version": None,
     "job_key": None,  # a sweep's job identity (its words and the code); None for a run recorded by hand
+    "job_words": None,  # the key of the job's words alone
 }
 
 RUN_FIELDS = REQUIRED_FIELDS + tuple(OPTIONAL_FIELDS)
@@ -266,11 +267,16 @@ class ResultsStore:
         return self._record(run, accuracies, figures)[0]
 
     def record_job(
-        self, job_key: str, run: dict[str, Any], accuracies: Iterable[float], figures: dict[str, float] | None = None
+        self,
+        job_key: str,
+        job_words: str,
+        run: dict[str, Any],
+        accuracies: Iterable[float],
+        figures: dict[str, float] | None = None,
     ) -> tuple[int, bool]:
         """Record a sweep job's run unless a run with ``job_key`` is already stored (another sweep on the same
         store may have recorded it first): (the run's id, whether this call recorded it)."""
-        return self._record({**run, "job_key": job_key}, accuracies, figures)
+        return self._record({**run, "job_key": job_key, "job_words": job_words}, accuracies, figures)
 
     def _record(
         self, run: dict[str, Any], accuracies: Iterable[float], figures: dict[str, float] | None
@@ -313,12 +319,15 @@ class ResultsStore:
 
         self._write(create=True, action=insert)
 
-    def job_keys(self) -> set[str]:
-        """The job keys of every stored run (superseded ones too: the same job on the same code is not rerun)."""
+    def job_keys(self, column: str = "job_key") -> set[str]:
+        """The job keys (``job_key``) or words keys (``job_words``) of every stored run, superseded ones too:
+        the same job on the same code is not run again."""
+        if column not in ("job_key", "job_words"):
+            raise ValueError(f"no job key column {column!r}")
         if not self.path.exists():
             return set()
         with closing(self._open_for_reading()) as db:
-            return {row[0] for row in db.execute("SELECT job_key FROM runs WHERE job_key IS NOT NULL")}
+            return {row[0] for row in db.execute(f"SELECT {column} FROM runs WHERE {column} IS NOT NULL")}
 
     def failures(self) -> list[dict[str, Any]]:
         """Every failed sweep job, oldest first: job_key, job (its words), error, created."""

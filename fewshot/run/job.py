@@ -62,10 +62,11 @@ class Job:
         words["hp"] = dict(self.hp)
         return words
 
-    def key(self, code: str) -> str:
-        """The job's identity under ``code`` (a code version): a rerun of the same words on the same code has it."""
-        text = json.dumps({"job": self.fields(), "code": code}, sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:KEY_HEX_CHARS]
+    def key(self, code: str | None) -> str:
+        """The job's identity under ``code`` (a code version): a rerun of the same words on the same code has it.
+        With ``code`` None, the key of the words alone, whatever code runs them."""
+        identity = {"job": self.fields(), "code": code} if code is not None else {"job": self.fields()}
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:KEY_HEX_CHARS]
 
     def command(self) -> str:
         """The ``fewshot eval`` command line that runs this job alone."""

@@ -44,8 +44,11 @@ def unique(jobs: Iterable[Job]) -> list[Job]:
     return list(dict.fromkeys(jobs))
 
 
-def pending(jobs: list[Job], store: ResultsStore, code: str) -> list[Job]:
-    """The jobs whose run is not yet recorded for this code."""
+def pending(jobs: list[Job], store: ResultsStore, code: str, any_code: bool = False) -> list[Job]:
+    """The jobs whose run is not yet recorded for this code (or, with ``any_code``, by any code)."""
+    if any_code:
+        recorded = store.job_keys("job_words")
+        return [job for job in jobs if job.key(None) not in recorded]
     recorded = store.job_keys()
     return [job for job in jobs if job.key(code) not in recorded]
 
@@ -57,10 +60,11 @@ def run_sweep(
     provenance: dict[str, Any],
     progress: bool = True,
     log: Callable[[str], None] = lambda line: None,
+    any_code: bool = False,
 ) -> Report:
     code = code_version(provenance)
     jobs = unique(jobs)
-    todo = pending(jobs, store, code)
+    todo = pending(jobs, store, code, any_code)
     report = Report(len(jobs), len(jobs) - len(todo))
     bar = tqdm(total=len(todo), unit="job", desc="sweep", disable=None if progress else True, dynamic_ncols=True)
     try:
@@ -74,7 +78,7 @@ def run_sweep(
             if outcome.ok:
                 assert outcome.run is not None, "an outcome that is ok carries its run"
                 run = _with_checkpoint(outcome)
-                run_id, new = store.record_job(key, run, outcome.accuracies, outcome.figures)
+                run_id, new = store.record_job(key, outcome.job.key(None), run, outcome.accuracies, outcome.figures)
                 if new:
                     report.recorded.append(run_id)
                 else:

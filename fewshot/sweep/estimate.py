@@ -2,7 +2,8 @@
 
 Training time is taken per step (the median over recorded runs of the same
 learner on the same dataset and adaptation), evaluation time per test unit (the
-same learner, dataset, ways and shots, else the learner and dataset). A job with
+same learner, dataset, ways and shots, else the learner and dataset), from runs
+on the same kind of device (a CPU job is not estimated from GPU timings). A job with
 no similar run has no estimate; the sweep says how many such jobs there are
 rather than guessing.
 """
@@ -36,7 +37,12 @@ class Estimator:
 
     def seconds(self, job: Job) -> float | None:
         dataset = job.dataset or registry.default_dataset()
-        same = [r for r in self.runs if r["learner"] == job.learner and r["dataset"] == dataset]
+        on_gpu = job.device == "cuda"
+        same = [
+            r
+            for r in self.runs
+            if r["learner"] == job.learner and r["dataset"] == dataset and (r.get("device") != "cpu") == on_gpu
+        ]
         if not same:
             return None
         trained = [

@@ -22,8 +22,10 @@ A grid is a TOML file::
 
 A cell's keys are the words of ``fewshot eval``: dataset, protocol, ways, shots,
 queries, side, kind (a protocol chosen by its flag) with its ``options``, adapt,
-source and target (or ``shift = "a->b"``), target_labels, and ``learners`` to
-give a cell its own. A tier's keys: budget ("default": the learner's own),
+source and target (or ``shift = "a->b"``), target_labels, ``hp`` (hyperparameters
+the cell's learners take there), ``episodes`` ("all": the protocol's own count,
+for protocols that score every test image) and ``learners`` to give a cell its
+own. A tier's keys: budget ("default": the learner's own),
 episodes, threads (per job), device, cpus and gpus (what a Ray task asks for),
 seeds (instead of the grid's).
 
@@ -55,11 +57,12 @@ else:  # pragma: no cover - Python 3.10
 
 TIERS = ("smoke", "cpu", "gpu")
 DEFAULT_BUDGET = "default"  # the learner's own budget for the dataset
+ALL = "all"  # a cell's episodes: the protocol's own count (every test image or class), not the tier's
 GRID_KEYS = {"name", "description", "seeds", "learners", "learner", "cell", "tier"}
 LEARNER_KEYS = {"name", "variants"}
 CELL_KEYS = {
     "dataset", "protocol", "ways", "shots", "queries", "side", "kind", "options", "adapt", "source", "target",
-    "shift", "target_labels", "learners",
+    "shift", "target_labels", "learners", "hp", "episodes",
 }  # fmt: skip
 LISTABLE = ("dataset", "protocol", "ways", "shots", "queries", "side", "adapt", "shift", "target_labels")
 TIER_KEYS = {"budget", "episodes", "threads", "device", "cpus", "gpus", "seeds"}
@@ -117,15 +120,16 @@ class Grid:
                 for variant in self.variants:
                     if names is not None and variant.learner not in names:
                         continue
-                    words = {k: v for k, v in cell.items() if k != "learners"}
+                    words = {k: v for k, v in cell.items() if k not in ("learners", "hp", "episodes")}
+                    episodes = cell.get("episodes", tier.episodes)
                     jobs.append(
                         Job(
                             variant.learner,
                             seed=seed,
-                            hp=variant.hp,
+                            hp=tuple(sorted({**dict(variant.hp), **dict(cell.get("hp", ()))}.items())),
                             variant=variant.name,
                             budget=tier.budget_for(variant.learner),
-                            episodes=tier.episodes,
+                            episodes=None if episodes == ALL else episodes,
                             device=tier.device,
                             threads=tier.threads,
                             **words,
@@ -282,6 +286,15 @@ class _Reader:
                 words["options"] = tuple(sorted((str(k), int(v)) for k, v in options.items()))
             if own is not None:
                 words["learners"] = tuple(own)
+            if "hp" in table:
+                hp = self.table(table["hp"], "hp")
+                for name in own or sorted(learners):  # every learner the cell runs must know them
+                    words["hp"] = self.hparams(name, hp)
+            if "episodes" in table:
+                episodes = table["episodes"]
+                if episodes != ALL and (not isinstance(episodes, int) or episodes < 1):
+                    raise self.fail('a cell\'s episodes: a whole number of at least 1, or "all"', "episodes")
+                words["episodes"] = episodes
             yield words
 
     def check_cell(self, words: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ driver writes the store.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -18,6 +19,7 @@ from fewshot.run.job import Job
 from fewshot.sweep.worker import Outcome, run_job
 
 RETRIES = 3  # how many times Ray reruns a task whose worker process died
+CONNECT_TIMEOUT_S = 10
 
 
 def _ray() -> Any:
@@ -41,6 +43,8 @@ class RayBackend:
     ):
         ray = _ray()
         self.cpus, self.gpus, self.data_root, self.with_checkpoint = cpus, gpus, data_root, with_checkpoint
+        if address and address != "auto":
+            _reachable(address)  # Ray itself retries an unreachable address for minutes
         try:
             ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, logging_level="ERROR")
         except Exception as err:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError by version
@@ -75,3 +79,18 @@ class RayBackend:
         finally:
             for ref in refs:
                 ray.cancel(ref, force=True)
+
+
+def _reachable(address: str) -> None:
+    """Refuse, in one line and within seconds, an address where nothing listens."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise FewshotError(f"--address {address!r}: write HOST:PORT (the head node's, as `ray start --head` printed)")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except OSError as err:
+        raise FewshotError(
+            f"cannot reach a Ray cluster at {address} ({err.strerror or err}); start one with `ray start --head` "
+            "or check --address"
+        ) from None

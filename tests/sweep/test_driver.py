@@ -81,10 +81,18 @@ def test_two_sweeps_on_one_store_record_a_job_once(tmp_path):
     """The second driver finished the same job later: the store keeps the first run and says so."""
     store = ResultsStore(tmp_path / "r.sqlite")
     key = JOBS[0].key(code_version(CODE))
-    first = store.record_job(key, fake_run(JOBS[0]), [0.5])
-    second = store.record_job(key, fake_run(JOBS[0]), [0.5])
+    first = store.record_job(key, JOBS[0].key(None), fake_run(JOBS[0]), [0.5])
+    second = store.record_job(key, JOBS[0].key(None), fake_run(JOBS[0]), [0.5])
     assert first == (1, True) and second == (1, False)
     with sqlite3.connect(tmp_path / "r.sqlite") as db:
         assert db.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
         unique = {row[1]: row[2] for row in db.execute("PRAGMA index_list(runs)")}
     assert unique.get("runs_job_key") == 1, "the schema itself refuses a second run with one job key"
+
+
+def test_with_any_code_a_job_recorded_by_earlier_code_is_not_run_again(tmp_path):
+    store = ResultsStore(tmp_path / "r.sqlite")
+    earlier = {**CODE, "code_commit": "0123456789ab", "code_dirty": False, "code_source_hash": None}
+    driver.run_sweep(JOBS[:2], FakeBackend(code=earlier), store, earlier, progress=False)
+    assert driver.pending(JOBS, store, code_version(CODE)) == JOBS, "by default, new code runs every job anew"
+    assert driver.pending(JOBS, store, code_version(CODE), any_code=True) == JOBS[2:]
