@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from fewshot.cli import board, catalog, data, evaluate, runs, study  # noqa: F401  (each registers its commands)
+from fewshot.cli import board, catalog, data, evaluate, runs, study, sweep  # noqa: F401  (each registers its commands)
 from fewshot.cli.app import cli
 from fewshot.core.errors import FewshotError, Interrupted
 

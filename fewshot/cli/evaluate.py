@@ -83,43 +83,44 @@ def eval_command(
     from fewshot.core.paths import results_path
     from fewshot.records import store
     from fewshot.records.provenance import provenance
-    from fewshot.run import experiment, training
+    from fewshot.run import job as jobs
 
     provenance()  # the code as it is when the run starts, not after a training long enough for the tree to change
-    overrides = parse_hp_options(hp)
     results_file = results_path(results)
     store.check_writable(results_file)
-    device_ = experiment.resolve_device(device)
-    if budget:
-        training.Budget.parse(budget)  # a malformed budget fails before any work
-    bench = experiment.open_benchmark(
-        dataset, protocol, data_root, source=source, target=target, target_labels=target_labels
-    )
     words = protocol_words(ways, shots, queries, episodes, seed, kind, protocol_given)
-    cell = experiment.resolve_cell(
-        bench, words.ways, words.shots, words.queries, words.episodes, words.seed, words.kind, **words.options
+    job = jobs.Job(
+        learner,
+        dataset,
+        protocol,
+        words.ways,
+        words.shots,
+        words.queries,
+        words.episodes,
+        words.seed,
+        words.kind,
+        tuple(sorted(words.options.items())),
+        side,
+        tuple(sorted(parse_hp_options(hp).items())),
+        budget,
+        adapt,
+        source,
+        target,
+        target_labels,
+        device,
     )
-    setup = experiment.make_setup(learner, overrides, bench, cell, side, adapt, target_labels)
-    scoring, cell = setup.protocol, setup.cell
-    scoring.test_source(setup)  # an impossible cell (too many shots for the split) fails before any training
-    if checkpoint:
-        trained = experiment.load_trained(setup, Path(checkpoint), device_)
-    else:
-        trained = experiment.ensure_trained(
-            setup, experiment.default_budget(setup, budget), device_, progress=not quiet, log=progress_lines(quiet)
-        )
-    result = experiment.evaluate_setup(
-        setup,
-        trained.learner,
-        device_,
+    checkpoint_path = Path(checkpoint) if checkpoint else None
+    planned = jobs.plan(job, data_root, checkpoint_path)
+    done = jobs.execute(
+        planned,
+        checkpoint_path,
         use_cache=False if no_embedding_cache else None,
         progress=not quiet,
         log=progress_lines(quiet),
     )
-    figures = scoring.figures(result)
-    run_id = store.ResultsStore(results_file).record(
-        experiment.run_record(setup, trained, result, device_), result.accuracies, figures
-    )
+    setup, result, trained, figures = planned.setup, done.result, done.trained, done.figures
+    scoring, cell = setup.protocol, setup.cell
+    run_id = store.ResultsStore(results_file).record(done.run, done.accuracies, figures)
     if as_json:
         click.echo(
             json.dumps(

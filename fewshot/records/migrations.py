@@ -132,7 +132,32 @@ def v1_to_v2(db: sqlite3.Connection) -> None:
         )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [create_v1, v1_to_v2]
+V3_STATEMENTS = """
+ALTER TABLE runs ADD COLUMN job_key TEXT;
+ALTER TABLE runs ADD COLUMN job_words TEXT;
+CREATE UNIQUE INDEX runs_job_key ON runs (job_key) WHERE job_key IS NOT NULL;
+CREATE INDEX runs_job_words ON runs (job_words) WHERE job_words IS NOT NULL;
+CREATE TABLE job_failures (
+    id INTEGER PRIMARY KEY,
+    job_key TEXT NOT NULL,
+    job TEXT NOT NULL,
+    error TEXT NOT NULL,
+    created TEXT NOT NULL
+);
+CREATE INDEX job_failures_key ON job_failures (job_key);
+"""
+
+
+def v2_to_v3(db: sqlite3.Connection) -> None:
+    """Version 2 -> 3: a sweep's job key on each run it recorded (its words and code; unique: a job is recorded
+    once), the key of its words alone (to find the job's runs by any code), and the jobs that failed, with their
+    one-line errors. Runs recorded by hand have neither key."""
+    for statement in V3_STATEMENTS.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [create_v1, v1_to_v2, v2_to_v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # PRAGMA application_id of every store this code writes: "FSHT" in ASCII. A file without it is a store only if it has
@@ -143,6 +168,7 @@ APPLICATION_ID = int.from_bytes(b"FSHT", "big")
 _REQUIRED_TABLES = {
     1: {"runs": set(V1_RUN_COLUMNS), "episode_results": {"run_id", "episode", "accuracy"}},
     2: {"run_figures": {"run_id", "name", "value"}, "supersessions": {"run_id", "why", "created", "superseded_by"}},
+    3: {"runs": {"job_key", "job_words"}, "job_failures": {"job_key", "job", "error", "created"}},
 }
 
 

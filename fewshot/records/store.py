@@ -81,6 +81,8 @@ OPTIONAL_FIELDS: dict[str, Any] = {
     "code_diff_hash": None,
     "code_source_hash": None,
     "python_version": None,
+    "job_key": None,  # a sweep's job identity (its words and the code); None for a run recorded by hand
+    "job_words": None,  # the key of the job's words alone
 }
 
 RUN_FIELDS = REQUIRED_FIELDS + tuple(OPTIONAL_FIELDS)
@@ -429,11 +431,32 @@ class ResultsStore:
         extra numbers by name (gzsl: seen, unseen, harmonic, ...). An unknown field is a ValueError; a number that is
         not finite is a FewshotError, and nothing is written.
         """
+        return self._record(run, accuracies, figures)[0]
+
+    def record_job(
+        self,
+        job_key: str,
+        job_words: str,
+        run: dict[str, Any],
+        accuracies: Iterable[float],
+        figures: dict[str, float] | None = None,
+    ) -> tuple[int, bool]:
+        """Record a sweep job's run unless a run with ``job_key`` is already stored (another sweep on the same
+        store may have recorded it first): (the run's id, whether this call recorded it)."""
+        return self._record({**run, "job_key": job_key, "job_words": job_words}, accuracies, figures)
+
+    def _record(
+        self, run: dict[str, Any], accuracies: Iterable[float], figures: dict[str, float] | None
+    ) -> tuple[int, bool]:
         row = run_row(run)
         scores = [_finite(f"accuracy of episode {i}", a) for i, a in enumerate(accuracies)]
         named = {str(name): _finite(f"figure {name}", value) for name, value in (figures or {}).items()}
 
-        def insert(db: sqlite3.Connection) -> int:
+        def insert(db: sqlite3.Connection) -> tuple[int, bool]:
+            if row["job_key"] is not None:
+                earlier = db.execute("SELECT id FROM runs WHERE job_key = ?", (row["job_key"],)).fetchone()
+                if earlier is not None:
+                    return int(earlier[0]), False
             cursor = db.execute(
                 f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values())
             )
@@ -447,9 +470,39 @@ class ResultsStore:
                 "INSERT INTO run_figures (run_id, name, value) VALUES (?, ?, ?)",
                 [(run_id, name, value) for name, value in named.items()],
             )
-            return run_id
+            return run_id, True
 
         return self._write(create=True, action=insert)
+
+    def record_failure(self, job_key: str, job: dict[str, Any], error: str) -> None:
+        """Note that a sweep job failed, with its one-line error; a later sweep tries the job again."""
+        text = _json_text("job", job)
+
+        def insert(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO job_failures (job_key, job, error, created) VALUES (?, ?, ?, ?)",
+                (job_key, text, error, _now()),
+            )
+
+        self._write(create=True, action=insert)
+
+    def job_keys(self, column: str = "job_key") -> set[str]:
+        """The job keys (``job_key``) or words keys (``job_words``) of every stored run, superseded ones too:
+        the same job on the same code is not run again."""
+        if column not in ("job_key", "job_words"):
+            raise ValueError(f"no job key column {column!r}")
+        if not self.path.exists():
+            return set()
+        with closing(self._open_for_reading()) as db:
+            return {row[0] for row in db.execute(f"SELECT {column} FROM runs WHERE {column} IS NOT NULL")}
+
+    def failures(self) -> list[dict[str, Any]]:
+        """Every failed sweep job, oldest first: job_key, job (its words), error, created."""
+        if not self.path.exists():
+            return []
+        with closing(self._open_for_reading()) as db:
+            rows = db.execute("SELECT job_key, job, error, created FROM job_failures ORDER BY id").fetchall()
+        return [{**dict(row), "job": json.loads(row["job"])} for row in rows]
 
     def supersede(self, run_id: int, why: str, by: int | None = None) -> None:
         """Mark run ``run_id`` superseded, because ``why``, optionally by run ``by``; the run itself stays."""

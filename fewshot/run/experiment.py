@@ -7,6 +7,7 @@ benchmark cell, the checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import itertools
@@ -24,6 +25,7 @@ from fewshot.core.data import Benchmark, cache_key
 from fewshot.core.episode import LabelledImages
 from fewshot.core.errors import FewshotError
 from fewshot.core.learner import EpisodeBatches, ImageBatches, Learner, TaskSpec, resolve_hparams
+from fewshot.core.locks import file_lock
 from fewshot.core.paths import cache_dir, data_root
 from fewshot.core.protocol import Cell, Protocol, Words, choose
 from fewshot.core.sampler import EpisodeSampler, EpisodeSource, FixedSampler, ImagePool
@@ -34,6 +36,8 @@ from fewshot.run.training import Budget, TrainOutcome, train
 
 if TYPE_CHECKING:
     from fewshot.core.adaptation import Adaptation
+
+MIN_VALIDATE_EVERY = 25
 
 
 def open_benchmark(
@@ -478,9 +482,29 @@ def ensure_trained(
     checkpoint_every: int = 500,
     log: Callable[[str], None] = lambda line: None,
 ) -> Trained:
-    """Train (or resume, or reuse the cached result of) the configuration; return the trained learner."""
+    """Train (or resume, or reuse the cached result of) the configuration; return the trained learner.
+
+    Processes training the same configuration at once (sweep workers) take turns: the second finds the first's
+    checkpoint and only loads it.
+    """
     config = setup.training_config(budget)
     path = Path(out) if out is not None else cached_checkpoint(config)
+    # Only the cache gets a lock file: a user's --out stands alone in its folder.
+    with file_lock(path) if out is None else contextlib.nullcontext():
+        return _ensure_trained(setup, budget, device, config, path, out, progress, checkpoint_every, log)
+
+
+def _ensure_trained(
+    setup: Setup,
+    budget: Budget,
+    device: torch.device,
+    config: dict[str, Any],
+    path: Path,
+    out: Path | None,
+    progress: bool,
+    checkpoint_every: int,
+    log: Callable[[str], None],
+) -> Trained:
     partial = path.with_name(path.name + ".partial")
     learner = build(setup, device, budget)
     batch_at = batches_for(setup, learner)
@@ -532,7 +556,9 @@ def ensure_trained(
         save_checkpoint=save,
         device=device,
         validate=validator(setup, learner, device),
-        validate_every=max(1, min(500, (budget.steps or 10**9) // 4)),
+        # About four validations a training, never more often than every 25 steps: a smoke-sized budget
+        # validates once, at its end, rather than after every step.
+        validate_every=max(MIN_VALIDATE_EVERY, min(500, (budget.steps or 10**9) // 4)),
         checkpoint_every=checkpoint_every,
         resume=resume,
         progress=progress,

@@ -8,7 +8,7 @@ import pytest
 from records_helpers import snapshot, write_first_edition
 
 from conftest import REPO, run_cli
-from fewshot.records.migrations import SCHEMA_VERSION, V1_SCHEMA, V2_RUN_COLUMNS
+from fewshot.records.migrations import SCHEMA_VERSION, V1_RUN_COLUMNS, V1_SCHEMA
 from fewshot.records.store import ResultsStore
 
 
@@ -27,7 +27,7 @@ def _contents(path: Path) -> dict:
         columns = [d[0] for d in db.execute("SELECT * FROM runs LIMIT 0").description]
         old = [dict(zip(columns, row)) for row in runs]
         return {
-            "runs": [{k: run[k] for k in columns if k not in V2_RUN_COLUMNS} for run in old],
+            "runs": [{k: run[k] for k in columns if k in V1_RUN_COLUMNS} for run in old],
             "run_count": len(runs),
             "episode_rows": db.execute("SELECT count(*) FROM episode_results").fetchone()[0],
             "episodes": db.execute("SELECT run_id, episode, accuracy FROM episode_results ORDER BY 1, 2").fetchall(),
