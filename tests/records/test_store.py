@@ -23,7 +23,7 @@ from records_helpers import (
 
 from conftest import run_cli
 from fewshot.core.errors import FewshotError
-from fewshot.records.migrations import APPLICATION_ID, SCHEMA_VERSION
+from fewshot.records.migrations import APPLICATION_ID, SCHEMA_VERSION, create_v1, v1_to_v2
 from fewshot.records.provenance import provenance
 from fewshot.records.store import REQUIRED_FIELDS, RUN_FIELDS, ResultsStore, check_writable
 
@@ -367,13 +367,19 @@ def test_a_store_is_marked_and_an_unmarked_one_is_marked_by_its_next_write(tmp_p
     with sqlite3.connect(store.path) as db:
         marks = [db.execute(f"PRAGMA {name}").fetchone()[0] for name in ("application_id", "user_version")]
         assert marks == [APPLICATION_ID, SCHEMA_VERSION] and APPLICATION_ID.to_bytes(4, "big") == b"FSHT"
-        db.execute("PRAGMA application_id = 0")  # as written before stores were marked
-    before = snapshot(tmp_path)
-    assert [r["id"] for r in store.runs()] == [1] and store.schema_version() == SCHEMA_VERSION
-    assert snapshot(tmp_path) == before, "reading an unmarked store does not mark it"
-    store.record(_run(), [1.0])
-    with sqlite3.connect(store.path) as db:
+    old = ResultsStore(tmp_path / "old" / "r.sqlite")
+    old.path.parent.mkdir()
+    with sqlite3.connect(old.path) as db:  # a version 2 store, as written before stores were marked
+        create_v1(db)
+        v1_to_v2(db)
+        db.execute("PRAGMA user_version = 2")
+    before = snapshot(old.path.parent)
+    assert old.runs() == [] and old.schema_version() == 2
+    assert snapshot(old.path.parent) == before, "reading an unmarked store does not mark it"
+    old.record(_run(), [1.0])
+    with sqlite3.connect(old.path) as db:
         assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def _umask() -> int:
