@@ -487,12 +487,10 @@ def ensure_trained(
     if batch_at is None:
         return Trained(learner, None, None, 0, 0.0)
     if path.exists():
-        try:
-            payload = checkpoint.load(path, learner=setup.name)
-        except FewshotError:
-            if out is not None:
-                raise
-            payload = {}  # a damaged cache entry is trained anew
+        # a damaged cache entry is trained anew (saying so); a damaged --out is refused
+        payload = (
+            checkpoint.load(path, learner=setup.name) if out is not None else checkpoint.load_cached(path, setup.name)
+        )
         if payload.get("complete") and payload.get("config") == config:
             checkpoint.restore(learner, payload, path)
             log(f"using the checkpoint trained for this configuration: {path}")
