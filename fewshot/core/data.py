@@ -362,6 +362,8 @@ def opened_image(raw: bytes, where: str, max_pixels: int) -> Iterator[Any]:
                 yield image
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise FewshotError(f"{where} is refused as a possible decompression bomb: {first_line(err)}") from None
+    except Image.UnidentifiedImageError:  # its message names the BytesIO object, not the file
+        raise FewshotError(f"{where} is not a readable image (no image format Pillow reads recognises it)") from None
     except IMAGE_ERRORS as err:
         raise FewshotError(f"{where} is not a readable image ({type(err).__name__}: {first_line(err)})") from None
     finally:

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from conftest import run_cli, run_main
+from conftest import png_header, run_cli, run_main
 from fewshot.core import registry
 from fewshot.core.dataset import Dataset, imports_dir
 from fewshot.tasks import folder as folder_format
@@ -181,6 +181,17 @@ def _a_damaged_png(root):
     return folder
 
 
+def _with_second_bar(root, raw: bytes | None):
+    """A folder whose bar/2.png holds ``raw``, or (None) is a link to a file that does not exist."""
+    folder = make_folder(root / "in", SHAPES[:3])
+    (folder / "bar" / "2.png").unlink()
+    if raw is None:
+        (folder / "bar" / "2.png").symlink_to(root / "nowhere.png")
+    else:
+        (folder / "bar" / "2.png").write_bytes(raw)
+    return folder
+
+
 def _a_csv(root, header, rows):
     make_folder(root / "in", SHAPES[:3])
     table = root / "list.csv"
@@ -194,6 +205,14 @@ BAD = [
     ("text file", lambda root: ["folder", str(_a_text_file(root))], "notes.txt is not an image"),
     ("damaged", lambda root: ["folder", str(_a_damaged_png(root))], "2.png is not a readable image"),
     ("missing folder", lambda root: ["folder", str(root / "nowhere")], "nowhere is not a folder"),
+    ("empty file", lambda root: ["folder", str(_with_second_bar(root, b""))], "2.png is not a readable image"),
+    ("zero size", lambda root: ["folder", str(_with_second_bar(root, png_header(0, 0)))], "2.png is not a readable"),
+    (
+        "bomb header",
+        lambda root: ["folder", str(_with_second_bar(root, png_header(20000, 20000)))],
+        "2.png is refused as a possible decompression bomb",
+    ),
+    ("unreadable", lambda root: ["folder", str(_with_second_bar(root, None))], "cannot read"),
     (
         "no label column",
         lambda root: ["folder", "--csv", str(_a_csv(root, "path,class", ["in/bar/0.png,bar"]))],
