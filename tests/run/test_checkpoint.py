@@ -100,10 +100,11 @@ def test_a_raw_pickle_is_refused_in_one_whole_line_without_torch_s_warnings(tmp_
         checkpoint.load(path)
     message = str(raised.value)
     assert message.endswith("train a new one with `fewshot train`") and "\n" not in message
+    assert message.count("`") % 2 == 0 and message.count("(") == message.count(")"), message
     assert not recwarn.list, [str(w.message) for w in recwarn.list]
 
 
-def test_a_raw_pickle_checkpoint_on_the_command_line_is_one_line_exit_2(tmp_path, capfd, glyphs):
+def test_a_raw_pickle_checkpoint_on_the_command_line_is_one_line_exit_2(tmp_path, capfd, recwarn, glyphs):
     path = tmp_path / "raw.pt"
     with open(path, "wb") as f:
         pickle.dump({"format": checkpoint.FORMAT, "state": {}}, f, protocol=4)
@@ -111,6 +112,8 @@ def test_a_raw_pickle_checkpoint_on_the_command_line_is_one_line_exit_2(tmp_path
     code, _, err = run_main(capfd, *argv, str(path))
     assert code == 2 and err.count("\n") == 1 and err.startswith("error: checkpoint "), err
     assert err.rstrip().endswith("`fewshot train`") and "Warning" not in err
+    assert err.count("`") % 2 == 0 and err.count("(") == err.count(")"), f"a message cut mid-sentence: {err}"
+    assert not recwarn.list, [str(w.message) for w in recwarn.list]
 
 
 def test_a_damaged_cached_checkpoint_is_trained_anew_saying_so(glyphs, capfd):
