@@ -24,6 +24,18 @@ from fewshot.core.data import DamagedFile, atomic_write, first_line, notice, ver
 from fewshot.core.errors import FewshotError
 
 FORMAT = "fewshot-checkpoint/1"
+# The type of each field a checkpoint may hold, checked on load: a colleague's file is read, not trusted.
+FIELDS: dict[str, type | tuple[type, ...]] = {
+    "learner": str,
+    "complete": bool,
+    "step": int,
+    "elapsed": (int, float),
+    "config": dict,
+    "hparams": dict,
+    "history": list,
+    "state": dict,
+    "rng": torch.Tensor,
+}
 
 
 def save(path: Path, payload: dict[str, Any]) -> None:
@@ -60,6 +72,13 @@ def load(path: Path, learner: str | None = None) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise Unusable(
             path, f"is not a fewshot checkpoint (format {FORMAT} expected)", "train one with `fewshot train`"
+        )
+    wrong = next((k for k, kind in FIELDS.items() if k in payload and not isinstance(payload[k], kind)), None)
+    if wrong is not None:
+        raise Unusable(
+            path,
+            f"is not a fewshot checkpoint (its {wrong} is a {type(payload[wrong]).__name__})",
+            "train one with `fewshot train`",
         )
     if learner is not None and payload.get("learner") != learner:
         raise Unusable(

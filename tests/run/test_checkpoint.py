@@ -141,6 +141,14 @@ def test_a_damaged_out_checkpoint_is_refused(glyphs, tmp_path):
         experiment.ensure_trained(setup, Budget(steps=1), CPU, out=out, progress=False)
 
 
+@pytest.mark.parametrize("field, value", [("step", "ten"), ("config", [1]), ("state", None), ("elapsed", "1s")])
+def test_a_checkpoint_whose_fields_have_other_types_is_refused(tmp_path, field, value):
+    path = tmp_path / "a.pt"
+    checkpoint.save(path, {"learner": "protonet", "state": {}, "complete": True, "step": 1, field: value})
+    with pytest.raises(FewshotError, match=f"is not a fewshot checkpoint \\(its {field} is a "):
+        checkpoint.load(path, learner="protonet")
+
+
 def test_compressed_members_are_refused_before_any_is_unpacked(tmp_path):
     path = tmp_path / "a.pt"
     _weights(path)
