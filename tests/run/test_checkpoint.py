@@ -158,3 +158,19 @@ def test_compressed_members_are_refused_before_any_is_unpacked(tmp_path):
             target.writestr(info.filename, source.read(info))
     with pytest.raises(FewshotError, match="is compressed"):
         checkpoint.load(packed)
+
+
+def test_a_damaged_cached_partial_training_starts_over_saying_so(glyphs, capfd):
+    cell = experiment.resolve_cell(glyphs, 5, 1, 5, 10, 0)
+    setup = experiment.make_setup("protonet", {"train_ways": "3"}, glyphs, cell)
+    first = experiment.ensure_trained(setup, Budget(steps=2), CPU, progress=False)
+    partial = first.checkpoint.with_name(first.checkpoint.name + ".partial")
+    first.checkpoint.rename(partial)  # as a killed training leaves it
+    damage_member(partial)
+    capfd.readouterr()
+    again = experiment.ensure_trained(setup, Budget(steps=2), CPU, progress=False)
+    err = capfd.readouterr().err
+    assert f"the cached checkpoint {partial} is corrupt" in err and "training it anew" in err, err
+    assert again.steps == 2 and not partial.exists()
+    for key, value in first.learner.state_dict().items():
+        assert torch.equal(value, again.learner.state_dict()[key]), key
