@@ -93,11 +93,17 @@ class ImportedFolder(Dataset):
             raise FewshotError(f"unknown {self.name} protocol {protocol!r}: choose one of {', '.join(self.protocols)}")
         data = load_import(self.record)
         row_of = {info.name: row for row, info in enumerate(data.classes)}
-        splits = {
-            role: Split.of([row_of[c] for c in names])
-            for role, names in self.record["splits"][protocol].items()
-            if names
-        }
+        try:
+            splits = {
+                role: Split.of([row_of[c] for c in names])
+                for role, names in self.record["splits"][protocol].items()
+                if names
+            }
+        except (KeyError, TypeError, AttributeError) as err:
+            raise FewshotError(
+                f"the import record of {self.name} does not match its arrays (no class {err}): "
+                f"import it again with --force"
+            ) from None
         shares = ", ".join(f"{len(s)} {role}" for role, s in splits.items())
         return Benchmark(self.name, protocol, data, splits, notes=f"{protocol} split of the classes: {shares}")
 

@@ -7,9 +7,10 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from conftest import png_header, run_cli, run_main
+from conftest import damage_member, png_header, run_cli, run_main
 from fewshot.core import registry
 from fewshot.core.dataset import Dataset, imports_dir
+from fewshot.core.errors import FewshotError
 from fewshot.tasks import folder as folder_format
 
 SHAPES = ("bar", "circle", "column", "cross", "diagonal", "frame", "square", "top", "triangle", "x")
@@ -309,3 +310,20 @@ def test_a_damaged_import_record_says_so_and_force_replaces_it(tmp_path, cache, 
     assert code == 0 and "torn  unreadable: " in out and "\nglyphs  " in out, "the other datasets are still listed"
     assert run_main(capfd, "data", "import", "folder", str(source), "--name", "torn", "--size", "8", "--force")[0] == 0
     assert registry.dataset("torn").benchmark("classes", tmp_path).data.images.shape == (18, 3, 8, 8)
+
+
+def test_damaged_import_arrays_or_a_record_that_does_not_match_them_are_one_line(tmp_path, cache, capfd):
+    source = make_folder(tmp_path / "shapes", SHAPES[:3])
+    assert run_main(capfd, "data", "import", "folder", str(source), "--name", "kept", "--size", "8")[0] == 0
+    record_file = cache / "imports" / "kept.json"
+    record = json.loads(record_file.read_text())
+    arrays = cache / "imports" / record["arrays"]
+    pristine = arrays.read_bytes()
+    damage_member(arrays, "images.npy", size=1)
+    with pytest.raises(FewshotError, match=r"are missing or damaged \(.*CRC-32.*\): import it again with --force"):
+        registry.dataset("kept").benchmark("classes", tmp_path)
+    arrays.write_bytes(pristine)
+    record["splits"]["classes"]["test"] = ["no-such-class"]
+    record_file.write_text(json.dumps(record))
+    with pytest.raises(FewshotError, match=r"does not match its arrays .*import it again with --force"):
+        registry.dataset("kept").benchmark("classes", tmp_path)
