@@ -8,9 +8,11 @@ class splits of one protocol.
 
 Every artefact the suite writes (a ``.npz`` of decoded arrays, a checkpoint or
 an embedding table from ``torch.save``) is a zip archive whose members carry
-CRC-32s; :func:`verify_zip` checks them all before the file is read, since
-neither ``torch.load`` nor ``np.load`` of a member it skips does. A damaged
-cache entry is rebuilt, and :func:`notice` says so on stderr.
+CRC-32s. ``torch.load`` checks none of them, so :func:`verify_zip` checks every
+member of a checkpoint or an embedding table before it is read; ``np.load``
+checks each member it reads to the end, and :meth:`ClassImages.load` reads them
+all, after checking the size each array declares. A damaged cache entry is
+rebuilt, and :func:`notice` says so on stderr.
 """
 
 from __future__ import annotations
