@@ -27,13 +27,9 @@ import. ``FolderImport`` is registered as the import format ``folder``.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
-import io
-import struct
-import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +38,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from fewshot.core.data import ROLES, Benchmark, ClassImages, ClassInfo, Split
+from fewshot.core.data import ROLES, Benchmark, ClassImages, ClassInfo, Split, opened_image
 from fewshot.core.dataset import IMPORT_NAME, Dataset, Importer, load_import, replaced_import, save_import
 from fewshot.core.errors import FewshotError
 
@@ -54,18 +50,6 @@ DEFAULT_SIZE, MIN_SIZE, DEFAULT_CHANNELS = 84, 8, 3
 MAX_PIXELS = 8192 * 8192
 CLASS_SHARES = {"val": 0.16, "test": 0.20}  # of the classes; train takes the rest (64%)
 SPLIT_SEED = 0
-# What Pillow raises on a damaged or foreign file, by format: each becomes one line naming the file.
-PILLOW_ERRORS = (
-    OSError,
-    ValueError,
-    SyntaxError,
-    EOFError,
-    IndexError,
-    KeyError,
-    TypeError,
-    struct.error,
-    ZeroDivisionError,
-)
 
 
 @dataclass(frozen=True)
@@ -109,11 +93,17 @@ class ImportedFolder(Dataset):
             raise FewshotError(f"unknown {self.name} protocol {protocol!r}: choose one of {', '.join(self.protocols)}")
         data = load_import(self.record)
         row_of = {info.name: row for row, info in enumerate(data.classes)}
-        splits = {
-            role: Split.of([row_of[c] for c in names])
-            for role, names in self.record["splits"][protocol].items()
-            if names
-        }
+        try:
+            splits = {
+                role: Split.of([row_of[c] for c in names])
+                for role, names in self.record["splits"][protocol].items()
+                if names
+            }
+        except (KeyError, TypeError, AttributeError) as err:
+            raise FewshotError(
+                f"the import record of {self.name} does not match its arrays (no class {err}): "
+                f"import it again with --force"
+            ) from None
         shares = ", ".join(f"{len(s)} {role}" for role, s in splits.items())
         return Benchmark(self.name, protocol, data, splits, notes=f"{protocol} split of the classes: {shares}")
 
@@ -297,12 +287,11 @@ def decode(rows: list[Row], classes: list[str], base: Path, size: int, channels:
     each file's path, class, split and bytes, and the decoding settings."""
     images = np.empty((len(rows), channels, size, size), dtype=np.uint8)
     digest = hashlib.sha256(f"{FORMAT} size={size} channels={channels}\n".encode())
-    with _pixel_limit(MAX_PIXELS):
-        for i, row in enumerate(rows):
-            raw = _read(row.file)
-            images[i] = _decoded(raw, row.file, size, channels)
-            relative = row.file.relative_to(base) if row.file.is_relative_to(base) else row.file
-            digest.update(f"{relative}\0{row.label}\0{row.split}\0{hashlib.md5(raw).hexdigest()}\n".encode())
+    for i, row in enumerate(rows):
+        raw = _read(row.file)
+        images[i] = _decoded(raw, row.file, size, channels)
+        relative = row.file.relative_to(base) if row.file.is_relative_to(base) else row.file
+        digest.update(f"{relative}\0{row.label}\0{row.split}\0{hashlib.md5(raw).hexdigest()}\n".encode())
     label_of = {c: i for i, c in enumerate(classes)}
     data = ClassImages(
         images=torch.from_numpy(images),
@@ -322,28 +311,9 @@ def _read(file: Path) -> bytes:
 
 def _decoded(raw: bytes, file: Path, size: int, channels: int) -> np.ndarray:
     mode = "L" if channels == 1 else "RGB"
-    try:
-        with Image.open(io.BytesIO(raw)) as image:
-            image.draft(mode, (size, size))  # a JPEG decodes at the smallest scale still >= size: far faster
-            upright = ImageOps.exif_transpose(image).convert(mode)
-            square = ImageOps.fit(upright, (size, size), method=Image.Resampling.BICUBIC)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise FewshotError(f"{file} is refused as a possible decompression bomb ({err})") from None
-    except PILLOW_ERRORS as err:
-        raise FewshotError(f"{file} is not a readable image ({type(err).__name__}: {err})") from None
-    pixels = np.asarray(square, dtype=np.uint8)
+    with opened_image(raw, str(file), MAX_PIXELS) as image:
+        image.draft(mode, (size, size))  # a JPEG decodes at the smallest scale still >= size: far faster
+        upright = ImageOps.exif_transpose(image).convert(mode)
+        square = ImageOps.fit(upright, (size, size), method=Image.Resampling.BICUBIC)
+        pixels = np.asarray(square, dtype=np.uint8)
     return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
-
-
-@contextlib.contextmanager
-def _pixel_limit(limit: int) -> Iterator[None]:
-    """Pillow's decompression-bomb limit at ``limit`` pixels, its warning an error (Pillow only errs at twice
-    the limit); both restored after."""
-    saved = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = limit
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            yield
-    finally:
-        Image.MAX_IMAGE_PIXELS = saved

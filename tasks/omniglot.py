@@ -32,14 +32,12 @@ Protocols:
 from __future__ import annotations
 
 import csv
-import io
 import re
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from fewshot.core.data import (
     Benchmark,
@@ -49,6 +47,9 @@ from fewshot.core.data import (
     Split,
     cached,
     file_digest,
+    first_line,
+    npy_headers,
+    opened_image,
     resize_strokes,
 )
 from fewshot.core.dataset import Dataset, DownloadFile
@@ -60,6 +61,7 @@ ARRAY_FILES = ("images_background.npz", "images_evaluation.npz", "omniglot_chara
 ZIP_FILES = ("images_background.zip", "images_evaluation.zip")
 SPLIT_FILES = ("train.txt", "val.txt", "test.txt", "trainval.txt")
 RUNS_FILE = "all_runs.zip"
+ROTATIONS = ("rot000", "rot090", "rot180", "rot270")
 FETCH_HINT = "run `fewshot data fetch omniglot` or set FEWSHOT_DATA to a folder that holds omniglot/"
 RELEASE = "https://github.com/brendenlake/omniglot/raw/master/python/"
 SNELL_SPLITS = "https://raw.githubusercontent.com/jakesnell/prototypical-networks/master/data/omniglot/splits/vinyals/"
@@ -228,9 +230,9 @@ def _guarded(path: Path, fn, *args):
         return fn(*args)
     except FewshotError:
         raise
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, csv.Error) as err:
+    except (OSError, ValueError, KeyError, EOFError, MemoryError, zipfile.BadZipFile, csv.Error) as err:
         raise FewshotError(
-            f"{path} is corrupt or truncated ({type(err).__name__}: {err}); "
+            f"{path} is corrupt or truncated ({type(err).__name__}: {first_line(err)}); "
             f"fetch it again with `fewshot data fetch omniglot`"
         ) from err
 
@@ -285,39 +287,91 @@ def _read_table(path: Path) -> list[dict]:
         ]
     if len(rows) != 1623 or {r["set"] for r in rows} != set(SETS):
         raise ValueError(f"expected 1,623 characters in two sets, found {len(rows)}")
+    if len({r["char_id"] for r in rows}) != len(rows) or len({(r["alphabet"], r["character"]) for r in rows}) != len(
+        rows
+    ):
+        raise ValueError("a character id or an alphabet/character name is listed twice")
+    for which in SETS:
+        indices = sorted(r["npz_index"] for r in rows if r["set"] == which)
+        if indices != list(range(len(indices))):
+            raise ValueError(f"the {which} set's npz_index column is not 0..{len(indices) - 1}, each once")
     return sorted(rows, key=lambda r: (SETS.index(r["set"]), r["npz_index"]))
 
 
 def _read_npz(path: Path, expected: int) -> np.ndarray:
+    with zipfile.ZipFile(path) as archive:
+        shape, dtype = npy_headers(archive).get("images", (None, None))
+    if shape != (expected, DRAWERS, SIDE, SIDE) or dtype is None or dtype.kind not in "biu":
+        raise ValueError(f"images are {dtype} {shape}, expected integers of ({expected}, {DRAWERS}, {SIDE}, {SIDE})")
     with np.load(path, allow_pickle=False) as z:
         images = z["images"]
-    if images.shape != (expected, 20, 105, 105):
-        raise ValueError(f"images have shape {images.shape}, expected ({expected}, 20, 105, 105)")
     return ~images.astype(bool)  # the files store background as True
 
 
-_PNG = re.compile(r"^images_[a-z0-9_]+/([^/]+)/(character\d+)/(\d+)_(\d+)\.png$")
+# A member of an official zip: images_SET/ALPHABET/characterNN/IIII_DD.png (character id IIII, drawer DD).
+_PNG = re.compile(r"^images_[a-z0-9_]+/([^/.][^/]*)/(character\d+)/(\d+)_(\d+)\.png$")
+_FOLDER = re.compile(r"^images_[a-z0-9_]+/(?:[^/.][^/]*/(?:character\d+/)?)?$")
+SIDE, DRAWERS = 105, 20
+MAX_MEMBER = 1 << 20  # bytes; Omniglot's PNGs are under 1 KiB
 
 
 def _read_official_zip(path: Path, which: str) -> tuple[list[dict], np.ndarray]:
-    """Decode an official zip in place: (character rows, strokes [chars, 20, 105, 105])."""
+    """Decode an official zip in place: (character rows, strokes [chars, 20, 105, 105]). Every member's name
+    is checked against the release's layout, and every image's size against 105x105, before any decoding."""
     by_char: dict[int, dict] = {}
+    names: dict[tuple[str, str], int] = {}
     with zipfile.ZipFile(path) as z:
-        for name in z.namelist():
-            m = _PNG.match(name)
-            if not m:
+        for info in z.infolist():
+            name = info.filename
+            if _FOLDER.match(name):
                 continue
-            alphabet, character, char_id, drawer = m.group(1), m.group(2), int(m.group(3)), int(m.group(4))
+            m = _PNG.match(name)
+            drawer = int(m.group(4)) if m else 0
+            if not m or not 1 <= drawer <= DRAWERS:
+                raise FewshotError(
+                    f"{path}: member {name!r} is not images_SET/ALPHABET/characterNN/IIII_DD.png with a drawer DD "
+                    f"of 01..{DRAWERS}; fetch the official zip again with `fewshot data fetch omniglot`"
+                )
+            alphabet, character, char_id = m.group(1), m.group(2), int(m.group(3))
+            if names.setdefault((alphabet, character), char_id) != char_id:
+                raise FewshotError(
+                    f"{path}: member {name!r} gives {alphabet}/{character} a second character id "
+                    f"({names[(alphabet, character)]} and {char_id}); fetch the official zip again"
+                )
             row = by_char.setdefault(
                 char_id,
                 {"char_id": char_id, "set": which, "alphabet": alphabet, "character": character, "images": [None] * 20},
             )
-            row["images"][drawer - 1] = ~np.array(Image.open(io.BytesIO(z.read(name))), dtype=bool)
+            if (row["alphabet"], row["character"]) != (alphabet, character) or row["images"][drawer - 1] is not None:
+                raise FewshotError(
+                    f"{path}: member {name!r} repeats character {char_id}'s drawer {drawer} or gives that "
+                    f"character a second name; fetch the official zip again"
+                )
+            row["images"][drawer - 1] = _strokes(z, info, f"{path}: member {name!r}")
     rows = [by_char[k] for k in sorted(by_char)]
-    if not rows or any(img is None for r in rows for img in r["images"]):
-        raise ValueError("the archive lacks images (expected 20 drawers for every character)")
+    if not rows:
+        raise ValueError("the archive holds no images_SET/ALPHABET/characterNN/IIII_DD.png images")
+    short = next((r for r in rows if any(img is None for img in r["images"])), None)
+    if short is not None:
+        raise ValueError(
+            f"character {short['alphabet']}/{short['character']} has "
+            f"{sum(img is not None for img in short['images'])} drawers, not {DRAWERS}"
+        )
     strokes = np.stack([np.stack(r.pop("images")) for r in rows])
     return rows, strokes
+
+
+def _strokes(z: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> np.ndarray:
+    """A 105x105 image of the archive as strokes (True on ink); its sizes are checked before decoding."""
+    if info.file_size > MAX_MEMBER:
+        raise FewshotError(f"{where} unpacks to {info.file_size:,} bytes, not a {SIDE}x{SIDE} image")
+    with opened_image(z.read(info), where, SIDE * SIDE) as image:
+        if image.size != (SIDE, SIDE) or image.mode != "1":
+            raise FewshotError(
+                f"{where} is a {image.size[0]}x{image.size[1]} {image.mode} image, not Omniglot's {SIDE}x{SIDE} "
+                f"black and white (mode 1)"
+            )
+        return ~np.array(image, dtype=bool)
 
 
 def _read_runs(path: Path, strokes: np.ndarray, n_drawers: int) -> dict[str, torch.Tensor]:
@@ -330,7 +384,7 @@ def _read_runs(path: Path, strokes: np.ndarray, n_drawers: int) -> dict[str, tor
             pairs = [line.split() for line in z.read(prefix + "class_labels.txt").decode().split("\n") if line.strip()]
 
             def index_of(member: str) -> int:
-                img = ~np.array(Image.open(io.BytesIO(z.read(member))), dtype=bool)
+                img = _strokes(z, z.getinfo(member), f"{path}: member {member!r}")
                 found = keys.get(np.packbits(img).tobytes())
                 if found is None:
                     raise ValueError(f"{member} matches no Omniglot image")
@@ -357,9 +411,13 @@ def _vinyals_split(folder: Path, file: str, table: dict[tuple[str, str], int]) -
         raise FewshotError(f"no {path}: the vinyals protocol needs Snell et al.'s split files; {FETCH_HINT}")
     classes, turns = [], []
     for line in _guarded(path, path.read_text).split():
-        alphabet, character, rotation = line.split("/")
-        if (alphabet, character) not in table or not rotation.startswith("rot"):
-            raise FewshotError(f"{path} names {line!r}, which is no Omniglot character: fetch the split files again")
+        parts = line.split("/")
+        alphabet, character, rotation = parts if len(parts) == 3 else ("", "", "")
+        if (alphabet, character) not in table or rotation not in ROTATIONS:
+            raise FewshotError(
+                f"{path} names {line[:80]!r}, which is no ALPHABET/CHARACTER/rot000..rot270 of Omniglot: "
+                f"fetch the split files again"
+            )
         classes.append(table[(alphabet, character)])
-        turns.append(int(rotation[3:]) // 90)
+        turns.append(ROTATIONS.index(rotation))
     return Split.of(classes, turns)

@@ -93,12 +93,16 @@ class XLSA17(Dataset):
             )
         try:
             data = ClassImages.load(path)
-        except (OSError, ValueError, KeyError) as err:
+            attributes = data.extras["attributes"].float()
+            masks = {role: torch.zeros(data.labels.numel(), dtype=torch.bool) for role in LOCATIONS}
+            for role in LOCATIONS:
+                masks[role][data.extras[role]] = True
+            if not data.is_features or attributes.shape[0] != len(data.classes):
+                raise ValueError("the features or attributes have the wrong shape")
+            if not bool(torch.isfinite(attributes).all()):  # an import of an earlier version, which let them in
+                raise ValueError("its attributes hold NaN or infinite values")
+        except (ValueError, KeyError, IndexError, TypeError) as err:
             raise FewshotError(f"{path} is damaged ({err}): import xlsa17:{self.variant} again") from None
-        attributes = data.extras["attributes"].float()
-        masks = {role: torch.zeros(data.labels.numel(), dtype=torch.bool) for role in LOCATIONS}
-        for role in LOCATIONS:
-            masks[role][data.extras[role]] = True
 
         def role_split(*roles: str) -> Split:
             mask = torch.stack([masks[r] for r in roles]).any(0)
@@ -171,7 +175,22 @@ def _read_mat(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
     missing = [k for k in keys if k not in content]
     if missing:
         raise FewshotError(f"{path} lacks {', '.join(missing)}: is it Xian et al.'s {path.name}?")
-    return {k: np.asarray(content[k]) for k in keys}
+    arrays = {k: np.asarray(content[k]) for k in keys}
+    for key, array in arrays.items():
+        if array.dtype.kind not in "biuf":  # a cell array, text, a struct or complex numbers
+            raise FewshotError(f"{path}: {key} holds {array.dtype} values, not real numbers: is it Xian et al.'s?")
+        if not np.isfinite(array).all():
+            raise FewshotError(f"{path}: {key} holds NaN or infinite values; every value must be a finite number")
+        if array.size == 0:
+            raise FewshotError(f"{path}: {key} is empty")
+    return arrays
+
+
+def _float32(array: np.ndarray, what: str) -> np.ndarray:
+    """``array`` as contiguous float32, refusing values beyond float32's range (they would become infinite)."""
+    if float(np.abs(array).max()) > float(np.finfo(np.float32).max):
+        raise FewshotError(f"{what} overflow float32 (values beyond 3.4e38)")
+    return np.ascontiguousarray(array, dtype=np.float32)
 
 
 def _checked(arrays: dict[str, np.ndarray], name: str) -> tuple[ClassImages, str]:
@@ -184,16 +203,21 @@ def _checked(arrays: dict[str, np.ndarray], name: str) -> tuple[ClassImages, str
         if features.shape[0] != labels.size:
             raise FewshotError(f"{FEATURE_FILE}: features {features.shape} do not match {labels.size} labels")
         features = features.T
-    features = np.ascontiguousarray(features.T, dtype=np.float32)  # [N, D]
-    if not np.isfinite(features).all():
-        raise FewshotError(f"{FEATURE_FILE}: features hold NaN or infinite values")
+    features = _float32(features.T, f"{FEATURE_FILE}: features")  # [N, D]
     attributes = arrays["att"]
     if attributes.ndim != 2:
         raise FewshotError(f"{SPLIT_FILE}: att must be a 2-D matrix [attributes, classes], got {attributes.shape}")
+    described = _float32(attributes.T, f"{SPLIT_FILE}: att")  # [classes, attributes]
     classes = attributes.shape[1]
     if not np.array_equal(labels, np.round(labels)) or labels.min() < 1 or labels.max() > classes:
         raise FewshotError(f"{FEATURE_FILE}: labels must be class numbers 1..{classes} (att has {classes} classes)")
     labels = labels.astype(np.int64) - 1
+    missing = np.flatnonzero(np.bincount(labels, minlength=classes) == 0)
+    if missing.size:
+        raise FewshotError(
+            f"{FEATURE_FILE}: no image is labelled with class {missing[0] + 1} of the {classes} att describes; "
+            f"the labels and att_splits.mat must come from the same dataset"
+        )
     order = np.argsort(labels, kind="stable")
     position = np.empty_like(order)
     position[order] = np.arange(order.size)  # where each original image lands after sorting by class
@@ -218,7 +242,7 @@ def _checked(arrays: dict[str, np.ndarray], name: str) -> tuple[ClassImages, str
         images=torch.from_numpy(features[order]),
         labels=torch.from_numpy(sorted_labels),
         classes=tuple(ClassInfo(f"class{c + 1}", name) for c in range(classes)),
-        extras={"attributes": torch.from_numpy(np.ascontiguousarray(attributes.T, dtype=np.float32)), **locations},
+        extras={"attributes": torch.from_numpy(described), **locations},
     )
     summary = json.dumps(
         {

@@ -86,3 +86,33 @@ def glyphs_zsl():
     from fewshot.run.experiment import open_benchmark
 
     return open_benchmark("glyphs", "zsl")
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` x ``height`` pixels and holds none: what a decompression bomb's header says."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+def damage_member(path: Path, member: str | None = None, size: int = 1024) -> None:
+    """Overwrite ``size`` bytes in the middle of a zip member's data (the largest member by default), leaving the
+    archive's structure whole: the damage only its CRC-32 shows. ``torch.save`` and ``np.savez`` write zips."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(member) if member else max(archive.infolist(), key=lambda i: i.file_size)
+    raw = bytearray(path.read_bytes())
+    name_length, extra_length = (
+        int.from_bytes(raw[info.header_offset + 26 : info.header_offset + 28], "little"),
+        int.from_bytes(raw[info.header_offset + 28 : info.header_offset + 30], "little"),
+    )
+    start = info.header_offset + 30 + name_length + extra_length + max(0, info.compress_size // 2 - size // 2)
+    end = min(start + size, start + info.compress_size)
+    raw[start:end] = bytes(255 - b for b in raw[start:end])
+    path.write_bytes(bytes(raw))

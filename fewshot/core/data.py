@@ -5,17 +5,30 @@ cached under the cache folder, keyed by dataset, version, image size and
 whatever else its decoding depends on; every later run loads the arrays in
 well under a second. A :class:`Benchmark` bundles the decoded images with the
 class splits of one protocol.
+
+Every artefact the suite writes (a ``.npz`` of decoded arrays, a checkpoint or
+an embedding table from ``torch.save``) is a zip archive whose members carry
+CRC-32s. ``torch.load`` checks none of them, so :func:`verify_zip` checks every
+member of a checkpoint or an embedding table before it is read; ``np.load``
+checks each member it reads to the end, and :meth:`ClassImages.load` reads them
+all, after checking the size each array declares. A damaged cache entry is
+rebuilt, and :func:`notice` says so on stderr.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
+import struct
+import sys
 import tempfile
+import warnings
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +40,23 @@ from fewshot.core.errors import FewshotError
 from fewshot.core.paths import cache_dir
 
 ROLES = ("train", "val", "test")
+# What Pillow raises on a damaged or foreign image, by format: each becomes one line naming the file.
+IMAGE_ERRORS = (
+    OSError,
+    ValueError,
+    SyntaxError,
+    EOFError,
+    IndexError,
+    KeyError,
+    TypeError,
+    struct.error,
+    ZeroDivisionError,
+    MemoryError,
+)
+
+
+class DamagedFile(ValueError):
+    """A file the suite wrote (a cache entry, a checkpoint) that fails its checks: the message says how."""
 
 
 @dataclass(frozen=True)
@@ -101,16 +131,35 @@ class ClassImages:
 
     @classmethod
     def load(cls, path: Path) -> ClassImages:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(z["meta"].tobytes().decode())
-            return cls(
-                images=torch.from_numpy(z["images"]),
-                labels=torch.from_numpy(z["labels"]),
-                classes=tuple(ClassInfo(c["name"], c["group"], c["meta"]) for c in meta["classes"]),
-                domains=torch.from_numpy(z["domains"]) if "domains" in z.files else None,
-                domain_names=tuple(meta["domain_names"]),
-                extras={k: torch.from_numpy(z[f"extra_{k}"]) for k in meta["extras"]},
-            )
+        """The arrays :meth:`save` wrote, each array's declared size checked before it is read and its CRC-32
+        as it is read; anything wrong with the file (missing, damaged, foreign) raises :class:`DamagedFile`."""
+        verify_zip(path, crc=False)
+        try:
+            with zipfile.ZipFile(path) as archive:
+                npy_headers(archive)
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(z["meta"].tobytes().decode())
+                return cls(
+                    images=torch.from_numpy(z["images"]),
+                    labels=torch.from_numpy(z["labels"]),
+                    classes=tuple(ClassInfo(c["name"], c["group"], c["meta"]) for c in meta["classes"]),
+                    domains=torch.from_numpy(z["domains"]) if "domains" in z.files else None,
+                    domain_names=tuple(meta["domain_names"]),
+                    extras={k: torch.from_numpy(z[f"extra_{k}"]) for k in meta["extras"]},
+                )
+        except DamagedFile:
+            raise
+        except (
+            OSError,
+            ValueError,
+            KeyError,
+            TypeError,
+            AttributeError,
+            EOFError,
+            MemoryError,
+            zipfile.BadZipFile,
+        ) as err:
+            raise DamagedFile(f"unreadable arrays ({type(err).__name__}: {first_line(err)})") from None
 
 
 @dataclass(frozen=True)
@@ -241,19 +290,102 @@ def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
         raise
 
 
+def first_line(err: BaseException | str, limit: int = 200) -> str:
+    """An exception's message (or a text) as one line of at most ``limit`` characters, cut at a word with "..."."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " ..."
+
+
+def notice(line: str) -> None:
+    """One line on stderr about something the suite repaired on its own (a damaged cache entry rebuilt)."""
+    print(f"warning: {line}", file=sys.stderr, flush=True)
+
+
+def verify_zip(path: Path, crc: bool = True) -> None:
+    """Check that ``path`` is a zip archive of stored (uncompressed) members whose bytes all match their
+    CRC-32s, as ``torch.save`` and ``np.savez`` write them; raises :class:`DamagedFile` otherwise. Reading
+    stored members bounds the work by the file's size (no decompression bomb). ``crc=False`` leaves the CRC-32s
+    to a reader that checks them itself (``np.load`` does, for each member it reads to the end)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            packed = [i.filename for i in archive.infolist() if i.compress_type != zipfile.ZIP_STORED]
+            if packed:
+                raise DamagedFile(f"member {packed[0]} is compressed, which the suite never writes")
+            bad = archive.testzip() if crc else None
+    except DamagedFile:
+        raise
+    except FileNotFoundError:
+        raise DamagedFile("the file is missing") from None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as err:
+        raise DamagedFile(f"not a whole zip archive ({first_line(err)})") from None
+    if bad is not None:
+        raise DamagedFile(f"member {bad} fails its CRC-32 check")
+
+
+def npy_headers(archive: zipfile.ZipFile) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """The shape and dtype every ``.npy`` member of an ``.npz`` declares, read from the headers alone; a
+    declared size larger than the member (which would allocate it before failing) raises ``ValueError``."""
+    declared = {}
+    for info in archive.infolist():
+        if not info.filename.endswith(".npy"):
+            continue
+        with archive.open(info) as member:
+            version = np.lib.format.read_magic(member)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+            else:
+                shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+        nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        if nbytes > info.file_size:
+            raise ValueError(f"{info.filename} declares {shape} {dtype} ({nbytes:,} bytes) in {info.file_size:,}")
+        declared[info.filename.removesuffix(".npy")] = (tuple(shape), dtype)
+    return declared
+
+
+@contextmanager
+def opened_image(raw: bytes, where: str, max_pixels: int) -> Iterator[Any]:
+    """The image in ``raw`` (a ``PIL.Image``), its header read and its declared size checked before any pixel
+    is decoded: no pixels, or more than ``max_pixels`` (a small file can declare a huge image, a decompression
+    bomb), is refused in one line naming ``where``, as is any failure to decode inside the block."""
+    from PIL import Image
+
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_pixels  # Pillow's own check, at open, for formats that decode there
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(raw)) as image:
+                width, height = image.size
+                if width * height > max_pixels or width * height == 0:
+                    raise FewshotError(
+                        f"{where} declares a {width}x{height} image: refused before decoding "
+                        f"({'no pixels' if width * height == 0 else f'over {max_pixels:,} pixels'})"
+                    )
+                yield image
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise FewshotError(f"{where} is refused as a possible decompression bomb: {first_line(err)}") from None
+    except Image.UnidentifiedImageError:  # its message names the BytesIO object, not the file
+        raise FewshotError(f"{where} is not a readable image (no image format Pillow reads recognises it)") from None
+    except IMAGE_ERRORS as err:
+        raise FewshotError(f"{where} is not a readable image ({type(err).__name__}: {first_line(err)})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
 def cache_key(**parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def cached(name: str, version: int, size: int, build: Callable[[], ClassImages], **depends_on: Any) -> ClassImages:
-    """Load ``name`` from the decode cache, building and storing it first if absent or unreadable."""
+    """Load ``name`` from the decode cache, building and storing it first if absent or damaged (saying so).
+    Only a whole build is stored, under a temporary name renamed last: a failing build leaves no entry."""
     key = cache_key(name=name, version=version, size=size, **depends_on)
     path = cache_dir() / "datasets" / f"{name}-v{version}-{size}px-{key}.npz"
     if path.exists():
         try:
             return dataclasses.replace(ClassImages.load(path), key=key)
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
-            pass  # a damaged cache entry is rebuilt from the raw files below
+        except DamagedFile as err:
+            notice(f"the dataset cache entry {path} is damaged ({err}): decoding {name} again")
     data = build()
     try:
         data.save(path)

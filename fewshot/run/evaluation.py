@@ -10,22 +10,23 @@ import hashlib
 import io
 import json
 import math
-import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from fewshot.core.data import ClassImages, Split, atomic_write
+from fewshot.core.data import ClassImages, DamagedFile, Split, atomic_write, notice
 from fewshot.core.episode import Episode, grouped_labels
 from fewshot.core.errors import FewshotError
 from fewshot.core.learner import Learner
 from fewshot.core.paths import cache_dir
 from fewshot.core.sampler import EpisodePlan, EpisodeSource, ImagePool, render
 from fewshot.core.stats import mean_interval
+from fewshot.run.checkpoint import read
 
 
 @dataclass
@@ -229,12 +230,9 @@ def embedding_table(
         items = source.items()
         path = cache_dir() / "embeddings" / f"{_embedding_key(learner, source.data.key, items)}.pt"
         if path.exists():
-            try:
-                stored = torch.load(path, map_location="cpu", weights_only=True)
-                if np.array_equal(stored["items"].numpy(), items):
-                    return items, stored["table"].to(device), "disk"
-            except (RuntimeError, OSError, EOFError, KeyError, ValueError, pickle.UnpicklingError):
-                pass  # a damaged entry is recomputed and replaced
+            stored = _stored_table(path, items)
+            if stored is not None:
+                return items, stored.to(device), "disk"
     else:
         items = needed
     table = embed_items(learner, source.data, items, device, batch)
@@ -246,6 +244,24 @@ def embedding_table(
         except OSError:
             pass  # an unwritable cache only costs time
     return items, table, "computed"
+
+
+def _stored_table(path: Path, items: np.ndarray) -> torch.Tensor | None:
+    """The embedding table stored at ``path`` for ``items``, or None (after a line on stderr) when it is
+    damaged: it is recomputed and replaced. Its CRC-32s are checked (``checkpoint.read``), and its shape."""
+    try:
+        stored = read(path)
+        if not isinstance(stored, dict) or not isinstance(stored.get("table"), torch.Tensor):
+            raise DamagedFile("it holds no embedding table")
+        table, stored_items = stored["table"], stored.get("items")
+        if not isinstance(stored_items, torch.Tensor) or not np.array_equal(stored_items.numpy(), items):
+            raise DamagedFile("its images are not the split's")
+        if table.dim() < 2 or table.shape[0] != len(items):
+            raise DamagedFile(f"its table of shape {tuple(table.shape)} is not one row per image")
+    except DamagedFile as err:
+        notice(f"the embedding cache entry {path} is damaged ({err}): embedding the images again")
+        return None
+    return table
 
 
 def embed_items(learner: Learner, data: ClassImages, items: np.ndarray, device, batch: int) -> torch.Tensor:

@@ -510,13 +510,10 @@ def _ensure_trained(
     batch_at = batches_for(setup, learner)
     if batch_at is None:
         return Trained(learner, None, None, 0, 0.0)
+    # a damaged cache entry is trained anew (saying so); a damaged --out is refused
+    read = checkpoint.load if out is not None else checkpoint.load_cached
     if path.exists():
-        try:
-            payload = checkpoint.load(path, learner=setup.name)
-        except FewshotError:
-            if out is not None:
-                raise
-            payload = {}  # a damaged cache entry is trained anew
+        payload = read(path, setup.name)
         if payload.get("complete") and payload.get("config") == config:
             checkpoint.restore(learner, payload, path)
             log(f"using the checkpoint trained for this configuration: {path}")
@@ -524,8 +521,7 @@ def _ensure_trained(
         if out is not None:
             raise FewshotError(f"{path} already holds a checkpoint of another configuration; choose another --out")
     resume, where = None, "no checkpoint for this configuration yet"
-    if partial.exists():
-        payload = checkpoint.load(partial, learner=setup.name)
+    if partial.exists() and (payload := read(partial, setup.name)):
         if payload.get("config") != config:
             raise FewshotError(
                 f"{partial} holds an unfinished training of another configuration; move it away or choose another --out"

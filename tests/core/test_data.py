@@ -1,7 +1,12 @@
+import zipfile
+
+import numpy as np
 import pytest
 import torch
 
-from fewshot.core.data import ClassImages, ClassInfo, Split, cached
+from conftest import damage_member, png_header
+from fewshot.core.data import ClassImages, ClassInfo, DamagedFile, Split, cached, opened_image
+from fewshot.core.errors import FewshotError
 
 
 def _tiny():
@@ -31,7 +36,8 @@ def test_images_must_be_sorted_uint8():
         ClassImages(torch.zeros(2, 1, 2, 2), torch.tensor([0, 1]), (ClassInfo("a", "g"),) * 2)
 
 
-def test_a_damaged_cache_entry_is_rebuilt(tmp_path, monkeypatch):
+@pytest.mark.parametrize("damage", ["truncated", "one flipped byte"])
+def test_a_damaged_cache_entry_is_rebuilt_saying_so(tmp_path, monkeypatch, capfd, damage):
     monkeypatch.setenv("FEWSHOT_CACHE", str(tmp_path))
     calls = []
 
@@ -43,10 +49,69 @@ def test_a_damaged_cache_entry_is_rebuilt(tmp_path, monkeypatch):
     cached("tiny", 1, 2, build)
     assert len(calls) == 1
     (entry,) = (tmp_path / "datasets").iterdir()
-    entry.write_bytes(entry.read_bytes()[:100])
+    if damage == "truncated":
+        entry.write_bytes(entry.read_bytes()[:100])
+    else:
+        damage_member(entry, "images.npy", size=1)
+    capfd.readouterr()
     assert torch.equal(cached("tiny", 1, 2, build).images, _tiny().images) and len(calls) == 2
+    err = capfd.readouterr().err
+    assert err.count("\n") == 1 and f"the dataset cache entry {entry} is damaged" in err, err
+    assert damage == "truncated" or "CRC-32" in err, err
+    ClassImages.load(entry)  # rebuilt whole
     cached("tiny", 2, 2, build)
     assert len(calls) == 3, "another version is another cache entry"
+
+
+def test_a_failing_build_leaves_no_cache_entry(tmp_path, monkeypatch):
+    monkeypatch.setenv("FEWSHOT_CACHE", str(tmp_path))
+
+    def build():
+        raise FewshotError("the raw files are bad")
+
+    with pytest.raises(FewshotError):
+        cached("tiny", 1, 2, build)
+    assert not (tmp_path / "datasets").exists() or not any((tmp_path / "datasets").iterdir())
+
+    def failing_savez(f, **arrays):  # a write that fails half-way (a full disk)
+        f.write(b"PK\x03\x04 half an archive")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", failing_savez)
+    with pytest.raises(FewshotError, match="cannot write the dataset cache"):
+        cached("tiny", 1, 2, _tiny)
+    assert not any((tmp_path / "datasets").iterdir()), "no entry and no temporary file left"
+
+
+def test_an_array_declaring_more_than_its_file_holds_is_refused_before_it_is_allocated(tmp_path):
+    path = tmp_path / "d.npz"
+    _tiny().save(path)
+    forged = tmp_path / "forged.npz"
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(forged, "w") as target:
+        for info in source.infolist():
+            raw = source.read(info)
+            if info.filename == "images.npy":
+                raw = raw.replace(b"(4, 1, 2, 2)", b"(400000, 100000, 2, 2)", 1)
+            target.writestr(info.filename, raw)
+    with pytest.raises(DamagedFile, match="declares"):
+        ClassImages.load(forged)
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (png_header(20000, 20000), "refused as a possible decompression bomb"),
+        (png_header(0, 0), "not a readable image|no pixels"),
+        (b"", "not a readable image"),
+        (png_header(20, 20), "not a readable image"),  # a header and no pixels: fails when decoded
+    ],
+    ids=["bomb", "zero-size", "empty-file", "no-pixel-data"],
+)
+def test_images_are_checked_from_their_header_and_every_failure_is_one_line(raw, message):
+    with pytest.raises(FewshotError, match=message) as raised:
+        with opened_image(raw, "in.png", 100 * 100) as image:
+            image.load()
+    assert str(raised.value).startswith("in.png ") and "\n" not in str(raised.value)
 
 
 def test_rotations_are_split_rows():

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import damage_member
 from fewshot.core.data import ClassImages, ClassInfo, Split
 from fewshot.core.learner import Learner
 from fewshot.core.sampler import EpisodeSampler
@@ -49,6 +50,22 @@ def test_persisted_embeddings_are_reused_only_for_the_same_weights(omniglot):
     with torch.no_grad():
         next(model.parameters()).add_(1.0)
     assert evaluate(model, source, 5, persist=True).table_source == "computed", "other weights, another table"
+
+
+def test_a_damaged_embedding_table_is_recomputed_saying_so(glyphs, capfd, tmp_path, monkeypatch):
+    monkeypatch.setenv("FEWSHOT_CACHE", str(tmp_path))
+    setup = _setup(glyphs, "protonet")
+    model = experiment.build(setup, torch.device("cpu"))
+    source = experiment.test_source(glyphs, setup.cell)
+    stored = evaluate(model, source, 5, persist=True)
+    (table,) = (tmp_path / "embeddings").iterdir()
+    damage_member(table)
+    capfd.readouterr()
+    again = evaluate(model, source, 5, persist=True)
+    err = capfd.readouterr().err
+    assert again.table_source == "computed" and np.array_equal(again.accuracies, stored.accuracies)
+    assert err.count("\n") == 1 and f"the embedding cache entry {table} is damaged" in err and "CRC-32" in err, err
+    assert evaluate(model, source, 5, persist=True).table_source == "disk", "replaced by a whole table"
 
 
 class _NearestDescription(Learner):

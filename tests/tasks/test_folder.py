@@ -7,9 +7,10 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from conftest import run_cli, run_main
+from conftest import damage_member, png_header, run_cli, run_main
 from fewshot.core import registry
 from fewshot.core.dataset import Dataset, imports_dir
+from fewshot.core.errors import FewshotError
 from fewshot.tasks import folder as folder_format
 
 SHAPES = ("bar", "circle", "column", "cross", "diagonal", "frame", "square", "top", "triangle", "x")
@@ -181,6 +182,17 @@ def _a_damaged_png(root):
     return folder
 
 
+def _with_second_bar(root, raw: bytes | None):
+    """A folder whose bar/2.png holds ``raw``, or (None) is a link to a file that does not exist."""
+    folder = make_folder(root / "in", SHAPES[:3])
+    (folder / "bar" / "2.png").unlink()
+    if raw is None:
+        (folder / "bar" / "2.png").symlink_to(root / "nowhere.png")
+    else:
+        (folder / "bar" / "2.png").write_bytes(raw)
+    return folder
+
+
 def _a_csv(root, header, rows):
     make_folder(root / "in", SHAPES[:3])
     table = root / "list.csv"
@@ -194,6 +206,14 @@ BAD = [
     ("text file", lambda root: ["folder", str(_a_text_file(root))], "notes.txt is not an image"),
     ("damaged", lambda root: ["folder", str(_a_damaged_png(root))], "2.png is not a readable image"),
     ("missing folder", lambda root: ["folder", str(root / "nowhere")], "nowhere is not a folder"),
+    ("empty file", lambda root: ["folder", str(_with_second_bar(root, b""))], "2.png is not a readable image"),
+    ("zero size", lambda root: ["folder", str(_with_second_bar(root, png_header(0, 0)))], "2.png is not a readable"),
+    (
+        "bomb header",
+        lambda root: ["folder", str(_with_second_bar(root, png_header(20000, 20000)))],
+        "2.png is refused as a possible decompression bomb",
+    ),
+    ("unreadable", lambda root: ["folder", str(_with_second_bar(root, None))], "cannot read"),
     (
         "no label column",
         lambda root: ["folder", "--csv", str(_a_csv(root, "path,class", ["in/bar/0.png,bar"]))],
@@ -290,3 +310,20 @@ def test_a_damaged_import_record_says_so_and_force_replaces_it(tmp_path, cache, 
     assert code == 0 and "torn  unreadable: " in out and "\nglyphs  " in out, "the other datasets are still listed"
     assert run_main(capfd, "data", "import", "folder", str(source), "--name", "torn", "--size", "8", "--force")[0] == 0
     assert registry.dataset("torn").benchmark("classes", tmp_path).data.images.shape == (18, 3, 8, 8)
+
+
+def test_damaged_import_arrays_or_a_record_that_does_not_match_them_are_one_line(tmp_path, cache, capfd):
+    source = make_folder(tmp_path / "shapes", SHAPES[:3])
+    assert run_main(capfd, "data", "import", "folder", str(source), "--name", "kept", "--size", "8")[0] == 0
+    record_file = cache / "imports" / "kept.json"
+    record = json.loads(record_file.read_text())
+    arrays = cache / "imports" / record["arrays"]
+    pristine = arrays.read_bytes()
+    damage_member(arrays, "images.npy", size=1)
+    with pytest.raises(FewshotError, match=r"are missing or damaged \(.*CRC-32.*\): import it again with --force"):
+        registry.dataset("kept").benchmark("classes", tmp_path)
+    arrays.write_bytes(pristine)
+    record["splits"]["classes"]["test"] = ["no-such-class"]
+    record_file.write_text(json.dumps(record))
+    with pytest.raises(FewshotError, match=r"does not match its arrays .*import it again with --force"):
+        registry.dataset("kept").benchmark("classes", tmp_path)

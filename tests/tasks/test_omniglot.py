@@ -1,4 +1,6 @@
+import csv
 import io
+import re
 import shutil
 import zipfile
 
@@ -7,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import png_header, run_main
 from fewshot.core.data import resize_strokes
 from fewshot.core.errors import FewshotError
 from fewshot.core.sampler import FixedSampler
@@ -132,3 +135,111 @@ def test_omniglot_as_source_of_episodes_on_mnist_digits(data_root, omniglot):
     assert not bool((test.image_mask & target.image_mask).any())
     assert set(shifted.data.domains[test.image_mask].tolist()) == {1}
     assert shifted.data.image_shape == base.data.image_shape
+
+
+def _png(size=105, mode="1") -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, (size, size), 1).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def official_zips(root, members=None, omit=()):
+    """Official-layout zips of two alphabets of two characters each (20 drawers), in ``root/omniglot``; ``members``
+    adds or replaces members of the background zip (name -> bytes), ``omit`` leaves some out."""
+    folder = root / "omniglot"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, which, first in (("images_background.zip", "background", 1), ("images_evaluation.zip", "evaluation", 3)):
+        content = {
+            f"images_{which}/Alpha{first}/character0{c + 1}/{first + c:04d}_{d:02d}.png": _png()
+            for c in range(2)
+            for d in range(1, 21)
+        }
+        if which == "background":
+            content = {k: v for k, v in {**content, **(members or {})}.items() if k not in omit}
+        with zipfile.ZipFile(folder / name, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr(f"images_{which}/", b"")
+            for member, raw in content.items():
+                z.writestr(member, raw)
+    return folder
+
+
+def test_official_zips_decode(tmp_path, monkeypatch):
+    monkeypatch.setenv("FEWSHOT_CACHE", str(tmp_path / "cache"))
+    data = omniglot_module.load(official_zips(tmp_path))
+    assert data.images.shape == (4 * 20, 1, 28, 28) and [c.name for c in data.classes][:1] == ["Alpha1/character01"]
+
+
+BACKGROUND = "images_background/Alpha1/character02/"
+HOSTILE_ZIPS = {
+    "drawer 21": ({BACKGROUND + "0002_21.png": _png()}, (), "0002_21.png' is not images_SET"),
+    "bomb": ({BACKGROUND + "0002_20.png": png_header(20000, 20000)}, (), "refused as a possible decompression bomb"),
+    "wrong size": ({BACKGROUND + "0002_20.png": _png(50)}, (), "is a 50x50 1 image, not Omniglot's 105x105"),
+    "grey": ({BACKGROUND + "0002_20.png": _png(mode="L")}, (), "is a 105x105 L image, not Omniglot's"),
+    "damaged png": ({BACKGROUND + "0002_20.png": _png()[:40]}, (), "0002_20.png' is not a readable image"),
+    "huge member": ({BACKGROUND + "0002_20.png": bytes(2 << 20)}, (), "unpacks to 2,097,152 bytes"),
+    "stray file": ({"images_background/Alpha1/.DS_Store": b"x"}, (), "Alpha1/.DS_Store' is not images_SET"),
+    "other layout": ({"images_background/Alpha1/glyph01/0009_01.png": _png()}, (), "is not images_SET"),
+    "second id": ({BACKGROUND + "0007_01.png": _png()}, (BACKGROUND + "0002_01.png",), "a second character id"),
+    "missing drawer": ({}, (BACKGROUND + "0002_07.png",), "Alpha1/character02 has 19 drawers, not 20"),
+}
+
+
+@pytest.mark.parametrize("members, omit, message", HOSTILE_ZIPS.values(), ids=HOSTILE_ZIPS.keys())
+def test_hostile_official_zips_are_refused_in_one_line_naming_the_member(tmp_path, monkeypatch, members, omit, message):
+    monkeypatch.setenv("FEWSHOT_CACHE", str(tmp_path / "cache"))
+    folder = official_zips(tmp_path, members, omit)
+    with pytest.raises(FewshotError, match=re.escape(message)) as raised:
+        omniglot_module.load(folder)
+    assert "images_background.zip" in str(raised.value) and "\n" not in str(raised.value)
+    assert not (tmp_path / "cache" / "datasets").exists() or not any((tmp_path / "cache" / "datasets").iterdir())
+
+
+def test_a_hostile_zip_on_the_command_line_is_exit_2_and_leaves_no_cache_entry(tmp_path, monkeypatch, capfd):
+    monkeypatch.setenv("FEWSHOT_CACHE", str(tmp_path / "cache"))
+    official_zips(tmp_path, {BACKGROUND + "0002_21.png": _png()})
+    argv = "eval --learner protonet --dataset omniglot --protocol lake --ways 2 --shots 1 --episodes 2".split()
+    code, _, err = run_main(capfd, *argv, "--budget", "1steps", "--data-root", str(tmp_path))
+    assert code == 2 and err.count("\n") == 1 and "0002_21.png' is not images_SET" in err, err
+    assert not (tmp_path / "cache" / "datasets").exists() or not any((tmp_path / "cache" / "datasets").iterdir())
+
+
+def test_a_bad_line_of_a_split_file_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("FEWSHOT_CACHE", str(tmp_path / "cache"))
+    folder = official_zips(tmp_path)
+    (folder / "vinyals").mkdir()
+    for name in ("train.txt", "val.txt", "test.txt"):
+        (folder / "vinyals" / name).write_text("Alpha1/character01/rot000\n")
+    for line in (
+        "Alpha1/character01/rot045",
+        "Alpha1/character01",
+        "Alpha1/character01/rot000/x",
+        "Alpha1/character01/rotXYZ",
+    ):
+        (folder / "vinyals" / "trainval.txt").write_text(line + "\n")
+        with pytest.raises(FewshotError, match=r"which is no ALPHABET/CHARACTER/rot000\.\.rot270 of Omniglot"):
+            open_benchmark("omniglot", "vinyals", tmp_path)
+
+
+def test_an_npz_declaring_another_shape_is_refused_before_it_is_read(tmp_path, data_root):
+    folder = _copy_data(data_root, tmp_path)
+    with zipfile.ZipFile(folder / "images_background.npz", "w") as z:
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(
+            header, {"descr": "|u1", "fortran_order": False, "shape": (964, 20, 10**6, 105)}
+        )
+        z.writestr("images.npy", header.getvalue())
+    with pytest.raises(FewshotError, match=r"images_background.npz is corrupt or truncated .*declares"):
+        open_benchmark("omniglot", "lake", tmp_path)
+
+
+def test_a_character_table_that_would_misalign_the_arrays_is_refused(tmp_path, data_root):
+    folder = _copy_data(data_root, tmp_path)
+    with open(folder / "omniglot_characters.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    rows[1]["npz_index"] = rows[0]["npz_index"]  # two characters read from one image block, one never
+    with open(folder / "omniglot_characters.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with pytest.raises(FewshotError, match=r"omniglot_characters.csv is corrupt .*npz_index column is not 0\.\.963"):
+        open_benchmark("omniglot", "lake", tmp_path)

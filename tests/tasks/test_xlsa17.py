@@ -1,5 +1,6 @@
 """The xlsa17 import on small files in exactly Xian et al.'s format, written here with scipy."""
 
+import dataclasses
 import subprocess
 import sys
 
@@ -8,6 +9,8 @@ import pytest
 import torch
 from scipy.io import savemat
 
+from conftest import run_main
+from fewshot.core.data import ClassImages
 from fewshot.core.errors import FewshotError
 from fewshot.run import experiment
 from fewshot.tasks.xlsa17 import import_xlsa17, imported_path
@@ -104,6 +107,28 @@ def test_generalized_scores_on_imported_features(tmp_path):
         ({"val_loc": np.array([[0.0], [3.0]])}, "val_loc must list image numbers 1..960"),
         ({"test_unseen_loc": np.array([[961.0]])}, "test_unseen_loc must list image numbers 1..960"),
         ({"features": np.full((40, 960), np.nan)}, "NaN"),
+        ({"labels": np.zeros((0, 1)), "features": np.zeros((40, 0))}, "res101.mat: features is empty"),
+        ({"att": np.where(np.eye(16, 32) > 0, np.nan, 0.5)}, "att_splits.mat: att holds NaN or infinite values"),
+        ({"att": np.where(np.eye(16, 32) > 0, np.inf, 0.5)}, "att_splits.mat: att holds NaN or infinite values"),
+        ({"att": np.array(["stripes", "spots"])}, "att_splits.mat: att holds <U7 values, not real numbers"),
+        ({"val_loc": np.array([[np.nan], [3.0]])}, "val_loc holds NaN or infinite values"),
+        ({"features": np.full((40, 960), 1e300)}, "features overflow float32"),
+        ({"att": np.ones((16, 33))}, "no image is labelled with class 33 of the 33 att describes"),
+    ],
+    ids=[
+        "no att",
+        "features",
+        "labels",
+        "val_loc",
+        "test_unseen_loc",
+        "NaN features",
+        "empty",
+        "NaN att",
+        "inf att",
+        "text att",
+        "NaN location",
+        "overflow",
+        "unlabelled class",
     ],
 )
 def test_bad_files_are_refused_with_one_line_and_nothing_written(tmp_path, changes, message):
@@ -130,6 +155,27 @@ def test_the_command_line_reports_a_missing_or_unreadable_file_in_one_line(tmp_p
         )
         assert run.returncode == 2 and expected in run.stderr and len(run.stderr.strip().splitlines()) == 1
     assert not imported_path("X").exists()
+
+
+def test_nan_attributes_on_the_command_line_are_one_line_exit_2_and_nothing_written(tmp_path, capfd):
+    attributes = toy_files(tmp_path)["att"].copy()
+    attributes[0, 3] = np.nan
+    toy_files(tmp_path, att=attributes)
+    code, _, err = run_main(capfd, "data", "import", "xlsa17", str(tmp_path), "--name", "nanatt")
+    assert code == 2 and err.count("\n") == 1 and "att holds NaN or infinite values" in err, err
+    assert not imported_path("nanatt").exists()
+
+
+def test_an_earlier_import_holding_nan_attributes_is_refused_in_one_line(tmp_path):
+    toy_files(tmp_path)
+    import_xlsa17(tmp_path, "older")
+    path = imported_path("older")
+    data = ClassImages.load(path)
+    attributes = data.extras["attributes"].clone()
+    attributes[0, 0] = float("nan")
+    dataclasses.replace(data, extras={**data.extras, "attributes": attributes}).save(path)
+    with pytest.raises(FewshotError, match=r"is damaged \(its attributes hold NaN or infinite values\): import"):
+        experiment.open_benchmark("xlsa17:OLDER", "zsl")
 
 
 def test_an_unimported_name_says_how_to_import_it():
