@@ -82,7 +82,8 @@ def wait_for(condition, timeout: float = 300) -> None:
 
 
 def training_started(cache: Path) -> bool:
-    return any((cache / "checkpoints").glob("protonet-*.lock")) if (cache / "checkpoints").exists() else False
+    """Whether a job has taken the lock of a protonet checkpoint in ``cache``: it is training it."""
+    return any((cache / "locks").glob("checkpoints-protonet-*.lock")) if (cache / "locks").exists() else False
 
 
 def sweep_once(folder: Path) -> tuple[Path, dict[str, list[float]], subprocess.CompletedProcess]:

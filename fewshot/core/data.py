@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from fewshot.core.errors import FewshotError
+from fewshot.core.locks import cache_lock
 from fewshot.core.paths import cache_dir
 
 ROLES = ("train", "val", "test")
@@ -386,14 +387,20 @@ def cached(name: str, version: int, size: int, build: Callable[[], ClassImages],
             return dataclasses.replace(ClassImages.load(path), key=key)
         except DamagedFile as err:
             notice(f"the dataset cache entry {path} is damaged ({err}): decoding {name} again")
-    data = build()
-    try:
-        data.save(path)
-    except OSError as err:
-        raise FewshotError(
-            f"cannot write the dataset cache {path}: {err}; set FEWSHOT_CACHE to a writable folder"
-        ) from err
-    return dataclasses.replace(data, key=key)
+    with cache_lock(path):  # sweep workers needing the entry at once: one decodes, the others then load it
+        if path.exists():
+            try:
+                return dataclasses.replace(ClassImages.load(path), key=key)
+            except DamagedFile:
+                pass  # found damaged above, before the wait: decode it here
+        data = build()
+        try:
+            data.save(path)
+        except OSError as err:
+            raise FewshotError(
+                f"cannot write the dataset cache {path}: {err}; set FEWSHOT_CACHE to a writable folder"
+            ) from err
+        return dataclasses.replace(data, key=key)
 
 
 def file_digest(path: Path, chunk: int = 1 << 20) -> str:

@@ -25,7 +25,7 @@ from fewshot.core.data import Benchmark, cache_key
 from fewshot.core.episode import LabelledImages
 from fewshot.core.errors import FewshotError
 from fewshot.core.learner import EpisodeBatches, ImageBatches, Learner, TaskSpec, resolve_hparams
-from fewshot.core.locks import file_lock
+from fewshot.core.locks import cache_lock
 from fewshot.core.paths import cache_dir, data_root
 from fewshot.core.protocol import Cell, Protocol, Words, choose
 from fewshot.core.sampler import EpisodeSampler, EpisodeSource, FixedSampler, ImagePool
@@ -490,7 +490,7 @@ def ensure_trained(
     config = setup.training_config(budget)
     path = Path(out) if out is not None else cached_checkpoint(config)
     # Only the cache gets a lock file: a user's --out stands alone in its folder.
-    with file_lock(path) if out is None else contextlib.nullcontext():
+    with cache_lock(path) if out is None else contextlib.nullcontext():
         return _ensure_trained(setup, budget, device, config, path, out, progress, checkpoint_every, log)
 
 

@@ -6,6 +6,8 @@ import subprocess
 import sys
 
 import pytest
+
+from conftest import run_cli, run_main
 from records_helpers import (
     FOREIGN,
     disk_full_at,
@@ -14,8 +16,6 @@ from records_helpers import (
     snapshot,
     write_first_edition,
 )
-
-from conftest import run_cli, run_main
 
 READERS = (("leaderboard",), ("compare", "1", "2"), ("runs",))
 

@@ -2,9 +2,8 @@
 
 import os
 
-from records_helpers import FOREIGN, snapshot
-
 from conftest import run_main
+from records_helpers import FOREIGN, snapshot
 
 QUICK = ("--budget", "10steps", "--episodes", "20", "--quiet")
 

@@ -5,11 +5,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from records_helpers import snapshot, write_first_edition
 
 from conftest import REPO, run_cli
 from fewshot.records.migrations import SCHEMA_VERSION, V1_RUN_COLUMNS, V1_SCHEMA
 from fewshot.records.store import ResultsStore
+from records_helpers import snapshot, write_first_edition
 
 
 @pytest.fixture

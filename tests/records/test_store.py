@@ -11,6 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import run_cli
+from fewshot.core.errors import FewshotError
+from fewshot.records.migrations import APPLICATION_ID, SCHEMA_VERSION, create_v1, v1_to_v2
+from fewshot.records.provenance import provenance
+from fewshot.records.store import REQUIRED_FIELDS, RUN_FIELDS, ResultsStore, check_writable
 from records_helpers import (
     FOREIGN,
     contents,
@@ -20,12 +26,6 @@ from records_helpers import (
     snapshot,
     write_first_edition,
 )
-
-from conftest import run_cli
-from fewshot.core.errors import FewshotError
-from fewshot.records.migrations import APPLICATION_ID, SCHEMA_VERSION, create_v1, v1_to_v2
-from fewshot.records.provenance import provenance
-from fewshot.records.store import REQUIRED_FIELDS, RUN_FIELDS, ResultsStore, check_writable
 
 
 def _run(**changes):
