@@ -17,6 +17,7 @@ from fewshot.cli.app import (
     protocol_options,
     protocol_words,
 )
+from fewshot.core.protocol import MAX_STEPS
 
 
 @cli.command("eval")
@@ -63,6 +64,7 @@ def eval_command(
     seed,
     hp,
     budget,
+    allow_untrained,
     device,
     data_root,
     quiet,
@@ -83,15 +85,14 @@ def eval_command(
     from fewshot.core.paths import results_path
     from fewshot.records import store
     from fewshot.records.provenance import provenance
-    from fewshot.run import experiment, training
+    from fewshot.run import experiment
 
     provenance()  # the code as it is when the run starts, not after a training long enough for the tree to change
     overrides = parse_hp_options(hp)
     results_file = results_path(results)
     store.check_writable(results_file)
     device_ = experiment.resolve_device(device)
-    if budget:
-        training.Budget.parse(budget)  # a malformed budget fails before any work
+    experiment.check_budget(budget, allow_untrained)  # a malformed or zero budget fails before any work
     bench = experiment.open_benchmark(
         dataset, protocol, data_root, source=source, target=target, target_labels=target_labels
     )
@@ -106,7 +107,11 @@ def eval_command(
         trained = experiment.load_trained(setup, Path(checkpoint), device_)
     else:
         trained = experiment.ensure_trained(
-            setup, experiment.default_budget(setup, budget), device_, progress=not quiet, log=progress_lines(quiet)
+            setup,
+            experiment.default_budget(setup, budget, allow_untrained),
+            device_,
+            progress=not quiet,
+            log=progress_lines(quiet),
         )
     result = experiment.evaluate_setup(
         setup,
@@ -176,7 +181,7 @@ def eval_command(
 )
 @click.option(
     "--checkpoint-every",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=MAX_STEPS),
     default=500,
     show_default=True,
     help="Steps between partial checkpoints (a killed run resumes from the last).",
@@ -196,6 +201,7 @@ def train_command(
     seed,
     hp,
     budget,
+    allow_untrained,
     device,
     data_root,
     quiet,
@@ -211,6 +217,7 @@ def train_command(
     from fewshot.run import experiment
 
     overrides = parse_hp_options(hp)
+    experiment.check_budget(budget, allow_untrained)  # a malformed or zero budget fails before any work
     device_ = experiment.resolve_device(device)
     bench = experiment.open_benchmark(
         dataset, protocol, data_root, source=source, target=target, target_labels=target_labels
@@ -219,9 +226,10 @@ def train_command(
         bench, protocol_words(ways, shots, queries, None, seed, kind, protocol_given)
     )
     setup = experiment.make_setup(learner, overrides, bench, cell, side, adapt, target_labels)
+    setup.protocol.test_source(setup)  # a cell `fewshot eval` could never score (more ways than classes) fails here
     trained = experiment.ensure_trained(
         setup,
-        experiment.default_budget(setup, budget),
+        experiment.default_budget(setup, budget, allow_untrained),
         device_,
         out=Path(out) if out else None,
         progress=not quiet,

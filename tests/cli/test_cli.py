@@ -35,7 +35,7 @@ def bad_inputs(tmp_path, data_root):
         (("--learner", "protonet", "--ways", "5", "--shots", "1", "--budget", "0steps"), "train for at least 1 step"),
         (
             ("--learner", "protonet", "--ways", "5", "--shots", "1", "--seed", "1180591620717411303424"),
-            "--seed must be between 0 and 4294967295",
+            "--seed must be between 0 and 9223372036854775807 (2**63-1)",
         ),
         (
             ("--learner", "protonet", "--ways", "5", "--shots", "1", "--episodes", "1000000000"),
@@ -53,7 +53,7 @@ def bad_inputs(tmp_path, data_root):
         (("--learner", "protonet", "--ways", "5", "--shots", "1", "--episodes", "0"), "--episodes must be at least 1"),
         (
             ("--learner", "protonet", "--ways", "5", "--shots", "1", "--seed", "-2"),
-            "--seed must be between 0 and 4294967295",
+            "--seed must be between 0 and 9223372036854775807 (2**63-1)",
         ),
         (("--learner", "protonet", "--ways", "5", "--shots", "0"), "cannot run with --shots 0"),
         (("--learner", "protonet", "--ways", "5", "--shots", "1", "--budget", "fast"), "--budget 'fast'"),
@@ -167,7 +167,7 @@ def bad_inputs(tmp_path, data_root):
         ((*digits, "--target-labels", "10"), "--target-labels gives labelled target images to an adaptation method"),
         ((*digits, "--target-labels", "-1"), "--target-labels must be zero or positive"),
         ((*digits, "--adapt", "dann", "--budget", "2min"), "give --budget in steps"),
-        ((*digits, "--adapt", "dann", "--hp", "dann.weight=x"), "--hp weight=x: expected a finite number"),
+        ((*digits, "--adapt", "dann", "--hp", "dann.weight=x"), "--hp dann.weight=x: expected a finite number"),
         ((*digits, "--adapt", "dann", "--hp", "coral.weight=1"), "'coral' is not the adaptation of this run"),
         ((*digits, "--adapt", "dann", "--hp", "dann.nope=1"), "unknown hyperparameter 'nope' for dann"),
         ((*digits, "--ways", "5"), "leave out --ways"),
@@ -334,7 +334,7 @@ def test_learners_and_datasets_are_listed():
     methods = learners.stdout.split("domain adaptation methods")[1]
     for name in ("dann", "ddc", "dan", "jan", "coral", "confusion", "adabn", "autodial"):
         assert f"\n{name}  " in methods, name
-    assert "weight=1.0, gamma=10.0" in methods and "no training change: the source-only checkpoint" in methods
+    assert "weight=1.0 in [0, 1000]; gamma=10.0 in [0, 1000]" in methods and "no training change: the source-only checkpoint" in methods
     datasets = run_cli("datasets")
     assert "glyphs" in datasets.stdout and "omniglot" in datasets.stdout and "lake-runs" in datasets.stdout
     assert "class descriptions (zero-shot): attributes: binary" in datasets.stdout
