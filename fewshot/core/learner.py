@@ -309,14 +309,11 @@ class Interval:
         return above and below
 
     def __str__(self) -> str:
-        def shown(x: float) -> str:
-            return (
-                "inf"
-                if x == math.inf
-                else "-inf"
-                if x == -math.inf
-                else f"{x:g}".replace("e+0", "e").replace("e+", "e")
-            )
+        def shown(x: float) -> str:  # short (1e9, 0.001) where that is exact, else every digit (2147483647)
+            if math.isinf(x):
+                return "inf" if x > 0 else "-inf"
+            short = f"{x:g}".replace("e+0", "e").replace("e+", "e")
+            return short if float(short) == x else str(int(x)) if float(x).is_integer() else repr(x)
 
         return f"{'(' if self.low_open else '['}{shown(self.low)}, {shown(self.high)}{')' if self.high_open else ']'}"
 

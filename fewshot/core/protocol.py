@@ -243,6 +243,9 @@ def check_memory(cell: Cell, image_shape: tuple[int, ...], available: int | None
     if available is not None and needed > available:
         raise FewshotError(
             f"{cell.episodes:,} episodes of {cell.ways} ways x {cell.shots + cell.queries} images need about "
-            f"{needed / 2**30:,.1f} GiB, more than the {available / 2**30:,.1f} GiB free: lower --episodes, "
-            f"--ways, --shots or --queries"
+            f"{_size(needed)}, more than the {_size(available)} free: lower --episodes, --ways, --shots or --queries"
         )
+
+
+def _size(count: int) -> str:
+    return f"{count / 2**30:,.1f} GiB" if count >= 2**30 else f"{count / 2**20:,.0f} MiB"
