@@ -294,13 +294,11 @@ class Interval:
     def parse(cls, text: str) -> Interval:
         m = cls._PATTERN.fullmatch(text)
         try:
-            assert m is not None
-            low, high = float(m.group(2)), float(m.group(3))
-            assert not math.isnan(low) and not math.isnan(high) and low <= high
-        except (AssertionError, ValueError):
-            raise FewshotError(
-                f"hyperparameter range {text!r}: write an interval such as (0, 10] or [1, inf)"
-            ) from None
+            low, high = (float(m.group(2)), float(m.group(3))) if m else (math.nan, math.nan)
+        except ValueError:
+            low, high = math.nan, math.nan
+        if m is None or not low <= high:  # NaN compares false: unparsable bounds land here too
+            raise FewshotError(f"hyperparameter range {text!r}: write an interval such as (0, 10] or [1, inf)")
         return cls(low, high, m.group(1) == "(", m.group(4) == ")")
 
     def __contains__(self, value: float) -> bool:

@@ -24,6 +24,7 @@ are chosen by ``matches``, of which exactly one registered protocol must say yes
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -221,8 +222,6 @@ def memory_needed(cell: Cell, image_shape: tuple[int, ...]) -> int:
 
 def available_memory() -> int | None:
     """Bytes of memory free for a run (MemAvailable on Linux, else the physical memory), or None if unknown."""
-    import os
-
     try:
         with open("/proc/meminfo") as info:
             for line in info:
