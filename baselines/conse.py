@@ -20,7 +20,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from fewshot.baselines.zero_shot_embedding import ZeroShotLearner, fit_linear, hparams_with_embedding, unit_rows
+from fewshot.baselines.zero_shot_embedding import (
+    ZeroShotLearner,
+    fit_linear,
+    hparams_with_embedding,
+    ranges_with_embedding,
+    unit_rows,
+)
 from fewshot.core.episode import LabelledImages
 
 
@@ -34,6 +40,7 @@ def convex_combination(probabilities: torch.Tensor, side: torch.Tensor, top: int
 class ConSE(ZeroShotLearner):
     paper = "Norouzi et al. 2014, Zero-Shot Learning by Convex Combination of Semantic Embeddings"
     hparams = hparams_with_embedding({"top": 10, "head_steps": 2000, "head_lr": 1e-3})
+    hparam_ranges = ranges_with_embedding({"top": "[1, 100000]"}, hparams)
     eval_hparams = frozenset({"top", "head_steps", "head_lr"})
     hparam_grid = {"top": (1, 2, 5, 10, 20)}
 

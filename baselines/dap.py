@@ -38,7 +38,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from fewshot.baselines.zero_shot_embedding import ZeroShotLearner, fit_linear, hparams_with_embedding
+from fewshot.baselines.zero_shot_embedding import (
+    ZeroShotLearner,
+    fit_linear,
+    hparams_with_embedding,
+    ranges_with_embedding,
+)
 from fewshot.core.episode import LabelledImages
 
 EPS = 1e-4  # probabilities are kept in [EPS, 1 - EPS], so one confident attribute cannot veto a class
@@ -68,6 +73,7 @@ class DAP(ZeroShotLearner):
     paper = "Lampert et al. 2009/2014, Attribute-Based Classification for Zero-Shot Visual Object Categorization"
     reads_sides = ("attributes",)
     hparams = hparams_with_embedding({"l2": 1e-4, "head_steps": 2000, "head_lr": 1e-3})
+    hparam_ranges = ranges_with_embedding({"l2": "[0, 1000]"}, hparams)
     eval_hparams = frozenset({"l2", "head_steps", "head_lr"})
     hparam_grid = {"l2": (0.0, 1e-5, 1e-4, 1e-3)}
 

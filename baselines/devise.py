@@ -23,7 +23,13 @@ from __future__ import annotations
 
 import torch
 
-from fewshot.baselines.zero_shot_embedding import ZeroShotLearner, fit_linear, hparams_with_embedding, unit_rows
+from fewshot.baselines.zero_shot_embedding import (
+    ZeroShotLearner,
+    fit_linear,
+    hparams_with_embedding,
+    ranges_with_embedding,
+    unit_rows,
+)
 from fewshot.core.episode import LabelledImages
 
 
@@ -42,6 +48,7 @@ class DeViSE(ZeroShotLearner):
         {"margin": 1.0, "rank": "sum", "head_steps": 2000, "head_lr": 1e-3, "head_weight_decay": 0.0}
     )
     hparam_choices = {"rank": ("sum", "max")}
+    hparam_ranges = ranges_with_embedding({"margin": "[0, 1000]"}, hparams)
     eval_hparams = frozenset({"margin", "rank", "head_steps", "head_lr", "head_weight_decay"})
     hparam_grid = {"margin": (0.1, 0.5, 1.0, 2.0)}
 

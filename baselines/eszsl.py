@@ -22,7 +22,12 @@ from __future__ import annotations
 
 import torch
 
-from fewshot.baselines.zero_shot_embedding import ZeroShotLearner, hparams_with_embedding, unit_rows
+from fewshot.baselines.zero_shot_embedding import (
+    ZeroShotLearner,
+    hparams_with_embedding,
+    ranges_with_embedding,
+    unit_rows,
+)
 from fewshot.core.episode import LabelledImages
 
 GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
@@ -43,6 +48,7 @@ def eszsl_solution(
 class ESZSL(ZeroShotLearner):
     paper = "Romera-Paredes and Torr 2015, An embarrassingly simple approach to zero-shot learning"
     hparams = hparams_with_embedding({"gamma": 1.0, "lam": 1.0})
+    hparam_ranges = ranges_with_embedding({"gamma": "(0, 1e6]", "lam": "(0, 1e6]"}, hparams)  # regularisers
     eval_hparams = frozenset({"gamma", "lam"})
     hparam_grid = {"gamma": GRID, "lam": GRID}
 

@@ -91,6 +91,17 @@ class FineTune(Learner):
         "network": ("auto", *NETWORKS),
         "optimizer": ("auto", "adam", "sgd"),
     }
+    hparam_ranges = {
+        "lr": "[0, 10]",  # 0: the optimiser's own (auto)
+        "batch_size": "[1, 100000]",
+        "hidden": "[1, 4096]",
+        "ft_epochs": "[0, 100000]",
+        "ft_batch": "[1, 100000]",
+        "ft_lr": "(0, 10]",
+        "ft_momentum": "[0, 1)",
+        "ft_dampening": "[0, 1]",
+        "ft_weight_decay": "[0, 10]",
+    }
     eval_hparams = frozenset(
         {"tune_blocks", "ft_epochs", "ft_batch", "ft_lr", "ft_momentum", "ft_dampening", "ft_weight_decay"}
     )

@@ -188,6 +188,15 @@ class LearnedOptimizerLearner(Learner):
         "baseline_lr": 0.1,  # the hand-written rules' learning rate
     }
     hparam_choices = {"update_rule": ("lstm", "sgd", "adam")}
+    hparam_ranges = {
+        "inner_steps": "[1, 10000]",
+        "meta_lr": "(0, 10]",
+        "grad_clip": "(0, 1e6]",
+        "train_queries": "[1, 10000]",
+        "lstm_hidden": "[1, 4096]",
+        "hidden": "[1, 4096]",
+        "baseline_lr": "(0, 10]",
+    }
     eval_hparams = frozenset({"update_rule", "baseline_lr"})
     protocol_note = "transductive: batch norm uses the statistics of the episode's query batch, as in the paper"
     transductive = True

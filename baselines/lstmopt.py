@@ -87,6 +87,7 @@ class LSTMOptimizer(LearnedOptimizerLearner):
         "output_scale": 0.1,
     }
     hparam_choices = {**LearnedOptimizerLearner.hparam_choices, "objective": ("query", "support")}
+    hparam_ranges = {**LearnedOptimizerLearner.hparam_ranges, "unroll": "[1, 10000]", "output_scale": "(0, 100]"}
     default_budget = {"glyphs": "1000steps", "omniglot": "2000steps", "*": "1000steps"}
 
     def __init__(self, task: TaskSpec, hp):

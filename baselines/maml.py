@@ -55,6 +55,15 @@ class MAML(Learner):
         "hidden": 64,
         "pool": False,
     }
+    hparam_ranges = {
+        "inner_lr": "[0, 10]",  # 0 (the paper's), like the other zeros here
+        "inner_steps": "[0, 1000]",
+        "test_steps": "[0, 1000]",
+        "meta_batch": "[0, 10000]",
+        "meta_lr": "(0, 10]",
+        "train_queries": "[1, 10000]",
+        "hidden": "[1, 4096]",
+    }
     eval_hparams = frozenset({"test_steps"})
     default_budget = {"glyphs": "300steps", "omniglot": "6000steps", "*": "1000steps"}
     protocol_note = "transductive: batch norm uses the statistics of the episode's query batch, as in the paper"

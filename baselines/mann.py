@@ -151,6 +151,19 @@ class MANN(Learner):
         "read_after_write": False,
     }
     hparam_choices = {"optimizer": ("adam", "rmsprop")}
+    hparam_ranges = {
+        "controller": "[1, 4096]",
+        "slots": "[1, 100000]",
+        "slot_size": "[1, 4096]",
+        "heads": "[1, 64]",
+        "gamma": "[0, 1]",  # the decay of the usage weights
+        "image_size": "[1, 512]",
+        "lr": "(0, 10]",
+        "clip": "(0, 1e6]",
+        "meta_batch": "[1, 10000]",
+        "train_shots": "[0, 10000]",  # 0: the cell's
+        "train_queries": "[0, 10000]",
+    }
     trains_on = ("ways", "shots")
     protocol_note = "support fed as a labelled sequence; queries read the memory after it, none kept"
     default_budget = {"glyphs": "4000steps", "omniglot": "10000steps", "*": "4000steps"}

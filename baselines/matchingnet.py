@@ -80,6 +80,14 @@ class MatchingNet(Learner):
         "similarity": "support-cosine",
     }
     hparam_choices = {"similarity": ("support-cosine", "cosine")}
+    hparam_ranges = {
+        "lr": "(0, 10]",
+        "lr_halve_every": "[1, 1e9]",
+        "train_ways": "[0, 10000]",  # 0: the cell's; 1 would train on one class
+        "train_queries": "[1, 10000]",
+        "fce_steps": "[1, 1000]",
+        "hidden": "[1, 4096]",
+    }
     trains_on = ("ways", "shots")
     default_budget = {"glyphs": "600steps", "omniglot": "10000steps", "*": "2000steps"}
 

@@ -97,6 +97,13 @@ class MetaNet(Learner):
         "pairs": 4,  # T: support pairs for the task-level fast weights
         "train_queries": 5,
     }
+    hparam_ranges = {
+        "lr": "(0, 10]",
+        "hidden": "[1, 4096]",
+        "generator_hidden": "[1, 4096]",
+        "pairs": "[1, 1000]",
+        "train_queries": "[1, 10000]",
+    }
     trains_on = ("ways", "shots")
     default_budget = {"glyphs": "1000steps", "omniglot": "30000steps", "*": "2000steps"}
 

@@ -34,6 +34,11 @@ class MetaSGD(MAML):
         "lr_init_low": 0.005,
         "lr_init_high": 0.1,
     }
+    hparam_ranges = {
+        **{k: v for k, v in MAML.hparam_ranges.items() if k != "inner_lr"},
+        "lr_init_low": "[0, 10]",
+        "lr_init_high": "[0, 10]",
+    }
     default_budget = {**MAML.default_budget, "omniglot": "3000steps"}
 
     def __init__(self, task: TaskSpec, hp):

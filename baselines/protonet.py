@@ -39,6 +39,14 @@ class ProtoNet(Learner):
         "train_queries": 5,
         "hidden": 64,
     }
+    hparam_ranges = {
+        "lr": "(0, 10]",
+        "lr_halve_every": "[1, 1e9]",
+        "train_ways": "[2, 10000]",
+        "train_shots": "[0, 10000]",
+        "train_queries": "[1, 10000]",
+        "hidden": "[1, 4096]",
+    }
     trains_on = ("shots",)
     default_budget = {"glyphs": "600steps", "omniglot": "10000steps", "*": "2000steps"}
 

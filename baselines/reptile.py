@@ -64,6 +64,17 @@ class Reptile(Learner):
         "transductive": False,
         "hidden": 64,
     }
+    hparam_ranges = {
+        "inner_batch": "[0, 10000]",  # 0 (the paper's), like the other zeros here
+        "inner_steps": "[0, 10000]",
+        "inner_lr": "[0, 10]",
+        "test_batch": "[0, 10000]",
+        "test_steps": "[0, 10000]",
+        "train_shots": "[1, 10000]",
+        "meta_batch": "[1, 10000]",
+        "anneal_steps": "[0, 1e9]",
+        "hidden": "[1, 4096]",
+    }
     eval_hparams = frozenset({"test_steps", "test_batch", "transductive"})
     trains_on = ("ways",)
     default_budget = {"glyphs": "300steps", "omniglot": "3000steps", "*": "1000steps"}

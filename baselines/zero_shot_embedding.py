@@ -32,6 +32,9 @@ from fewshot.core.errors import FewshotError
 from fewshot.core.learner import ImageBatches, Learner, TaskSpec, classification_step
 
 EMBEDDING_HPARAMS = {"lr": 1e-3, "batch_size": 64, "hidden": 64}
+EMBEDDING_RANGES = {"lr": "(0, 10]", "batch_size": "[1, 100000]", "hidden": "[1, 4096]"}
+# The ranges of the hyperparameters of fit_linear's heads, for the learners that have them.
+HEAD_RANGES = {"head_steps": "[1, 1000000]", "head_lr": "(0, 10]", "head_weight_decay": "[0, 10]"}
 
 
 class ZeroShotLearner(Learner):
@@ -134,3 +137,8 @@ def fit_linear(
 
 def hparams_with_embedding(own: dict[str, Any]) -> dict[str, Any]:
     return {**EMBEDDING_HPARAMS, **own}
+
+
+def ranges_with_embedding(own: dict[str, str], hparams: dict[str, Any]) -> dict[str, str]:
+    """The embedding's ranges, those of the head hyperparameters ``hparams`` has, and the learner's ``own``."""
+    return {**EMBEDDING_RANGES, **{k: v for k, v in HEAD_RANGES.items() if k in hparams}, **own}

@@ -95,7 +95,7 @@ from fewshot.core.data import Benchmark
 from fewshot.core.episode import Episode
 from fewshot.core.errors import FewshotError
 from fewshot.core.learner import Learner, TaskSpec
-from fewshot.core.protocol import DEFAULT_EPISODES, Cell
+from fewshot.core.protocol import DEFAULT_EPISODES, Cell, check_memory
 from fewshot.core.sampler import EpisodeSampler, EpisodeSource
 from fewshot.records.store import ResultsStore, check_writable
 from fewshot.run import evaluation, experiment
@@ -284,7 +284,21 @@ def benchmark(
     Traceback (most recent call last):
     ...
     fewshot.core.errors.FewshotError: --ways must be at least 1, got 0
+    >>> benchmark("glyphs", ways=5.5, shots=1)
+    Traceback (most recent call last):
+    ...
+    fewshot.core.errors.FewshotError: ways=5.5: expected a whole number
     """
+    ways, shots, queries, episodes, seed = (
+        _whole(label, value)
+        for label, value in (
+            ("ways", ways),
+            ("shots", shots),
+            ("queries", queries),
+            ("episodes", episodes),
+            ("seed", seed),
+        )
+    )
     if split not in SPLITS:
         raise FewshotError(f"split={split!r}: choose one of {', '.join(SPLITS)}")
     bench = experiment.open_benchmark(dataset, protocol, data_root, source=source, target=target)
@@ -320,7 +334,16 @@ def benchmark(
             role=split,
             name=f"the {name} {split} split",
         )
+        check_memory(cell, tuple(bench.data.image_shape))
     return EpisodeSet(bench, cell, episodes_of)
+
+
+def _whole(name: str, value: Any) -> Any:
+    """``value`` as an int if it is a whole number (None stays None): a float, text or flag is refused in one line,
+    as the command line refuses ``--ways 5.5``."""
+    if value is None or (isinstance(value, (int, np.integer)) and not isinstance(value, bool)):
+        return None if value is None else int(value)
+    raise FewshotError(f"{name}={value!r}: expected a whole number")
 
 
 class NearestCentroid(Learner):
@@ -414,7 +437,7 @@ def evaluate(
     """
     if not isinstance(bench, EpisodeSet):
         raise TypeError(f"evaluate scores the episodes of fewshot.benchmark(...), not a {type(bench).__name__}")
-    count = len(bench) if episodes is None else operator.index(episodes)
+    count = len(bench) if episodes is None else _whole("episodes", episodes)
     if not 1 <= count <= len(bench):
         raise FewshotError(f"episodes={count}: the set has {len(bench)}; choose 1 to {len(bench)}")
     if record is not None:

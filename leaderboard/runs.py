@@ -36,6 +36,8 @@ def label(run: dict[str, Any]) -> str:
             ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in chosen.items())
             + " chosen on val"
         )
+    if run.get("train_budget") == "0steps":  # --allow-untrained: the network as initialised
+        changed.insert(0, "untrained")
     adaptation = run.get("adaptation") or "none"
     shown = run["learner"] + (f" + {adaptation}" if adaptation != "none" else "")
     return shown + (f" ({', '.join(changed)})" if changed else "")

@@ -263,6 +263,13 @@ def test_registration_refuses_taken_names_and_non_learners(registered):
         ({"protocol": "zsl"}, "glyphs/zsl is a zero-shot protocol"),
         ({"ways": 1000}, "has 542 classes, fewer than --ways 1000"),
         ({"source": "sans"}, "needs both --source and --target"),
+        # values checked where they enter (issue 21, item 3): whole numbers only, seeds up to 2**63-1
+        ({"ways": 5.5}, "ways=5.5: expected a whole number"),
+        ({"shots": "1"}, "shots='1': expected a whole number"),
+        ({"queries": float("nan")}, "queries=nan: expected a whole number"),
+        ({"episodes": True}, "episodes=True: expected a whole number"),
+        ({"seed": 1.0}, "seed=1.0: expected a whole number"),
+        ({"seed": 2**63}, r"--seed must be between 0 and 9223372036854775807 \(2\*\*63-1\), got 9223372036854775808"),
     ],
 )
 def test_bad_arguments_are_one_line_errors(arguments, message):
@@ -271,8 +278,33 @@ def test_bad_arguments_are_one_line_errors(arguments, message):
     assert "\n" not in str(caught.value)
 
 
+def test_a_63_bit_seed_gives_the_same_episodes_each_time():
+    seed = 2**63 - 1
+    first, again = (fewshot.benchmark("glyphs", ways=5, shots=1, episodes=3, seed=seed) for _ in range(2))
+    assert first.seed == seed and all(same_episode(a, b) for a, b in zip(first, again))
+    assert not same_episode(first[0], fewshot.benchmark("glyphs", ways=5, shots=1, episodes=3)[0])
+    val = fewshot.benchmark("glyphs", ways=5, shots=1, episodes=3, seed=seed, split="val")
+    assert same_episode(val[2], fewshot.benchmark("glyphs", ways=5, shots=1, episodes=3, seed=seed, split="val")[2])
+
+
+@pytest.mark.parametrize("split", ["test", "train"])
+def test_a_cell_that_cannot_fit_in_memory_is_refused_before_any_work(monkeypatch, split):
+    import fewshot.core.protocol
+
+    monkeypatch.setattr(fewshot.core.protocol, "available_memory", lambda: 50 * 2**20)  # 50 MiB free
+    with pytest.raises(FewshotError) as caught:
+        fewshot.benchmark("glyphs", ways=20, shots=5, queries=15, episodes=100_000, split=split)
+    assert str(caught.value) == (
+        "100,000 episodes of 20 ways x 20 images need about 370 MiB, more than the 50 MiB free: "
+        "lower --episodes, --ways, --shots or --queries"
+    )
+    assert len(fewshot.benchmark("glyphs", ways=20, shots=5, queries=15, episodes=1000, split=split)) == 1000
+
+
 def test_evaluate_refuses_what_it_cannot_score(tmp_path):
     bench = fewshot.benchmark("glyphs", ways=5, shots=1, episodes=10)
+    with pytest.raises(FewshotError, match=r"episodes=2\.5: expected a whole number"):
+        fewshot.evaluate(torch.nn.Flatten(), bench, episodes=2.5)
     with pytest.raises(FewshotError, match="episodes=11: the set has 10; choose 1 to 10"):
         fewshot.evaluate(torch.nn.Flatten(), bench, episodes=11)
     with pytest.raises(TypeError, match=r"a fewshot Learner or a torch.nn.Module, not a function"):

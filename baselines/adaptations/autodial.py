@@ -212,6 +212,7 @@ def mixed(
 class AutoDIAL(Adaptation):
     paper = "Carlucci et al. 2017, AutoDIAL: Automatic DomaIn Alignment Layers"
     hparams = {"entropy_weight": 0.1, "alpha": 1.0}
+    hparam_ranges = {"entropy_weight": "[0, 1000]", "alpha": "[0.5, 1]"}  # alpha: the layers clamp it to [0.5, 1]
 
     def attach(self, backbone: nn.Module) -> None:
         """Batch-norm layers become alignment layers; a network without any gets one after every convolution

@@ -51,6 +51,12 @@ class DomainConfusion(Adaptation):
 
     paper = "Tzeng et al. 2015, Simultaneous Deep Transfer Across Domains and Tasks"
     hparams = {"weight": 1.0, "soft_weight": 0.1, "temperature": 2.0, "hidden": 100}
+    hparam_ranges = {
+        "weight": "[0, 1000]",
+        "soft_weight": "[0, 1000]",
+        "temperature": "(0, 1000]",
+        "hidden": "[1, 4096]",
+    }
     uses_target_labels = True
 
     def __init__(self, features: int, classes: int, hp, horizon: int, extracted: int = 0):

@@ -18,6 +18,7 @@ from fewshot.core.adaptation import Adaptation, Features, coral
 class DeepCORAL(Adaptation):
     paper = "Sun and Saenko 2016, Deep CORAL: Correlation Alignment for Deep Domain Adaptation"
     hparams = {"weight": 1.0}
+    hparam_ranges = {"weight": "[0, 1000]"}
 
     def loss(
         self, source: Features, target: Features, progress: float, labelled: Features | None = None

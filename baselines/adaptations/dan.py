@@ -29,6 +29,7 @@ from fewshot.core.adaptation import Adaptation, Features, ganin_lambda, kernel_f
 class DAN(Adaptation):
     paper = "Long et al. 2015, Learning Transferable Features with Deep Adaptation Networks"
     hparams = {"weight": 1.0, "kernels": 5, "multiplier": 2.0}
+    hparam_ranges = {"weight": "[0, 1000]", "kernels": "[1, 64]", "multiplier": "(0, 100]"}
 
     def loss(
         self, source: Features, target: Features, progress: float, labelled: Features | None = None

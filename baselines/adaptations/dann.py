@@ -41,6 +41,13 @@ from fewshot.core.adaptation import (
 class DANN(Adaptation):
     paper = "Ganin and Lempitsky 2015; Ganin et al. 2016, Domain-Adversarial Training of Neural Networks"
     hparams = {"weight": 1.0, "gamma": 10.0, "anneal_alpha": 10.0, "anneal_beta": 0.75, "hidden": 100}
+    hparam_ranges = {
+        "weight": "[0, 1000]",
+        "gamma": "[0, 1000]",
+        "anneal_alpha": "[0, 1000]",
+        "anneal_beta": "[0, 10]",
+        "hidden": "[1, 4096]",
+    }
 
     def __init__(self, features: int, classes: int, hp, horizon: int, extracted: int = 0):
         super().__init__(features, classes, hp, horizon, extracted)

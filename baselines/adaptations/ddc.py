@@ -21,6 +21,7 @@ from fewshot.core.adaptation import Adaptation, Features
 class DDC(Adaptation):
     paper = "Tzeng et al. 2014, Deep Domain Confusion: Maximizing for Domain Invariance"
     hparams = {"weight": 0.25}
+    hparam_ranges = {"weight": "[0, 1000]"}
 
     def loss(
         self, source: Features, target: Features, progress: float, labelled: Features | None = None

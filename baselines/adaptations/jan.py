@@ -21,6 +21,12 @@ from fewshot.core.adaptation import Adaptation, Features, ganin_lambda, joint_mm
 class JAN(Adaptation):
     paper = "Long et al. 2017, Deep Transfer Learning with Joint Adaptation Networks"
     hparams = {"weight": 1.0, "kernels": 5, "multiplier": 2.0, "softmax_variance": 1.68}
+    hparam_ranges = {
+        "weight": "[0, 1000]",
+        "kernels": "[1, 64]",
+        "multiplier": "(0, 100]",
+        "softmax_variance": "(0, 1e6]",
+    }
     needs_head = True
 
     def loss(

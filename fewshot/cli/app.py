@@ -16,6 +16,11 @@ def cell_options(fn):
         click.option("--seed", type=int, default=0, show_default=True, help="Seed of episodes and training."),
         click.option("--hp", multiple=True, metavar="NAME=VALUE", help="Override a hyperparameter (repeatable)."),
         click.option("--budget", default=None, help="Training budget: 500steps or 10min (default: the learner's)."),
+        click.option(
+            "--allow-untrained",
+            is_flag=True,
+            help="With --budget 0steps: score the untrained network (the run records 0 training steps).",
+        ),
         click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda."),
         click.option(
             "--data-root",

@@ -17,6 +17,7 @@ from fewshot.cli.app import (
     protocol_options,
     protocol_words,
 )
+from fewshot.core.protocol import MAX_STEPS
 
 
 @cli.command("eval")
@@ -70,6 +71,7 @@ def eval_command(
     source,
     target,
     target_labels,
+    allow_untrained,
     kind=None,
     **protocol_given,
 ):
@@ -108,6 +110,7 @@ def eval_command(
         target,
         target_labels,
         device,
+        allow_untrained=allow_untrained,
     )
     checkpoint_path = Path(checkpoint) if checkpoint else None
     planned = jobs.plan(job, data_root, checkpoint_path)
@@ -177,7 +180,7 @@ def eval_command(
 )
 @click.option(
     "--checkpoint-every",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=MAX_STEPS),
     default=500,
     show_default=True,
     help="Steps between partial checkpoints (a killed run resumes from the last).",
@@ -204,6 +207,7 @@ def train_command(
     source,
     target,
     target_labels,
+    allow_untrained,
     kind=None,
     **protocol_given,
 ):
@@ -213,6 +217,7 @@ def train_command(
 
     overrides = parse_hp_options(hp)
     device_ = experiment.resolve_device(device)
+    experiment.check_budget(budget, allow_untrained)  # a malformed or zero budget fails before any work
     bench = experiment.open_benchmark(
         dataset, protocol, data_root, source=source, target=target, target_labels=target_labels
     )
@@ -220,9 +225,10 @@ def train_command(
         bench, protocol_words(ways, shots, queries, None, seed, kind, protocol_given)
     )
     setup = experiment.make_setup(learner, overrides, bench, cell, side, adapt, target_labels)
+    setup.protocol.test_source(setup)  # a cell `fewshot eval` could never score (more ways than classes) fails here
     trained = experiment.ensure_trained(
         setup,
-        experiment.default_budget(setup, budget),
+        experiment.default_budget(setup, budget, allow_untrained),
         device_,
         out=Path(out) if out else None,
         progress=not quiet,

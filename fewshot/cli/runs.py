@@ -24,6 +24,8 @@ def run_line(run: dict[str, Any]) -> str:
         f"{run['id']:>5}  {run['created'][:10]}  {run['learner']:<12} {cell}  {_shape(run)}  {result}  "
         f"seed {run['seed']}  {commit}"
     )
+    if run.get("train_budget") == "0steps":  # --allow-untrained: the network as initialised
+        line += "  untrained"
     if run.get("superseded"):
         line += f"  superseded: {run['superseded']['why']}"
     return line

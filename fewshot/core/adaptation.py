@@ -7,8 +7,8 @@ together, and returns a loss added to the learner's own
 (``fewshot.run.adapted`` does the wiring); or it changes the backbone's
 normalisation (AdaBN, AutoDIAL). It never branches on the learner.
 
-A method declares, like a learner, its ``paper`` and ``hparams`` (defaults,
-overridden with ``--hp METHOD.NAME=VALUE``) and registers under the
+A method declares, like a learner, its ``paper``, ``hparams`` (defaults,
+overridden with ``--hp METHOD.NAME=VALUE``) and their ``hparam_ranges``, and registers under the
 ``fewshot.adaptations`` entry-point group, so a third-party method plugs in
 exactly like a built-in.
 """
@@ -43,6 +43,7 @@ class Adaptation(nn.Module):
     paper: ClassVar[str] = ""
     hparams: ClassVar[Mapping[str, Any]] = {}
     hparam_choices: ClassVar[Mapping[str, tuple]] = {}
+    hparam_ranges: ClassVar[Mapping[str, str]] = {}  # as a learner's: name -> "[0, 1000]"
     # False for methods that leave training alone (AdaBN): they reuse the source-only checkpoint.
     changes_training: ClassVar[bool] = True
     # Methods whose loss reads the classifier's outputs need a learner with a head over its training classes.

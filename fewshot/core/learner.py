@@ -1,7 +1,8 @@
 """The learner interface every method implements, built-in or plug-in.
 
 A learner is a ``torch.nn.Module`` with its hyperparameters declared beside it
-(``hparams``: name -> default), that owns its optimiser and exposes:
+(``hparams``: name -> default; ``hparam_ranges``: name -> the interval a value
+must lie in, such as ``"(0, 10]"``), that owns its optimiser and exposes:
 
 * ``train_batches()``: what one training batch holds: episodes
   (:class:`EpisodeBatches`), labelled images (:class:`ImageBatches`), or
@@ -28,10 +29,11 @@ every test image once (same numbers, fewer forward passes).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -79,6 +81,9 @@ class Learner(nn.Module):
     paper: ClassVar[str] = ""
     hparams: ClassVar[Mapping[str, Any]] = {}
     hparam_choices: ClassVar[Mapping[str, tuple]] = {}
+    # The interval each numeric hyperparameter must lie in: name -> "(0, 10]", "[1, 4096]", "[0, 1)" ("inf" for
+    # no bound). One left out gets a generic check (see ``hparam_range``); ``--hp`` values outside are refused.
+    hparam_ranges: ClassVar[Mapping[str, str]] = {}
     # Hyperparameters read only by predict: they may differ from a checkpoint's.
     eval_hparams: ClassVar[frozenset[str]] = frozenset()
     # Which fields of the benchmark cell training depends on (others reuse one checkpoint).
@@ -266,8 +271,80 @@ def paper_defaults(hp: Mapping[str, Any], by_ways: Mapping[int, Mapping[str, Any
     return {**hp, **{name: value for name, value in paper.items() if name in hp and not hp[name]}}
 
 
-def describe_hparams(cls: type[Learner]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in cls.hparams.items())
+class HasHparams(Protocol):
+    """What declares hyperparameters: a learner or a domain adaptation method."""
+
+    hparams: ClassVar[Mapping[str, Any]]
+    hparam_choices: ClassVar[Mapping[str, tuple]]
+    hparam_ranges: ClassVar[Mapping[str, str]]
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A range of numbers in interval notation: ``[1, 4096]``, ``(0, 10]``, ``[0, 1)``, ``[0, inf)``."""
+
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = False
+
+    _PATTERN: ClassVar[re.Pattern[str]] = re.compile(r"\s*([\[(])\s*([^,\s]+)\s*,\s*([^\]\)\s]+)\s*([\])])\s*")
+
+    @classmethod
+    def parse(cls, text: str) -> Interval:
+        m = cls._PATTERN.fullmatch(text)
+        try:
+            low, high = (float(m.group(2)), float(m.group(3))) if m else (math.nan, math.nan)
+        except ValueError:
+            low, high = math.nan, math.nan
+        if m is None or not low <= high:  # NaN compares false: unparsable bounds land here too
+            raise FewshotError(f"hyperparameter range {text!r}: write an interval such as (0, 10] or [1, inf)")
+        return cls(low, high, m.group(1) == "(", m.group(4) == ")")
+
+    def __contains__(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        def shown(x: float) -> str:  # short (1e9, 0.001) where that is exact, else every digit (2147483647)
+            if math.isinf(x):
+                return "inf" if x > 0 else "-inf"
+            short = f"{x:g}".replace("e+0", "e").replace("e+", "e")
+            return short if float(short) == x else str(int(x)) if float(x).is_integer() else repr(x)
+
+        return f"{'(' if self.low_open else '['}{shown(self.low)}, {shown(self.high)}{')' if self.high_open else ']'}"
+
+
+# Integers with no declared range: counts of something, passed on to torch and numpy, whose C APIs take int64.
+MAX_GENERIC_INT = 2**31 - 1
+
+
+def hparam_range(cls: type[HasHparams], name: str) -> Interval | None:
+    """The interval ``name``'s value must lie in: the declared one, else a generic one from its default (an integer
+    default of 0 or more: a count in [0, 2**31-1]; a learning rate, a float named ``lr`` or ``*_lr``: above 0, or
+    at least 0 where the default is 0, "the paper's"); None for text, flags, choices and other numbers (any finite
+    one)."""
+    declared = cls.hparam_ranges.get(name)
+    if declared is not None:
+        return Interval.parse(declared)
+    default = cls.hparams.get(name)
+    if name in cls.hparam_choices or isinstance(default, bool) or not isinstance(default, (int, float)):
+        return None
+    if isinstance(default, int):
+        return Interval(0 if default >= 0 else -MAX_GENERIC_INT, MAX_GENERIC_INT)
+    if "lr" in name.split("_") and default >= 0:
+        return Interval(0.0, math.inf, low_open=default > 0, high_open=True)
+    return None
+
+
+def describe_hparams(cls: type[HasHparams]) -> str:
+    """``name=default`` for each hyperparameter, with the range its values must lie in."""
+    described = []
+    for name, default in cls.hparams.items():
+        interval = hparam_range(cls, name)
+        described.append(f"{name}={default}" + (f" in {interval}" if interval is not None else ""))
+    return "; ".join(described)
 
 
 def _convert(name: str, text: str, default: Any, choices: tuple | None) -> Any:
@@ -293,14 +370,23 @@ def _convert(name: str, text: str, default: Any, choices: tuple | None) -> Any:
     return value
 
 
-def resolve_hparams(cls: type[Learner], overrides: Mapping[str, str], learner_name: str) -> dict[str, Any]:
-    """The learner's defaults with ``--hp name=value`` overrides applied; unknown names are an error."""
+def resolve_hparams(
+    cls: type[HasHparams], overrides: Mapping[str, str], learner_name: str, prefix: str = ""
+) -> dict[str, Any]:
+    """The learner's defaults with ``--hp name=value`` overrides applied; unknown names, and values outside a
+    hyperparameter's range (``hparam_range``), are an error. ``prefix``: how ``--hp`` names them (``dann.``)."""
     hp = dict(cls.hparams)
     for name, text in overrides.items():
         if name not in hp:
             known = ", ".join(sorted(hp)) or "none"
             raise FewshotError(f"unknown hyperparameter {name!r} for {learner_name}: its hyperparameters are {known}")
-        hp[name] = _convert(name, str(text), cls.hparams[name], cls.hparam_choices.get(name))
+        value = _convert(prefix + name, str(text), cls.hparams[name], cls.hparam_choices.get(name))
+        interval = hparam_range(cls, name)
+        if interval is not None and value not in interval:
+            raise FewshotError(
+                f"--hp {prefix}{name}={text}: {learner_name}'s {name} must be in {interval}, got {value}"
+            )
+        hp[name] = value
     return hp
 
 

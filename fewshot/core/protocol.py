@@ -24,6 +24,7 @@ are chosen by ``matches``, of which exactly one registered protocol must say yes
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -188,10 +189,62 @@ def require_unsaid(bench: Benchmark, words: Words, reason: str, *names: str) -> 
             raise FewshotError(f"{bench.dataset}/{bench.protocol} {reason}; leave out --{name}")
 
 
-MAX_SEED = 2**32 - 1  # torch.manual_seed and numpy's generators take any seed up to here
+# The results store's seed column is a signed 64-bit integer. Every generator a seed feeds takes the whole range
+# as it is, so a seed below 2**32 draws exactly the numbers it always drew: the sampler's Philox key (128 bits),
+# torch.manual_seed and torch.Generator.manual_seed (64 bits), numpy's default_rng seed sequences (any size).
+# Nothing seeds numpy's legacy RandomState (32 bits) with a run's seed; episodes hand learners their own
+# 31-bit ``Episode.seed``.
+MAX_SEED = 2**63 - 1
+MAX_STEPS = 10_000_000  # a training budget's steps: over 300 times the longest default budget here (30000steps)
+MAX_MINUTES = 7 * 24 * 60  # a training budget's minutes: a week
 MAX_EPISODES = 100_000  # the plans of the episodes are held in memory; 600 already give an interval of about 1 point
 
 
 def check_seed(seed: int) -> None:
     if not 0 <= seed <= MAX_SEED:
-        raise FewshotError(f"--seed must be between 0 and {MAX_SEED}, got {seed}")
+        raise FewshotError(f"--seed must be between 0 and {MAX_SEED} (2**63-1), got {seed}")
+
+
+# What scoring holds per episode besides its integers: the plan object and its three arrays, an accuracy.
+PLAN_OVERHEAD_BYTES = 512
+
+
+def memory_needed(cell: Cell, image_shape: tuple[int, ...]) -> int:
+    """Bytes an evaluation of ``cell`` holds at once, estimated before any work: every episode's plan (class rows
+    and item ids, int64) and accuracy, and one episode's float32 images."""
+    per_class = cell.shots + max(cell.queries, 1)
+    pixels = 1
+    for side in image_shape:
+        pixels *= side
+    plans = cell.episodes * (PLAN_OVERHEAD_BYTES + 8 * cell.ways * (1 + per_class))
+    return plans + 4 * cell.ways * per_class * pixels
+
+
+def available_memory() -> int | None:
+    """Bytes of memory free for a run (MemAvailable on Linux, else the physical memory), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_memory(cell: Cell, image_shape: tuple[int, ...], available: int | None = None) -> None:
+    """Refuse, in one line and before any work, a cell whose evaluation cannot fit in memory."""
+    available = available_memory() if available is None else available
+    needed = memory_needed(cell, image_shape)
+    if available is not None and needed > available:
+        raise FewshotError(
+            f"{cell.episodes:,} episodes of {cell.ways} ways x {cell.shots + cell.queries} images need about "
+            f"{_size(needed)}, more than the {_size(available)} free: lower --episodes, --ways, --shots or --queries"
+        )
+
+
+def _size(count: int) -> str:
+    return f"{count / 2**30:,.1f} GiB" if count >= 2**30 else f"{count / 2**20:,.0f} MiB"

@@ -27,7 +27,7 @@ from fewshot.core.errors import FewshotError
 from fewshot.core.learner import EpisodeBatches, ImageBatches, Learner, TaskSpec, resolve_hparams
 from fewshot.core.locks import cache_lock
 from fewshot.core.paths import cache_dir, data_root
-from fewshot.core.protocol import Cell, Protocol, Words, choose
+from fewshot.core.protocol import Cell, Protocol, Words, check_memory, choose
 from fewshot.core.sampler import EpisodeSampler, EpisodeSource, FixedSampler, ImagePool
 from fewshot.core.sampler import ImageBatches as ImageBatchSampler
 from fewshot.run import checkpoint
@@ -105,7 +105,7 @@ def test_source(bench: Benchmark, cell: Cell, side: torch.Tensor | None = None) 
     split = bench.split(cell.split)
     if split is None:
         raise FewshotError(f"{bench.dataset}/{bench.protocol} has no {cell.split} split")
-    return EpisodeSampler(
+    sampler = EpisodeSampler(
         bench.data,
         split,
         cell.ways,
@@ -116,6 +116,8 @@ def test_source(bench: Benchmark, cell: Cell, side: torch.Tensor | None = None) 
         name=f"the {bench.dataset}/{bench.protocol} {cell.split} split",
         side=side,
     )
+    check_memory(cell, tuple(bench.data.image_shape))  # after the sampler's checks: the cell fits the split
+    return sampler
 
 
 @dataclass
@@ -261,7 +263,7 @@ def resolve_adaptation(
             f"{adapt} reads the classifier's outputs, and {learner} has no classifier over its "
             f"training classes: choose a learner with one (see `fewshot learners`), or another method"
         )
-    return resolve_hparams(method, {k.split(".", 1)[1]: v for k, v in overrides.items()}, adapt)
+    return resolve_hparams(method, {k.split(".", 1)[1]: v for k, v in overrides.items()}, adapt, prefix=f"{adapt}.")
 
 
 def resolve_side(bench: Benchmark, name: str, cls: type[Learner], cell: Cell, side: str | None) -> str:
@@ -364,12 +366,26 @@ def feature_widths(backbone: torch.nn.Module, image_shape: tuple[int, ...]) -> t
     return int(out.shape[1]), (seen[0] if seen else 0)
 
 
-def default_budget(setup: Setup, budget: str | None) -> Budget:
-    """The ``--budget`` given (at least one step: an untrained run is not a result), else the learner's own."""
-    if budget:
-        given = Budget.parse(budget)
-        if given.steps == 0:
-            raise FewshotError(f"--budget {budget!r}: train for at least 1 step (an untrained run is not a result)")
+def check_budget(budget: str | None, allow_untrained: bool = False) -> Budget | None:
+    """The ``--budget`` given, checked before any work (None if none): at least one step, since an untrained run is
+    not a result, unless ``allow_untrained`` asks for ``0steps`` explicitly (the run records 0 steps)."""
+    if allow_untrained and (not budget or Budget.parse(budget).steps != 0):
+        raise FewshotError("--allow-untrained goes with --budget 0steps: add it, or leave out --allow-untrained")
+    if not budget:
+        return None
+    given = Budget.parse(budget)
+    if given.steps == 0 and not allow_untrained:
+        raise FewshotError(
+            f"--budget {budget!r}: train for at least 1 step (an untrained run is not a result), "
+            f"or add --allow-untrained to score the untrained network"
+        )
+    return given
+
+
+def default_budget(setup: Setup, budget: str | None, allow_untrained: bool = False) -> Budget:
+    """The ``--budget`` given (see ``check_budget``), else the learner's own."""
+    given = check_budget(budget, allow_untrained)
+    if given is not None:
         return given
     defaults = setup.cls.default_budget
     return Budget.parse(defaults.get(setup.cell.dataset, defaults.get("*", "1000steps")))

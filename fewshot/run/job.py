@@ -52,6 +52,7 @@ class Job:
     target_labels: int = 0
     device: str = "cpu"
     threads: int | None = None  # torch's intra-op threads; None: torch's own choice
+    allow_untrained: bool = False  # with budget "0steps": score the untrained network
     variant: str = field(default="", compare=False)  # the grid's name for the hyperparameters, for display only
 
     def fields(self) -> dict[str, Any]:
@@ -91,6 +92,8 @@ class Job:
             words += ["--target-labels", str(self.target_labels)]
         if self.device != "auto":
             words += ["--device", self.device]
+        if self.allow_untrained:
+            words.append("--allow-untrained")
         prefix = f"OMP_NUM_THREADS={self.threads} " if self.threads else ""
         return prefix + shlex.join(words)
 
@@ -140,8 +143,7 @@ def plan(job: Job, data_root: str | Path | None = None, checkpoint: Path | None 
     """Check the job's words against the registry, the dataset and the protocol; nothing is trained or written."""
     overrides = parse_hp_options(tuple(f"{k}={v}" for k, v in job.hp))
     device = experiment.resolve_device(job.device)
-    if job.budget:
-        Budget.parse(job.budget)  # a malformed budget fails before any work
+    experiment.check_budget(job.budget, job.allow_untrained)  # a malformed or zero budget fails before any work
     bench = experiment.open_benchmark(
         job.dataset, job.protocol, data_root, source=job.source, target=job.target, target_labels=job.target_labels
     )
@@ -151,7 +153,7 @@ def plan(job: Job, data_root: str | Path | None = None, checkpoint: Path | None 
     )
     setup = experiment.make_setup(job.learner, overrides, bench, cell, job.side, job.adapt, job.target_labels)
     setup.protocol.test_source(setup)  # an impossible cell (too many shots for the split) fails before any training
-    budget = None if checkpoint else experiment.default_budget(setup, job.budget)
+    budget = None if checkpoint else experiment.default_budget(setup, job.budget, job.allow_untrained)
     return Planned(job, setup, budget, device)
 
 

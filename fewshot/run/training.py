@@ -22,11 +22,13 @@ from tqdm import tqdm
 
 from fewshot.core.errors import FewshotError, Interrupted
 from fewshot.core.learner import Learner
+from fewshot.core.protocol import MAX_MINUTES, MAX_STEPS
 
 
 @dataclass(frozen=True)
 class Budget:
-    """A training budget in steps (``500steps``) or minutes (``10min``)."""
+    """A training budget in steps (``500steps``) or minutes (``10min``), at most MAX_STEPS or MAX_MINUTES.
+    ``0steps`` parses (a learner with nothing to train declares it); a run asks for it with --allow-untrained."""
 
     steps: int | None = None
     minutes: float | None = None
@@ -40,9 +42,13 @@ class Budget:
         if unit.startswith("step"):
             if "." in value:
                 raise FewshotError(f"--budget {text!r}: steps are a whole number")
+            if int(value) > MAX_STEPS:
+                raise FewshotError(f"--budget {text!r}: at most {MAX_STEPS:,} steps")
             return cls(steps=int(value))
         if float(value) <= 0:
             raise FewshotError(f"--budget {text!r}: minutes must be positive")
+        if float(value) > MAX_MINUTES:
+            raise FewshotError(f"--budget {text!r}: at most {MAX_MINUTES:,} minutes (a week)")
         return cls(minutes=float(value))
 
     def done(self, step: int, seconds: float) -> bool:

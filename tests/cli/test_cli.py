@@ -35,11 +35,52 @@ def bad_inputs(tmp_path, data_root):
         (("--learner", "protonet", "--ways", "5", "--shots", "1", "--budget", "0steps"), "train for at least 1 step"),
         (
             ("--learner", "protonet", "--ways", "5", "--shots", "1", "--seed", "1180591620717411303424"),
-            "--seed must be between 0 and 4294967295",
+            "--seed must be between 0 and 9223372036854775807 (2**63-1)",
         ),
         (
             ("--learner", "protonet", "--ways", "5", "--shots", "1", "--episodes", "1000000000"),
             "--episodes must be at most 100,000",
+        ),
+        # values checked where they enter (issue 21, item 3)
+        (("--learner", "protonet", "--ways", "5", "--shots", "1", "--hp", "lr=0"), "protonet's lr must be in (0, 10]"),
+        (
+            ("--learner", "protonet", "--ways", "5", "--shots", "1", "--hp", f"hidden={10**30}"),
+            f"--hp hidden={10**30}: protonet's hidden must be in [1, 4096], got {10**30}",
+        ),
+        (
+            ("--learner", "protonet", "--ways", "5", "--shots", "1", "--hp", "train_ways=1"),
+            "protonet's train_ways must be in [2, 10000], got 1",
+        ),
+        (
+            ("--learner", "protonet", "--ways", "5", "--shots", "1", "--budget", f"{10**30}steps"),
+            "at most 10,000,000 steps",
+        ),
+        (("--learner", "protonet", "--ways", "5", "--shots", "1", "--budget", "20000min"), "at most 10,080 minutes"),
+        (
+            ("--learner", "protonet", "--ways", "5", "--shots", "1", "--budget", "0steps", "--checkpoint", str(other)),
+            "or add --allow-untrained to score the untrained network",
+        ),
+        (
+            ("--learner", "protonet", "--ways", "5", "--shots", "1", "--allow-untrained"),
+            "--allow-untrained goes with --budget 0steps",
+        ),
+        (
+            ("--learner", "protonet", "--ways", "5", "--shots", "1", "--budget", "5steps", "--allow-untrained"),
+            "--allow-untrained goes with --budget 0steps",
+        ),
+        (
+            ("--learner", "protonet", "--ways", "5", "--shots", "1", "--seed", str(2**63)),
+            f"--seed must be between 0 and 9223372036854775807 (2**63-1), got {2**63}",
+        ),
+        (("--learner", "protonet", "--ways", "nan", "--shots", "1"), "'nan' is neither a whole number nor 'all'"),
+        (("--learner", "protonet", "--ways", "5", "--shots", "1", "--queries", "abc"), "'abc' is not a valid integer"),
+        (
+            ("--learner", "mann", "--per-instance", "--instances", str(10**30)),
+            "has at most 20 images in its 5 fullest classes",
+        ),
+        (
+            ("--learner", "finetune", "--dataset", "digits", "--adapt", "dann", "--hp", "dann.weight=-1"),
+            "--hp dann.weight=-1: dann's weight must be in [0, 1000], got -1.0",
         ),
         (("--learner", "nope", "--ways", "5", "--shots", "1"), "unknown learner 'nope': known learners are"),
         (("--learner", "protonet", "--ways", "5", "--shots", "1", "--dataset", "nope"), "unknown dataset 'nope'"),
@@ -53,7 +94,7 @@ def bad_inputs(tmp_path, data_root):
         (("--learner", "protonet", "--ways", "5", "--shots", "1", "--episodes", "0"), "--episodes must be at least 1"),
         (
             ("--learner", "protonet", "--ways", "5", "--shots", "1", "--seed", "-2"),
-            "--seed must be between 0 and 4294967295",
+            "--seed must be between 0 and 9223372036854775807 (2**63-1)",
         ),
         (("--learner", "protonet", "--ways", "5", "--shots", "0"), "cannot run with --shots 0"),
         (("--learner", "protonet", "--ways", "5", "--shots", "1", "--budget", "fast"), "--budget 'fast'"),
@@ -167,7 +208,7 @@ def bad_inputs(tmp_path, data_root):
         ((*digits, "--target-labels", "10"), "--target-labels gives labelled target images to an adaptation method"),
         ((*digits, "--target-labels", "-1"), "--target-labels must be zero or positive"),
         ((*digits, "--adapt", "dann", "--budget", "2min"), "give --budget in steps"),
-        ((*digits, "--adapt", "dann", "--hp", "dann.weight=x"), "--hp weight=x: expected a finite number"),
+        ((*digits, "--adapt", "dann", "--hp", "dann.weight=x"), "--hp dann.weight=x: expected a finite number"),
         ((*digits, "--adapt", "dann", "--hp", "coral.weight=1"), "'coral' is not the adaptation of this run"),
         ((*digits, "--adapt", "dann", "--hp", "dann.nope=1"), "unknown hyperparameter 'nope' for dann"),
         ((*digits, "--ways", "5"), "leave out --ways"),
@@ -334,7 +375,10 @@ def test_learners_and_datasets_are_listed():
     methods = learners.stdout.split("domain adaptation methods")[1]
     for name in ("dann", "ddc", "dan", "jan", "coral", "confusion", "adabn", "autodial"):
         assert f"\n{name}  " in methods, name
-    assert "weight=1.0, gamma=10.0" in methods and "no training change: the source-only checkpoint" in methods
+    assert (
+        "weight=1.0 in [0, 1000]; gamma=10.0 in [0, 1000]" in methods
+        and "no training change: the source-only checkpoint" in methods
+    )
     datasets = run_cli("datasets")
     assert "glyphs" in datasets.stdout and "omniglot" in datasets.stdout and "lake-runs" in datasets.stdout
     assert "class descriptions (zero-shot): attributes: binary" in datasets.stdout
@@ -408,3 +452,45 @@ def test_ctrl_c_saves_progress_and_says_how_to_resume(tmp_path, data_root):
     assert process.returncode == 130 and "progress is saved: run the same command to resume" in err
     assert "Traceback" not in err and not target.exists()
     assert torch.load(partial, weights_only=True)["step"] >= 5
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--ways", str(10**30)), f"the glyphs/scripts test split has 542 classes, fewer than --ways {10**30}"),
+        (("--shots", str(10**30)), "the glyphs/scripts test split has at most 20 images in its 5 fullest classes"),
+        (("--queries", str(10**30)), "the glyphs/scripts test split has at most 20 images in its 5 fullest classes"),
+        (("--checkpoint-every", str(10**30)), "is not in the range 1<=x<=10000000"),
+        (("--checkpoint-every", "0"), "is not in the range 1<=x<=10000000"),
+        (("--budget", "0steps"), "or add --allow-untrained to score the untrained network"),
+        (("--budget", "10000001steps"), "at most 10,000,000 steps"),
+        (("--hp", "hidden=0"), "protonet's hidden must be in [1, 4096], got 0"),
+        (("--seed", str(2**63)), "--seed must be between 0 and 9223372036854775807 (2**63-1)"),
+    ],
+)
+def test_fewshot_train_refuses_bad_values_before_any_work(capfd, tmp_path, args, message):
+    out = tmp_path / "model.pt"
+    base = {"--ways": "5", "--shots": "1"}
+    base.update(dict(zip(args[::2], args[1::2])))
+    argv = ["train", "--learner", "protonet", "--out", str(out), "--quiet", *(x for kv in base.items() for x in kv)]
+    code, stdout, err = run_main(capfd, *argv)
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, (args, stdout, err)
+    assert message in err, err
+    assert not out.exists() and not out.with_name(out.name + ".partial").exists()
+
+
+def test_an_untrained_run_is_asked_for_and_marked(capfd, tmp_path):
+    results = tmp_path / "results.sqlite"
+    args = ("--learner", "protonet", "--ways", "5", "--shots", "1", "--episodes", "10", "--quiet")
+    code, out, err = run_main(
+        capfd, "eval", *args, "--budget", "0steps", "--allow-untrained", "--json", "--results", str(results)
+    )
+    assert code == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["train_steps"] == 0
+    run = ResultsStore(results).run(1)
+    assert (run["train_budget"], run["train_steps"]) == ("0steps", 0)
+    from fewshot.leaderboard.runs import label
+
+    assert label(run) == "protonet (untrained)"
+    code, out, err = run_main(capfd, "runs", "--results", str(results))
+    assert code == 0 and out.rstrip().endswith("untrained"), out

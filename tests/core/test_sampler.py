@@ -133,3 +133,51 @@ def test_zero_shot_episodes_carry_exactly_their_classes_descriptions(omniglot):
     assert _sampler(bench)[3].side is None
     with pytest.raises(ValueError, match="one row per class"):
         EpisodeSampler(bench.data, bench.split("test"), 5, 0, 15, side=side[:10])
+
+
+def _seed_digest(bench, seed: int) -> str:
+    """Which classes and images the test, val and train episodes and the image batches of ``seed`` hold, and the
+    first numbers torch draws under it."""
+    import hashlib
+
+    import numpy as np
+
+    h = hashlib.sha256()
+    for role in ("test", "val", "train"):
+        sampler = _sampler(bench, role=role, seed=seed)
+        for i in (0, 1, 2, 599, 10**6):
+            plan = sampler.plan(i)
+            for array in (plan.class_ids, plan.support_items, plan.query_items):
+                h.update(np.ascontiguousarray(array, dtype=np.int64).tobytes())
+            h.update(str(plan.seed).encode())
+    batches = ImageBatches(bench.data, bench.split("train"), 64, seed)
+    for epoch in (0, 3):
+        h.update(batches.items[batches._permutation(epoch)].numpy().astype(np.int64).tobytes())
+    torch.manual_seed(seed)
+    h.update(torch.rand(4).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def test_seeds_below_2_32_draw_the_numbers_they_always_drew(glyphs):
+    """The published runs depend on it: digests computed with the code of 775efe9, when seeds stopped at 2**32-1."""
+    assert _seed_digest(glyphs, 0) == "385c2a02676d2e3a"
+    assert _seed_digest(glyphs, 7) == "8b445bdde87ca578"
+
+
+def test_a_63_bit_seed_gives_its_own_episodes_the_same_each_time(glyphs):
+    from fewshot.core.protocol import MAX_SEED
+    from fewshot.run import experiment
+
+    assert MAX_SEED == 2**63 - 1
+    cell = experiment.resolve_cell(glyphs, 5, 1, 15, 20, MAX_SEED)
+    first, again = experiment.test_source(glyphs, cell), experiment.test_source(glyphs, cell)
+    assert [_fingerprint(first[i]) for i in range(5)] == [_fingerprint(again[i]) for i in range(5)]
+    low = experiment.test_source(glyphs, experiment.resolve_cell(glyphs, 5, 1, 15, 20, MAX_SEED & (2**32 - 1)))
+    assert [_fingerprint(first[i]) for i in range(5)] != [_fingerprint(low[i]) for i in range(5)], "no truncation"
+    assert _seed_digest(glyphs, MAX_SEED) == _seed_digest(glyphs, MAX_SEED) != _seed_digest(glyphs, 0)
+    setup = experiment.make_setup("protonet", {}, glyphs, cell)
+    weights = [experiment.build(setup, torch.device("cpu")).backbone.state_dict() for _ in range(2)]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0]), "initialisation follows the seed"
+    for beyond in (2**63, -1):
+        with pytest.raises(FewshotError, match=r"--seed must be between 0 and 9223372036854775807 \(2\*\*63-1\)"):
+            experiment.resolve_cell(glyphs, 5, 1, 15, 20, beyond)

@@ -58,7 +58,7 @@ def test_a_protocol_fixes_what_it_scores_and_refuses_the_rest():
     assert (cell.kind, cell.ways, cell.episodes) == ("images", 2, 12)  # 2 training classes, 12 test images
     with pytest.raises(FewshotError, match="leave out --shots"):
         Images().resolve(_bench(evaluation="images"), Words(shots=1))
-    with pytest.raises(FewshotError, match="--seed must be between 0 and 4294967295"):
+    with pytest.raises(FewshotError, match="--seed must be between 0 and 9223372036854775807"):
         choose(_bench(), Words(ways=3, shots=1, seed=-1)).resolve(_bench(), Words(ways=3, shots=1, seed=-1))
 
 

@@ -104,3 +104,24 @@ def test_devices_are_checked(monkeypatch):
     assert experiment.resolve_device("auto") == CPU
     with pytest.raises(FewshotError, match="no CUDA device"):
         experiment.resolve_device("cuda")
+
+
+def test_a_zero_budget_is_refused_unless_asked_for():
+    assert experiment.check_budget(None) is None and experiment.check_budget("5steps") == Budget(steps=5)
+    with pytest.raises(FewshotError, match=r"train for at least 1 step .*, or add --allow-untrained"):
+        experiment.check_budget("0steps")
+    assert experiment.check_budget("0steps", allow_untrained=True) == Budget(steps=0)
+    for budget in (None, "5steps", "2min"):
+        with pytest.raises(FewshotError, match="--allow-untrained goes with --budget 0steps"):
+            experiment.check_budget(budget, allow_untrained=True)
+
+
+def test_an_untrained_run_records_zero_steps(glyphs, tmp_path):
+    cell = experiment.resolve_cell(glyphs, 5, 1, 5, 10, 0)
+    setup = experiment.make_setup("protonet", {}, glyphs, cell)
+    trained = experiment.ensure_trained(
+        setup, experiment.default_budget(setup, "0steps", allow_untrained=True), CPU, out=tmp_path / "m.pt"
+    )
+    result = experiment.evaluate_setup(setup, trained.learner, CPU)
+    run = experiment.run_record(setup, trained, result, CPU)
+    assert (run["train_budget"], run["train_steps"]) == ("0steps", 0)

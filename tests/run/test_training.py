@@ -74,3 +74,16 @@ def test_longer_budget_continues_the_cached_shorter_training(omniglot, tmp_path,
     other = _setup(omniglot["lake"], "protonet", train_ways=10, train_queries=3, lr_halve_every=3)
     fresh = experiment.ensure_trained(other, Budget(steps=5), torch.device("cpu"), progress=False)
     assert fresh.outcome.resumed_from == 0, "another configuration never continues this one"
+
+
+def test_budgets_are_bounded():
+    assert Budget.parse("10000000steps").steps == 10_000_000 and Budget.parse("10080min").minutes == 10080
+    assert Budget.parse("0steps").steps == 0  # a learner with nothing to train declares it
+    for bad, message in (
+        ("10000001steps", "--budget '10000001steps': at most 10,000,000 steps"),
+        (f"{10**30}steps", f"--budget '{10**30}steps': at most 10,000,000 steps"),
+        ("10081min", "--budget '10081min': at most 10,080 minutes (a week)"),
+    ):
+        with pytest.raises(FewshotError) as caught:
+            Budget.parse(bad)
+        assert str(caught.value) == message
