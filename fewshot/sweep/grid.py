@@ -142,9 +142,25 @@ class GridError(FewshotError):
     pass
 
 
+def standard_grids() -> dict[str, Path]:
+    """The grids shipped with the suite (``leaderboard/grids/``), by name."""
+    import fewshot.leaderboard
+
+    folder = Path(fewshot.leaderboard.__file__).parent / "grids"
+    return {p.stem: p for p in sorted(folder.glob("*.toml"))}
+
+
 def load(path: str | Path) -> Grid:
-    """Read and check a grid file."""
+    """Read and check a grid file; a bare name (``glyphs``) that is no file names a standard grid."""
     path = Path(path)
+    if not path.exists() and path.name == str(path) and not path.suffix:
+        standard = standard_grids()
+        if str(path) not in standard:
+            raise FewshotError(
+                f"no grid file {path}, and no standard grid of that name: give a TOML file or one of "
+                f"{', '.join(standard)}"
+            )
+        path = standard[str(path)]
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:

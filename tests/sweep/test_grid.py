@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,22 @@ def test_a_file_that_is_not_toml_or_not_there_is_one_line(tmp_path):
         grids.load(tmp_path / "missing.toml")
     with pytest.raises(FewshotError, match=r"no \[tier.gpu\]"):
         grids.load(write(tmp_path, SMALL)).jobs("gpu")
+
+
+def test_a_standard_grid_is_found_by_its_name_and_an_unknown_name_lists_them():
+    assert grids.load("glyphs").path == REPO / "leaderboard" / "grids" / "glyphs.toml"
+    with pytest.raises(FewshotError, match="digits-uda, glyphs, omniglot, zero-shot"):
+        grids.load("glyph")
+
+
+def test_the_readmes_example_grid_reads():
+    text = (REPO / "README.md").read_text()
+    (example,) = [block.split("```", 1)[0] for block in text.split("```toml\n")[1:] if 'name = "mine"' in block]
+    jobs = grids.load(write(Path(tempfile.mkdtemp()), example)).jobs("smoke")
+    assert {(j.learner, j.variant) for j in jobs} == {
+        ("protonet", ""),
+        ("matchingnet", ""),
+        ("maml", "paper"),
+        ("maml", "one_step"),
+    }
+    assert {j.shots for j in jobs} == {1, 5} and {j.seed for j in jobs} == {0}
