@@ -4,13 +4,17 @@ once whatever is killed, failures reported and retried, bad input refused before
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 
 import pytest
 
 from conftest import run_cli
+from records_helpers import disk_full_at
 from sweep_helpers import (
     alive,
     children,
@@ -142,3 +146,43 @@ def test_a_driver_killed_at_any_moment_and_started_again_records_every_job_once(
     assert count_runs(store) == (4, 4)
     runs = per_job(store)
     assert {k: v for k, v in runs.items() if k in one_worker[1]} == one_worker[1]
+
+
+@pytest.mark.slow
+def test_two_sweeps_of_one_grid_on_one_store_at_once_record_each_job_once(one_worker, tmp_path):
+    store = tmp_path / "r.sqlite"
+    path = grid(tmp_path)
+    sweeps = [start_sweep(path, store, "--workers", "1") for _ in range(2)]
+    outputs = [sweep.communicate(timeout=600) for sweep in sweeps]
+    assert [sweep.returncode for sweep in sweeps] == [0, 0], [err for _, err in outputs]
+    assert count_runs(store) == (2, 2)
+    assert per_job(store) == one_worker[1]
+
+
+@pytest.mark.slow
+def test_a_full_disk_during_a_sweep_records_nothing_half_written_and_a_rerun_finishes(one_worker, tmp_path):
+    """No file may grow past the store's size: the jobs cannot write their checkpoints (each is then recorded as a
+    failure, a small write the store has room for) or the store cannot take a run (the sweep stops with one line).
+    Either way no run of the grid is recorded, nothing is left beside the store, and with room again a rerun
+    records each job once."""
+    store = tmp_path / "r.sqlite"
+    shutil.copy(one_worker[0], store)  # a store holding other runs: this grid trains longer, so its jobs are new
+    path = grid(tmp_path, budget="3steps")
+    done = subprocess.run(
+        [sys.executable, "-m", "fewshot", "sweep", str(path), "--results", str(store), "--quiet"],
+        capture_output=True,  # pipes: a full disk does not stop what the sweep prints
+        text=True,
+        preexec_fn=disk_full_at(store.stat().st_size),
+        timeout=600,
+    )
+    assert "Traceback" not in done.stderr + done.stdout, done.stderr
+    if done.returncode == 1:
+        failed = [line for line in done.stdout.splitlines() if line.startswith("failed: ")]
+        assert len(failed) == 2 and all("File too large" in line for line in failed), done.stdout
+    else:
+        assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].startswith("error: "), done.stderr
+    assert count_runs(store) == (2, 2), "no run of the grid recorded"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.sqlite", "tiny.toml"], "nothing beside the store"
+    again = run_cli("sweep", str(path), "--results", str(store), "--quiet")
+    assert again.returncode == 0, again.stderr
+    assert count_runs(store) == (4, 4)
