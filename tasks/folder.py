@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,15 +120,9 @@ class FolderImport(Importer):
         return ImportedFolder(name, record)
 
     def import_files(self, name: str, path: Path | None, options: Mapping[str, Any]) -> str:
-        from fewshot.core import registry
-
         csv_file, size = options.get("csv"), options.get("size", DEFAULT_SIZE)
         channels, force = options.get("channels", DEFAULT_CHANNELS), bool(options.get("force"))
-        if not IMPORT_NAME.fullmatch(name):
-            raise FewshotError(f"--name {name!r}: use letters, digits, - and _, starting with a letter or digit")
-        if name in registry.names("dataset"):
-            raise FewshotError(f"--name {name}: a registered dataset has that name; choose another")
-        replaced_import(name, force)
+        checked_import_name(name, force)
         if size < MIN_SIZE:
             raise FewshotError(f"--size {size}: images must be at least {MIN_SIZE} pixels on a side")
         if channels not in (1, 3):
@@ -167,6 +161,17 @@ class FolderImport(Importer):
         )
 
 
+def checked_import_name(name: str, force: bool) -> None:
+    """Refuse an import name that is malformed, a registered dataset's, or (without ``force``) in use."""
+    from fewshot.core import registry
+
+    if not IMPORT_NAME.fullmatch(name):
+        raise FewshotError(f"--name {name!r}: use letters, digits, - and _, starting with a letter or digit")
+    if name in registry.names("dataset"):
+        raise FewshotError(f"--name {name}: a registered dataset has that name; choose another")
+    replaced_import(name, force)
+
+
 def folder_rows(folder: Path) -> list[Row]:
     """Every image of ``folder``'s class sub-folders, classes and files in name order."""
     if not folder.is_dir():
@@ -199,36 +204,39 @@ def csv_rows(csv_file: Path) -> list[Row]:
     if not csv_file.is_file():
         raise FewshotError(f"{csv_file} is not a file: --csv names a CSV with columns path,label[,split]")
     rows, seen = [], set()
+    for line, entry in csv_entries(csv_file, ("path", "label"), "path,label or path,label,split"):
+        where = f"{csv_file}, line {line}"
+        relative, label = entry["path"], entry["label"]
+        split = entry.get("split")
+        if not relative or not label:
+            raise FewshotError(f"{where}: the path and the label must not be empty")
+        file = csv_file.parent / relative
+        if not file.is_file():
+            raise FewshotError(f"{where}: {file} does not exist")
+        if file.suffix.lower() not in IMAGE_SUFFIXES:
+            raise FewshotError(f"{where}: {file} is not an image ({', '.join(IMAGE_SUFFIXES)})")
+        if split is not None and split not in ROLES:
+            raise FewshotError(f"{where}: split {split!r}: write {', '.join(ROLES)}")
+        if file.resolve() in seen:
+            raise FewshotError(f"{where}: {file} is listed twice")
+        seen.add(file.resolve())
+        rows.append(Row(file, label, split))
+    return sorted(rows, key=lambda r: (r.label, str(r.file)))
+
+
+def csv_entries(csv_file: Path, columns: tuple[str, ...], header: str) -> Iterator[tuple[int, dict[str, str]]]:
+    """Each row of ``csv_file`` after its header, with its line number: column -> stripped text. A header
+    without ``columns`` (``header`` says what it should be) or an unreadable file is one line."""
     try:
         with open(csv_file, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
-            missing = [c for c in ("path", "label") if c not in (reader.fieldnames or [])]
+            missing = [c for c in columns if c not in (reader.fieldnames or [])]
             if missing:
-                raise FewshotError(
-                    f"{csv_file} has no {' or '.join(missing)} column: its header must be "
-                    f"path,label or path,label,split"
-                )
-            with_split = "split" in (reader.fieldnames or [])
+                raise FewshotError(f"{csv_file} has no {' or '.join(missing)} column: its header must be {header}")
             for line, entry in enumerate(reader, start=2):
-                where = f"{csv_file}, line {line}"
-                relative, label = (entry["path"] or "").strip(), (entry["label"] or "").strip()
-                split = (entry["split"] or "").strip() if with_split else None
-                if not relative or not label:
-                    raise FewshotError(f"{where}: the path and the label must not be empty")
-                file = csv_file.parent / relative
-                if not file.is_file():
-                    raise FewshotError(f"{where}: {file} does not exist")
-                if file.suffix.lower() not in IMAGE_SUFFIXES:
-                    raise FewshotError(f"{where}: {file} is not an image ({', '.join(IMAGE_SUFFIXES)})")
-                if split is not None and split not in ROLES:
-                    raise FewshotError(f"{where}: split {split!r}: write {', '.join(ROLES)}")
-                if file.resolve() in seen:
-                    raise FewshotError(f"{where}: {file} is listed twice")
-                seen.add(file.resolve())
-                rows.append(Row(file, label, split))
+                yield line, {k: (v or "").strip() for k, v in entry.items() if isinstance(k, str)}
     except (csv.Error, UnicodeDecodeError, OSError) as err:
         raise FewshotError(f"{csv_file} is not a readable CSV ({type(err).__name__}: {err})") from None
-    return sorted(rows, key=lambda r: (r.label, str(r.file)))
 
 
 def checked_splits(rows: list[Row], source: str) -> tuple[list[str], dict[str, dict[str, list[str]]]]:

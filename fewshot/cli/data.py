@@ -33,7 +33,9 @@ def fetch_command(dataset, data_root, mirror):
 @data_group.command("import")
 @click.argument("format", metavar="FORMAT")
 @click.argument("path", required=False, type=click.Path(path_type=Path))
-@click.option("--name", required=True, help="Name of the imported dataset (see `fewshot datasets`).")
+@click.option(
+    "--name", default=None, help="Name of the imported dataset (see `fewshot datasets`); some formats name it."
+)
 @click.option(
     "--csv",
     "csv_file",
@@ -55,6 +57,9 @@ def import_command(format, path, name, csv_file, size, channels, force):
     if format not in formats:
         raise FewshotError(f"cannot import {format!r}: the importable formats are {', '.join(formats)}")
     reader = registry.importer(format)
+    name = name or reader.default_name
+    if not name:
+        raise FewshotError(f"{format} imports need a name: fewshot data import {format} PATH --name NAME")
     given = {
         "csv": csv_file,
         "size": size,

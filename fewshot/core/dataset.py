@@ -99,6 +99,8 @@ class Importer:
     summary: ClassVar[str] = ""
     # The command line's format options it reads (of --csv, --size, --channels, --force); others are refused.
     options: ClassVar[tuple[str, ...]] = ()
+    # The NAME an import takes when --name is left out (mini-imagenet's is its format's name); "": required.
+    default_name: ClassVar[str] = ""
 
     def import_files(self, name: str, path: Path | None, options: Mapping[str, Any]) -> str:
         """Import ``path`` as ``name`` with the ``options`` given; returns one line saying what was imported."""
