@@ -21,6 +21,7 @@ evaluates on them.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,7 +102,7 @@ class MiniImageNetImport(Importer):
                 f"{folder} holds neither mini-imagenet-cache-{{train,val,test}}.pkl nor train.csv, val.csv, "
                 f"test.csv beside images/"
             )
-        splits = checked_roles(blocks, folder)
+        splits = checked_roles({role: blocks[role].classes for role in ROLES}, folder)
         classes = [c for role in ROLES for c in blocks[role].classes]
         counts = [n for role in ROLES for n in blocks[role].counts]
         digest = hashlib.sha256(f"{FORMAT} {layout} side={SIDE}\n".encode())
@@ -135,18 +136,18 @@ class MiniImageNetImport(Importer):
         )
 
 
-def checked_roles(blocks: Mapping[str, Block], folder: Path) -> dict[str, list[str]]:
+def checked_roles(classes: Mapping[str, list[str]], folder: Path) -> dict[str, list[str]]:
     """Each role's class names; a class in two splits, or a split of no classes, is refused."""
     role_of: dict[str, str] = {}
     for role in ROLES:
-        if not blocks[role].classes:
+        if not classes[role]:
             raise FewshotError(f"{folder}: the {role} split has no classes")
-        for name in blocks[role].classes:
+        for name in classes[role]:
             if role_of.setdefault(name, role) != role:
                 raise FewshotError(
                     f"{folder}: class {name} is in both {role_of[name]} and {role}; each class is in one split"
                 )
-    return {role: list(blocks[role].classes) for role in ROLES}
+    return {role: list(classes[role]) for role in ROLES}
 
 
 def _pickle_of(folder: Path, role: str) -> Path:
@@ -208,24 +209,27 @@ def _pickle_block(path: Path) -> Block:
 def csv_blocks(folder: Path) -> tuple[dict[str, Block], dict[str, str]]:
     """Each split's CSV, its images decoded one at a time into that split's array; and the md5s of the CSVs
     and of every image (the images' as one sha256 over name and md5, as ``images``)."""
-    md5s: dict[str, str] = {}
+    tables = {role: folder / f"{role}.csv" for role in ROLES}
+    rows_of = {
+        role: sorted(_csv_rows(table, folder), key=lambda row: (row[1], row[0].name)) for role, table in tables.items()
+    }
+    # Every check the CSVs allow comes before any image is decoded.
+    counts_of = {role: Counter(label for _, label in rows) for role, rows in rows_of.items()}
+    checked_roles({role: sorted(counts) for role, counts in counts_of.items()}, folder)
+    for role, counts in counts_of.items():
+        few = sorted(c for c, n in counts.items() if n < 2)
+        if few:
+            raise FewshotError(f"{tables[role]}: class {few[0]} has 1 image: a class needs at least 2")
+    md5s = {table.name: file_digest(table) for table in tables.values()}
     images_digest = hashlib.sha256()
     blocks = {}
-    for role in ROLES:
-        table = folder / f"{role}.csv"
-        rows = _csv_rows(table, folder)
-        md5s[table.name] = file_digest(table)
-        classes = sorted({label for _, label in rows})
-        rows.sort(key=lambda row: (row[1], row[0].name))
+    for role, rows in rows_of.items():
         pixels = np.empty((len(rows), 3, SIDE, SIDE), dtype=np.uint8)
         for i, (file, raw) in enumerate(_read(rows)):
             pixels[i] = _decoded(raw, file)
             images_digest.update(f"{file.relative_to(folder)}\0{hashlib.md5(raw).hexdigest()}\n".encode())
-        counts = [sum(1 for _, label in rows if label == c) for c in classes]
-        few = [c for c, n in zip(classes, counts, strict=True) if n < 2]
-        if few:
-            raise FewshotError(f"{table}: class {few[0]} has 1 image: a class needs at least 2")
-        blocks[role] = Block(pixels, classes, counts)
+        classes = sorted(counts_of[role])
+        blocks[role] = Block(pixels, classes, [counts_of[role][c] for c in classes])
     md5s["images"] = images_digest.hexdigest()
     return blocks, md5s
 

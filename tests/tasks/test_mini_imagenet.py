@@ -1,0 +1,291 @@
+"""`fewshot data import mini-imagenet`: small files in both of the release's exact formats (the cache pickles and
+Ravi's CSVs beside JPEGs) imported, compared pixel for pixel, evaluated on; every malformed variant refused."""
+
+import hashlib
+import json
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import run_main
+from fewshot.core import registry
+from fewshot.core.dataset import imports_dir
+
+ROLES = ("train", "val", "test")
+SHARES = {"train": 6, "val": 3, "test": 3}  # 12 classes, as 64 / 16 / 20 in the real files
+PER_CLASS = 8
+EVAL = ("--learner", "protonet", "--ways", "3", "--shots", "1", "--queries", "2", "--episodes", "4")
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("FEWSHOT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("FEWSHOT_RESULTS", str(tmp_path / "results.sqlite"))
+    return tmp_path / "cache"
+
+
+def wnids(role):
+    first = sum(SHARES[r] for r in ROLES[: ROLES.index(role)])
+    return [f"n{1530000 + 17 * (first + i):08d}" for i in range(SHARES[role])]
+
+
+def pixels(seed, shape=(84, 84, 3)):
+    """Smooth colour gradients with a little noise: like photographs, they survive JPEG recognisably."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0 : shape[0], 0 : shape[1]]
+    base = np.stack([x * rng.uniform(0.5, 3), y * rng.uniform(0.5, 3), (x + y) * rng.uniform(0.2, 1.5)], -1)
+    return ((base + rng.uniform(0, 255, 3) + rng.normal(0, 4, shape)) % 256).astype(np.uint8)
+
+
+def write_pickles(folder, val_name="val", protocol=4, edit=None):
+    """The three cache pickles; returns each class's images [n, 84, 84, 3]. ``edit(role, content)`` may spoil one."""
+    folder.mkdir(parents=True, exist_ok=True)
+    expected = {}
+    for role in ROLES:
+        names = wnids(role)
+        images = np.stack([pixels(1000 * c + i) for c in range(len(names)) for i in range(PER_CLASS)])
+        order = np.random.default_rng(len(names)).permutation(len(images))  # classes interleaved, as in the release
+        shuffled = np.empty_like(images)
+        shuffled[order] = images
+        class_dict = {name: order[c * PER_CLASS : (c + 1) * PER_CLASS].tolist() for c, name in enumerate(names)}
+        expected.update({name: images[c * PER_CLASS : (c + 1) * PER_CLASS] for c, name in enumerate(names)})
+        content = {"image_data": shuffled, "class_dict": class_dict}
+        if edit is not None:
+            content = edit(role, content)
+        file = folder / f"mini-imagenet-cache-{val_name if role == 'val' else role}.pkl"
+        file.write_bytes(pickle.dumps(content, protocol=protocol))
+    return expected
+
+
+def write_csvs(folder, rows_of=None):
+    """Ravi's train/val/test.csv and images/: JPEGs at 84x84, a class of PNGs in a wnid sub-folder, and a few
+    larger JPEGs that are resized. Returns each class's expected pixels [n, 84, 84, 3], in file-name order."""
+    (folder / "images").mkdir(parents=True)
+    expected = {}
+    for role in ROLES:
+        lines = ["filename,label"]
+        for c, name in enumerate(wnids(role)):
+            decoded = []
+            for i in range(PER_CLASS):
+                filename = f"{name}{i + 1:08d}.{'png' if (role, c) == ('val', 1) else 'jpg'}"
+                big = (role, c, i) in {("train", 0, 3), ("test", 2, 0)}
+                image = Image.fromarray(pixels(7 * c + i, (120, 100, 3) if big else (84, 84, 3)))
+                where = folder / "images" / (name if filename.endswith("png") else "") / filename
+                where.parent.mkdir(exist_ok=True)
+                image.save(where, quality=90) if filename.endswith("jpg") else image.save(where)
+                with Image.open(where) as written:
+                    rgb = written.convert("RGB")
+                    decoded.append(np.asarray(rgb.resize((84, 84), Image.Resampling.LANCZOS) if big else rgb))
+                lines.append(f"{filename},{name}")
+            expected[name] = np.stack(decoded)
+        if rows_of is not None:
+            lines = rows_of(role, lines)
+        (folder / f"{role}.csv").write_text("\n".join(lines) + "\n")
+    return expected
+
+
+def check_import(bench, expected):
+    data = bench.data
+    assert data.images.dtype == torch.uint8 and data.images.shape == (12 * PER_CLASS, 3, 84, 84)
+    names = [c.name for c in data.classes]
+    for row, name in enumerate(names):
+        got = data.images[data.labels == row].permute(0, 2, 3, 1).numpy()
+        assert np.array_equal(got, expected[name]), f"the pixels of {name} differ from those written"
+    splits = {role: {names[c] for c in bench.split(role).classes.tolist()} for role in ROLES}
+    assert splits == {role: set(wnids(role)) for role in ROLES}, "each split keeps the release's classes"
+    assert not (splits["train"] & splits["val"] or splits["train"] & splits["test"] or splits["val"] & splits["test"])
+
+
+@pytest.mark.parametrize("val_name, protocol", [("val", 4), ("validation", 2)])
+def test_the_cache_pickles_import_with_their_pixels_and_split_and_evaluate(tmp_path, cache, capfd, val_name, protocol):
+    source = tmp_path / "mini"
+    expected = write_pickles(source, val_name, protocol)
+    code, out, err = run_main(capfd, "data", "import", "mini-imagenet", str(source))
+    assert code == 0, err
+    assert out.startswith("imported mini-imagenet: 96 images of 12 classes (6 train, 3 val, 3 test) at 84x84x3")
+    dataset = registry.dataset("mini-imagenet")
+    assert dataset.default_protocol == "ravi" and "Ravi and Larochelle" in dataset.citation
+    check_import(dataset.benchmark("ravi", tmp_path), expected)
+    record = json.loads((cache / "imports" / "mini-imagenet.json").read_text())
+    pickles = sorted(source.iterdir())
+    assert record["files_md5"] == {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in pickles}
+    assert record["layout"] == "pickles" and record["source"] == str(source.resolve())
+
+    code, out, err = run_main(capfd, "eval", *EVAL, "--dataset", "mini-imagenet", "--budget", "3steps", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["dataset"] == "mini-imagenet" and result["protocol"] == "ravi" and result["episodes"] == 4
+    code, out, _ = run_main(capfd, "datasets")
+    assert "mini-imagenet  mini-ImageNet (pickles in " in out and "96 images of 12 classes (6/3/3), 84x84 RGB" in out
+
+
+def test_ravis_csvs_and_jpegs_import_resized_as_their_users_do_and_evaluate(tmp_path, cache, capfd):
+    source = tmp_path / "ravi"
+    expected = write_csvs(source)
+    code, out, err = run_main(capfd, "data", "import", "mini-imagenet", str(source), "--name", "mini-csv")
+    assert code == 0, err
+    assert "96 images of 12 classes (6 train, 3 val, 3 test) at 84x84x3 from csv" in out
+    check_import(registry.dataset("mini-csv").benchmark("ravi", tmp_path), expected)
+    record = json.loads((cache / "imports" / "mini-csv.json").read_text())
+    md5s = {f"{role}.csv": hashlib.md5((source / f"{role}.csv").read_bytes()).hexdigest() for role in ROLES}
+    assert {k: v for k, v in record["files_md5"].items() if k != "images"} == md5s
+    assert len(record["files_md5"]["images"]) == 64
+    code, out, err = run_main(capfd, "eval", *EVAL, "--dataset", "mini-csv", "--budget", "2steps", "--json")
+    assert code == 0 and json.loads(out)["protocol"] == "ravi", err
+    code, _, err = run_main(capfd, "data", "import", "mini-imagenet", str(source), "--name", "mini-csv")
+    assert code == 2 and "mini-csv is already imported" in err and "--force" in err
+    assert run_main(capfd, "data", "import", "mini-imagenet", str(source), "--name", "mini-csv", "--force")[0] == 0
+
+
+def _spoil(role_spoiled, change):
+    def edit(role, content):
+        return change(content) if role == role_spoiled else content
+
+    return edit
+
+
+def _with(**changes):
+    return lambda content: {**content, **changes}
+
+
+def _without(key):
+    return lambda content: {k: v for k, v in content.items() if k != key}
+
+
+class Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+class Foreign:
+    """A class of its own, as a pickle written by some other project's code would carry."""
+
+
+def _pickles(root, edit=None, val_name="val"):
+    write_pickles(root / "in", val_name, edit=edit)
+    return root / "in"
+
+
+def _truncated(root):
+    folder = _pickles(root)
+    whole = (folder / "mini-imagenet-cache-test.pkl").read_bytes()
+    (folder / "mini-imagenet-cache-test.pkl").write_bytes(whole[: len(whole) // 2])
+    return folder
+
+
+def _both_val_names(root):
+    folder = _pickles(root)
+    (folder / "mini-imagenet-cache-validation.pkl").write_bytes((folder / "mini-imagenet-cache-val.pkl").read_bytes())
+    return folder
+
+
+def _no_test(root):
+    folder = _pickles(root)
+    (folder / "mini-imagenet-cache-test.pkl").unlink()
+    return folder
+
+
+def _csvs(root, rows_of=None):
+    write_csvs(root / "in", rows_of)
+    return root / "in"
+
+
+def _shared_class(content):
+    class_dict = dict(content["class_dict"])
+    class_dict[wnids("train")[0]] = class_dict.pop(wnids("test")[0])
+    return {**content, "class_dict": class_dict}
+
+
+BAD = [
+    ("missing key", lambda root: _pickles(root, _spoil("val", _without("class_dict"))), "has no 'class_dict' key"),
+    (
+        "channels first",
+        lambda root: _pickles(
+            root, _spoil("train", lambda c: {**c, "image_data": c["image_data"].transpose(0, 3, 1, 2)})
+        ),
+        "image_data is uint8 [48, 3, 84, 84]; mini-ImageNet's cache holds uint8 [N, 84, 84, 3]",
+    ),
+    (
+        "float pixels",
+        lambda root: _pickles(root, _spoil("test", lambda c: {**c, "image_data": c["image_data"] / 255})),
+        "image_data is float64 [24, 84, 84, 3]",
+    ),
+    (
+        "class in two splits (pickles)",
+        lambda root: _pickles(root, _spoil("test", _shared_class)),
+        "is in both train and test",
+    ),
+    (
+        "index outside the images",
+        lambda root: _pickles(root, _spoil("val", lambda c: {**c, "class_dict": {**c["class_dict"], "n9": [0, 99]}})),
+        "names an image outside image_data's 24",
+    ),
+    ("truncated pickle", _truncated, "mini-imagenet-cache-test.pkl is not a whole pickle of arrays"),
+    (
+        "a class in the pickle",
+        lambda root: _pickles(root, _spoil("val", _with(meta=Foreign()))),
+        "the pickle names the global test_mini_imagenet.Foreign; fewshot reads only arrays and plain containers",
+    ),
+    (
+        "both val names",
+        _both_val_names,
+        "holds both mini-imagenet-cache-val.pkl and mini-imagenet-cache-validation.pkl",
+    ),
+    ("no test split", _no_test, "has no mini-imagenet-cache-test.pkl: the test split is missing"),
+    ("nothing to import", lambda root: root, "holds neither mini-imagenet-cache-{train,val,test}.pkl nor train.csv"),
+    (
+        "class in two splits (csv)",
+        lambda root: _csvs(
+            root,
+            lambda role, lines: [
+                line.replace(*wnids("val")[:1], *wnids("train")[:1])
+                if role == "val" and line.endswith(wnids("val")[0])
+                else line
+                for line in lines
+            ],
+        ),
+        f"class {wnids('train')[0]} is in both train and val",
+    ),
+    (
+        "csv row naming a missing image",
+        lambda root: _csvs(
+            root, lambda role, lines: lines if role != "test" else [*lines, f"n0999999900000001.jpg,{wnids(role)[0]}"]
+        ),
+        "test.csv, line 26: images/n0999999900000001.jpg does not exist",
+    ),
+    (
+        "csv header",
+        lambda root: _csvs(root, lambda role, lines: ["path,label", *lines[1:]]),
+        "train.csv has no filename column",
+    ),
+    ("no folder", lambda root: root / "nowhere", "nowhere: give the folder holding mini-imagenet-cache-*.pkl"),
+]
+
+
+@pytest.mark.parametrize("make, message", [case[1:] for case in BAD], ids=[case[0] for case in BAD])
+def test_malformed_files_are_one_line_exit_2_and_leave_nothing(tmp_path, cache, capfd, make, message):
+    code, out, err = run_main(capfd, "data", "import", "mini-imagenet", str(make(tmp_path)))
+    assert code == 2, (out, err)
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+    assert not imports_dir().exists() or not any(imports_dir().iterdir()), "nothing written"
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_a_pickle_carrying_a_payload_is_refused_and_the_payload_never_runs(tmp_path, cache, capfd, protocol):
+    marker = tmp_path / "payload-ran"
+    folder = tmp_path / "in"
+    write_pickles(folder)
+    content = pickle.loads((folder / "mini-imagenet-cache-train.pkl").read_bytes())
+    content["class_dict"] = {**content["class_dict"], "n0": Payload(marker)}
+    (folder / "mini-imagenet-cache-train.pkl").write_bytes(pickle.dumps(content, protocol=protocol))
+    code, _, err = run_main(capfd, "data", "import", "mini-imagenet", str(folder))
+    assert code == 2 and err.count("\n") == 1 and "the pickle names the global posix.system" in err, err
+    assert not marker.exists(), "the payload ran"
+    assert not imports_dir().exists() or not any(imports_dir().iterdir())
