@@ -92,6 +92,12 @@ class ImportedFolder(Dataset):
         if protocol not in self.protocols:
             raise FewshotError(f"unknown {self.name} protocol {protocol!r}: choose one of {', '.join(self.protocols)}")
         data = load_import(self.record)
+        shape = (len(data.labels), *data.image_shape)
+        if shape != (self.record["images"], self.record["channels"], self.record["size"], self.record["size"]):
+            raise FewshotError(
+                f"the import record of {self.name} does not match its arrays (images {list(shape)}): "
+                f"import it again with --force"
+            )
         row_of = {info.name: row for row, info in enumerate(data.classes)}
         try:
             splits = {

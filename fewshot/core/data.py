@@ -112,19 +112,25 @@ class ClassImages:
     def class_counts(self) -> torch.Tensor:
         return torch.bincount(self.labels, minlength=len(self.classes))
 
-    def save(self, path: Path) -> None:
-        """Write the arrays and metadata to one ``.npz`` atomically (no pickle inside)."""
+    def save(self, path: Path, mapped: bool = False) -> None:
+        """Write the arrays and metadata to one ``.npz`` atomically (no pickle inside). ``mapped`` writes the
+        images apart, first, to a plain ``.npy`` beside it (:func:`mapped_images_path`), which :meth:`load`
+        opens memory-mapped: an ``.npz`` member cannot be, and a large dataset is never read whole."""
         meta = {
             "classes": [{"name": c.name, "group": c.group, "meta": dict(c.meta)} for c in self.classes],
             "domain_names": list(self.domain_names),
             "extras": sorted(self.extras),
+            "mapped_images": mapped,
         }
         # Any: numpy's stubs would match a **dict of arrays against savez's allow_pickle flag.
         arrays: dict[str, Any] = {
-            "images": self.images.numpy(),
             "labels": self.labels.numpy(),
             "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
         }
+        if mapped:
+            atomic_write(mapped_images_path(path), lambda f: np.lib.format.write_array(f, self.images.numpy()))
+        else:
+            arrays["images"] = self.images.numpy()
         if self.domains is not None:
             arrays["domains"] = self.domains.numpy()
         arrays.update({f"extra_{k}": v.numpy() for k, v in self.extras.items()})
@@ -140,8 +146,9 @@ class ClassImages:
                 npy_headers(archive)
             with np.load(path, allow_pickle=False) as z:
                 meta = json.loads(z["meta"].tobytes().decode())
+                images = mapped_images(mapped_images_path(path)) if meta.get("mapped_images") else z["images"]
                 return cls(
-                    images=torch.from_numpy(z["images"]),
+                    images=torch.from_numpy(images),
                     labels=torch.from_numpy(z["labels"]),
                     classes=tuple(ClassInfo(c["name"], c["group"], c["meta"]) for c in meta["classes"]),
                     domains=torch.from_numpy(z["domains"]) if "domains" in z.files else None,
@@ -161,6 +168,34 @@ class ClassImages:
             zipfile.BadZipFile,
         ) as err:
             raise DamagedFile(f"unreadable arrays ({type(err).__name__}: {first_line(err)})") from None
+
+
+def mapped_images_path(path: Path) -> Path:
+    """Where :meth:`ClassImages.save` puts the images of ``path`` (an ``.npz``) when they are memory-mapped."""
+    return Path(path).with_name(Path(path).name.removesuffix(".npz") + ".images.npy")
+
+
+def mapped_images(path: Path) -> np.ndarray:
+    """The images of a plain ``.npy``, memory-mapped copy-on-write (pages are read as episodes gather them;
+    nothing is written back). A whole file's CRC would mean reading it all at every open, so what is checked
+    is what can be without reading the pixels: the header declares uint8 ``[n, C, H, W]`` and the file holds
+    exactly the bytes it declares (a truncated or padded file is refused, not read past its end)."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            offset = f.tell()
+    except FileNotFoundError:
+        raise DamagedFile(f"the images file {Path(path).name} is missing") from None
+    if dtype != np.uint8 or len(shape) != 4 or fortran:
+        raise DamagedFile(f"{Path(path).name} declares {dtype} {list(shape)}, not uint8 [n, C, H, W]")
+    size, declared = os.path.getsize(path), offset + int(np.prod(shape, dtype=object))
+    if size != declared:
+        raise DamagedFile(f"{Path(path).name} holds {size:,} bytes where its header declares {declared:,}")
+    return np.load(path, mmap_mode="c", allow_pickle=False)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,8 +13,11 @@ import torch
 from PIL import Image
 
 from conftest import run_main
+from fewshot.core import dataset as dataset_module
 from fewshot.core import registry
+from fewshot.core.data import mapped_images_path
 from fewshot.core.dataset import imports_dir
+from fewshot.core.errors import FewshotError
 
 ROLES = ("train", "val", "test")
 SHARES = {"train": 6, "val": 3, "test": 3}  # 12 classes, as 64 / 16 / 20 in the real files
@@ -289,3 +293,49 @@ def test_a_pickle_carrying_a_payload_is_refused_and_the_payload_never_runs(tmp_p
     assert code == 2 and err.count("\n") == 1 and "the pickle names the global posix.system" in err, err
     assert not marker.exists(), "the payload ran"
     assert not imports_dir().exists() or not any(imports_dir().iterdir())
+
+
+def test_large_imports_are_opened_memory_mapped_and_a_damaged_images_file_is_one_line(
+    tmp_path, cache, capfd, monkeypatch
+):
+    monkeypatch.setattr(dataset_module, "MAPPED_ABOVE", 0)  # every import counts as large
+    source = tmp_path / "mini"
+    expected = write_pickles(source)
+    assert run_main(capfd, "data", "import", "mini-imagenet", str(source))[0] == 0
+    record = json.loads((cache / "imports" / "mini-imagenet.json").read_text())
+    arrays = cache / "imports" / record["arrays"]
+    images_file = mapped_images_path(arrays)
+    assert images_file.name == arrays.name.removesuffix(".npz") + ".images.npy" and images_file.is_file()
+    with np.load(arrays) as z:
+        assert "images" not in z.files, "the images are not also in the .npz"
+    bench = registry.dataset("mini-imagenet").benchmark("ravi", tmp_path)
+    maps = Path("/proc/self/maps")  # Linux's list of this process's mappings
+    assert not maps.exists() or str(images_file.resolve()) in maps.read_text(), "opened memory-mapped, not read"
+    check_import(bench, expected)
+    code, out, err = run_main(capfd, "eval", *EVAL, "--dataset", "mini-imagenet", "--budget", "2steps", "--json")
+    assert code == 0 and json.loads(out)["episodes"] == 4, err
+
+    whole = images_file.read_bytes()
+    for damaged, message in [
+        (whole[:-100], f"holds {len(whole) - 100:,} bytes where its header declares {len(whole):,}"),
+        (whole + b"\0", f"holds {len(whole) + 1:,} bytes where its header declares {len(whole):,}"),
+        (whole.replace(b"'|u1'", b"'<i2'", 1), "declares int16 [96, 3, 84, 84], not uint8"),
+        # the same bytes in another shape: the import record tells
+        (
+            whole.replace(b"(96, 3, 84, 84)", b"(96, 84, 84, 3)", 1),
+            "does not match its arrays (images [96, 84, 84, 3])",
+        ),
+    ]:
+        images_file.write_bytes(damaged)
+        with pytest.raises(FewshotError) as failed:
+            registry.dataset("mini-imagenet").benchmark("ravi", tmp_path)
+        assert message in str(failed.value) and "import it again with --force" in str(failed.value)
+    images_file.unlink()
+    with pytest.raises(FewshotError, match=r"images file .* is missing"):
+        registry.dataset("mini-imagenet").benchmark("ravi", tmp_path)
+
+    write_pickles(source, protocol=2)  # other bytes, another key: the old arrays and images go
+    assert run_main(capfd, "data", "import", "mini-imagenet", str(source), "--force")[0] == 0
+    left = sorted(p.name for p in (cache / "imports").iterdir())
+    new = json.loads((cache / "imports" / "mini-imagenet.json").read_text())["arrays"]
+    assert new != arrays.name and left == sorted(["mini-imagenet.json", new, mapped_images_path(cache / new).name])
