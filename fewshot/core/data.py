@@ -12,7 +12,9 @@ CRC-32s. ``torch.load`` checks none of them, so :func:`verify_zip` checks every
 member of a checkpoint or an embedding table before it is read; ``np.load``
 checks each member it reads to the end, and :meth:`ClassImages.load` reads them
 all, after checking the size each array declares. A damaged cache entry is
-rebuilt, and :func:`notice` says so on stderr.
+rebuilt, and :func:`notice` says so on stderr. Images too large to read whole
+(an imported mini- or tieredImageNet) are saved apart as a plain ``.npy`` and
+opened memory-mapped (:func:`mapped_images`): an ``.npz`` member cannot be.
 """
 
 from __future__ import annotations
