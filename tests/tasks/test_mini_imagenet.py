@@ -339,3 +339,9 @@ def test_large_imports_are_opened_memory_mapped_and_a_damaged_images_file_is_one
     left = sorted(p.name for p in (cache / "imports").iterdir())
     new = json.loads((cache / "imports" / "mini-imagenet.json").read_text())["arrays"]
     assert new != arrays.name and left == sorted(["mini-imagenet.json", new, mapped_images_path(cache / new).name])
+
+
+def test_a_format_without_a_name_of_its_own_needs_one(tmp_path, cache, capfd):
+    code, _, err = run_main(capfd, "data", "import", "folder", str(tmp_path))
+    assert code == 2 and "folder imports need a name: fewshot data import folder PATH --name NAME" in err
+    assert err.count("\n") == 1
