@@ -32,8 +32,8 @@ import torch
 from PIL import Image
 
 from fewshot.core import safe_pickle
-from fewshot.core.data import ROLES, ClassImages, ClassInfo, file_digest, opened_image
-from fewshot.core.dataset import Importer, save_import
+from fewshot.core.data import ROLES, ClassImages, ClassInfo, ImagesFile, file_digest, opened_image
+from fewshot.core.dataset import Importer, imports_dir, save_import
 from fewshot.core.errors import FewshotError
 from fewshot.tasks.folder import MAX_PIXELS, ImportedFolder, checked_import_name, csv_entries
 
@@ -52,9 +52,8 @@ CITATION = (
 
 @dataclass(frozen=True)
 class Block:
-    """One split's images, uint8 ``[n, 3, 84, 84]`` in class order, and its classes' names and image counts."""
+    """One split's classes' names and image counts, in the order its images were appended to the import's."""
 
-    images: np.ndarray
     classes: list[str]
     counts: list[int]
 
@@ -93,22 +92,35 @@ class MiniImageNetImport(Importer):
                 f"train.csv, val.csv, test.csv and images/: fewshot data import {FORMAT} DIR"
             )
         folder = Path(path)
-        if any((folder / file).exists() for files in PICKLES.values() for file in files):
-            layout, blocks, md5s = "pickles", pickle_blocks(folder), pickle_md5s(folder)
-        elif (folder / "train.csv").exists():
-            layout, (blocks, md5s) = "csv", csv_blocks(folder)
-        else:
-            raise FewshotError(
-                f"{folder} holds neither mini-imagenet-cache-{{train,val,test}}.pkl nor train.csv, val.csv, "
-                f"test.csv beside images/"
-            )
+        with ImagesFile(imports_dir(), (3, SIDE, SIDE)) as written:
+            if any((folder / file).exists() for files in PICKLES.values() for file in files):
+                layout, md5s = "pickles", pickle_md5s(folder)
+                blocks = {role: _pickle_block(_pickle_of(folder, role), written) for role in ROLES}
+            elif (folder / "train.csv").exists():
+                layout, (blocks, md5s) = "csv", csv_blocks(folder, written)
+            else:
+                raise FewshotError(
+                    f"{folder} holds neither mini-imagenet-cache-{{train,val,test}}.pkl nor train.csv, val.csv, "
+                    f"test.csv beside images/"
+                )
+            return self._save(name, folder, layout, blocks, md5s, torch.from_numpy(written.opened()), force)
+
+    def _save(
+        self,
+        name: str,
+        folder: Path,
+        layout: str,
+        blocks: Mapping[str, Block],
+        md5s: dict[str, str],
+        images: torch.Tensor,
+        force: bool,
+    ) -> str:
         splits = checked_roles({role: blocks[role].classes for role in ROLES}, folder)
         classes = [c for role in ROLES for c in blocks[role].classes]
         counts = [n for role in ROLES for n in blocks[role].counts]
         digest = hashlib.sha256(f"{FORMAT} {layout} side={SIDE}\n".encode())
         for file, md5 in sorted(md5s.items()):
             digest.update(f"{file}\0{md5}\n".encode())
-        images = torch.from_numpy(np.concatenate([blocks.pop(role).images for role in ROLES]))
         data = ClassImages(
             images=images,
             labels=torch.arange(len(classes)).repeat_interleave(torch.tensor(counts)),
@@ -163,12 +175,9 @@ def pickle_md5s(folder: Path) -> dict[str, str]:
     return {(path := _pickle_of(folder, role)).name: file_digest(path) for role in ROLES}
 
 
-def pickle_blocks(folder: Path) -> dict[str, Block]:
-    """Each split's pickle, checked and converted one at a time (its raw array freed before the next)."""
-    return {role: _pickle_block(_pickle_of(folder, role)) for role in ROLES}
-
-
-def _pickle_block(path: Path) -> Block:
+def _pickle_block(path: Path, written: ImagesFile) -> Block:
+    """A split's pickle, checked, its images appended to ``written`` class by class (its raw array is freed
+    before the next split's is read)."""
     content = safe_pickle.load(path)
     if not isinstance(content, dict):
         raise FewshotError(f"{path} holds a {type(content).__name__}, not mini-ImageNet's dict of {', '.join(KEYS)}")
@@ -182,7 +191,7 @@ def _pickle_block(path: Path) -> Block:
     if not isinstance(class_dict, dict) or not class_dict:
         raise FewshotError(f"{path}: class_dict must map each class's wnid to its images' indices")
     seen = np.zeros(len(images), dtype=bool)
-    classes, counts, blocks = [], [], []
+    classes, counts, rows = [], [], []
     for wnid in sorted(class_dict, key=str):
         where = f"{path}: class_dict[{wnid!r}]"
         try:
@@ -200,15 +209,17 @@ def _pickle_block(path: Path) -> Block:
         seen[indices] = True
         classes.append(wnid)
         counts.append(len(indices))
-        blocks.append(images[indices].transpose(0, 3, 1, 2))
+        rows.append(indices)
     if not seen.all():
         raise FewshotError(f"{path}: {int((~seen).sum())} images of image_data belong to no class of class_dict")
-    return Block(np.ascontiguousarray(np.concatenate(blocks)), classes, counts)
+    for indices in rows:  # every check passed: only now is anything written
+        written.append(images[indices].transpose(0, 3, 1, 2))
+    return Block(classes, counts)
 
 
-def csv_blocks(folder: Path) -> tuple[dict[str, Block], dict[str, str]]:
-    """Each split's CSV, its images decoded one at a time into that split's array; and the md5s of the CSVs
-    and of every image (the images' as one sha256 over name and md5, as ``images``)."""
+def csv_blocks(folder: Path, written: ImagesFile) -> tuple[dict[str, Block], dict[str, str]]:
+    """Each split's CSV, its images decoded one at a time into that split's array, appended to ``written``;
+    and the md5s of the CSVs and of every image (the images' as one sha256 over name and md5, as ``images``)."""
     tables = {role: folder / f"{role}.csv" for role in ROLES}
     rows_of = {
         role: sorted(_csv_rows(table, folder), key=lambda row: (row[1], row[0].name)) for role, table in tables.items()
@@ -228,8 +239,9 @@ def csv_blocks(folder: Path) -> tuple[dict[str, Block], dict[str, str]]:
         for i, (file, raw) in enumerate(_read(rows)):
             pixels[i] = _decoded(raw, file)
             images_digest.update(f"{file.relative_to(folder)}\0{hashlib.md5(raw).hexdigest()}\n".encode())
+        written.append(pixels)
         classes = sorted(counts_of[role])
-        blocks[role] = Block(pixels, classes, [counts_of[role][c] for c in classes])
+        blocks[role] = Block(classes, [counts_of[role][c] for c in classes])
     md5s["images"] = images_digest.hexdigest()
     return blocks, md5s
 

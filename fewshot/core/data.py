@@ -200,6 +200,49 @@ def mapped_images(path: Path) -> np.ndarray:
     return np.load(path, mmap_mode="c", allow_pickle=False)
 
 
+class ImagesFile:
+    """A plain ``.npy`` of uint8 ``[n, C, H, W]`` images written block by block, its header (which holds ``n``)
+    rewritten last, so that an import holds one block in memory rather than every image. It is a temporary
+    file in ``folder`` until :meth:`opened` maps it; :meth:`close` (or leaving the ``with``) removes it."""
+
+    def __init__(self, folder: Path, tail: tuple[int, int, int]):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=folder, prefix=".images.", suffix=".npy.tmp")
+        self.path, self.tail, self.count = Path(name), tuple(tail), 0
+        self.file = os.fdopen(fd, "w+b")
+        self.offset = self._header()
+
+    def _header(self) -> int:
+        self.file.seek(0)
+        header = {"descr": "|u1", "fortran_order": False, "shape": (self.count, *self.tail)}
+        np.lib.format.write_array_header_1_0(self.file, header)
+        return self.file.tell()
+
+    def append(self, block: np.ndarray) -> None:
+        if block.dtype != np.uint8 or tuple(block.shape[1:]) != self.tail:
+            raise ValueError(f"a block of {block.dtype} {list(block.shape)} in images of [n, {self.tail}]")
+        self.file.seek(0, os.SEEK_END)
+        self.file.write(np.ascontiguousarray(block).data)
+        self.count += len(block)
+
+    def opened(self) -> np.ndarray:
+        """The images written, memory-mapped (see :func:`mapped_images`)."""
+        if self._header() != self.offset:  # padded to 64 bytes, the header only grows past ~10^40 images
+            raise ValueError("the images' header outgrew its place")
+        self.file.close()
+        return mapped_images(self.path)
+
+    def close(self) -> None:
+        self.file.close()
+        self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> ImagesFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 @dataclass(frozen=True)
 class Split:
     """The classes one role may use, each with a number of quarter turns.

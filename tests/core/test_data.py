@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conftest import damage_member, png_header
-from fewshot.core.data import ClassImages, ClassInfo, DamagedFile, Split, cached, opened_image
+from fewshot.core.data import ClassImages, ClassInfo, DamagedFile, ImagesFile, Split, cached, opened_image
 from fewshot.core.errors import FewshotError
 
 
@@ -119,3 +119,19 @@ def test_rotations_are_split_rows():
     assert split.classes.tolist() == [3, 3, 3, 3, 5, 5, 5, 5] and split.rotations.tolist() == [0, 1, 2, 3] * 2
     joined = Split.of([1]).union(Split.of([2], [1]))
     assert joined.classes.tolist() == [1, 2] and joined.rotations.tolist() == [0, 1]
+
+
+def test_an_images_file_written_block_by_block_maps_as_their_concatenation(tmp_path):
+    blocks = [np.random.default_rng(i).integers(0, 256, (n, 3, 5, 4), dtype=np.uint8) for i, n in enumerate((3, 0, 7))]
+    with ImagesFile(tmp_path, (3, 5, 4)) as written:
+        for block in blocks:
+            written.append(block)
+        with pytest.raises(ValueError, match="a block of uint8 \\[2, 3, 4, 5\\]"):
+            written.append(np.zeros((2, 3, 4, 5), dtype=np.uint8))
+        opened = written.opened()
+        assert isinstance(opened, np.memmap) and np.array_equal(opened, np.concatenate(blocks))
+        assert np.load(written.path).shape == (10, 3, 5, 4), "a plain .npy numpy reads as it is"
+    assert not any(tmp_path.iterdir()), "the temporary file is gone once closed"
+    with ImagesFile(tmp_path, (1, 2, 2)) as abandoned:
+        abandoned.append(np.zeros((4, 1, 2, 2), dtype=np.uint8))
+    assert not any(tmp_path.iterdir()), "an abandoned file is removed"
