@@ -103,7 +103,8 @@ class MiniImageNetImport(Importer):
                     f"{folder} holds neither mini-imagenet-cache-{{train,val,test}}.pkl nor train.csv, val.csv, "
                     f"test.csv beside images/"
                 )
-            return self._save(name, folder, layout, blocks, md5s, torch.from_numpy(written.opened()), force)
+            images = torch.from_numpy(written.opened())
+            return self._save(name, folder, layout, blocks, md5s, images, force, written.path)
 
     def _save(
         self,
@@ -114,6 +115,7 @@ class MiniImageNetImport(Importer):
         md5s: dict[str, str],
         images: torch.Tensor,
         force: bool,
+        images_file: Path,
     ) -> str:
         splits = checked_roles({role: blocks[role].classes for role in ROLES}, folder)
         classes = [c for role in ROLES for c in blocks[role].classes]
@@ -140,7 +142,7 @@ class MiniImageNetImport(Importer):
             "splits": {PROTOCOL: splits},
             "files_md5": md5s,
         }
-        arrays = save_import(record, data, force)
+        arrays = save_import(record, data, force, images_file)
         shares = ", ".join(f"{len(splits[role])} {role}" for role in ROLES)
         return (
             f"imported {name}: {images.shape[0]:,} images of {len(classes)} classes ({shares}) at "

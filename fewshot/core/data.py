@@ -114,10 +114,11 @@ class ClassImages:
     def class_counts(self) -> torch.Tensor:
         return torch.bincount(self.labels, minlength=len(self.classes))
 
-    def save(self, path: Path, mapped: bool = False) -> None:
+    def save(self, path: Path, mapped: bool = False, images_file: Path | None = None) -> None:
         """Write the arrays and metadata to one ``.npz`` atomically (no pickle inside). ``mapped`` writes the
         images apart, first, to a plain ``.npy`` beside it (:func:`mapped_images_path`), which :meth:`load`
-        opens memory-mapped: an ``.npz`` member cannot be, and a large dataset is never read whole."""
+        opens memory-mapped: an ``.npz`` member cannot be, and a large dataset is never read whole. Where the
+        images already are such a file (``images_file``, in the same folder), it is moved there, not copied."""
         meta = {
             "classes": [{"name": c.name, "group": c.group, "meta": dict(c.meta)} for c in self.classes],
             "domain_names": list(self.domain_names),
@@ -129,7 +130,9 @@ class ClassImages:
             "labels": self.labels.numpy(),
             "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
         }
-        if mapped:
+        if mapped and images_file is not None:
+            os.replace(images_file, mapped_images_path(path))
+        elif mapped:
             atomic_write(mapped_images_path(path), lambda f: np.lib.format.write_array(f, self.images.numpy()))
         else:
             arrays["images"] = self.images.numpy()

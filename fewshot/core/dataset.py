@@ -155,11 +155,12 @@ def replaced_import(name: str, force: bool) -> dict[str, Any] | None:
     return previous
 
 
-def save_import(record: Mapping[str, Any], data: ClassImages, force: bool) -> Path:
+def save_import(record: Mapping[str, Any], data: ClassImages, force: bool, images_file: Path | None = None) -> Path:
     """Store an import: its arrays, then its record, both atomically, so that a failure at any point leaves the
     previous import (or none) in place. The arrays' file is named after ``data.key``, so a replaced import's
     arrays are only removed once the new record points elsewhere. Images over ``MAPPED_ABOVE`` bytes go to a
-    file of their own, opened memory-mapped. Returns the arrays' path."""
+    file of their own, opened memory-mapped; ``images_file`` (an :class:`ImagesFile`'s, holding ``data.images``)
+    becomes that file without a copy. Returns the arrays' path."""
     name = record["name"]
     folder = imports_dir()
     previous = replaced_import(name, force)
@@ -167,7 +168,7 @@ def save_import(record: Mapping[str, Any], data: ClassImages, force: bool) -> Pa
     text = json.dumps({**record, "key": data.key, "arrays": arrays.name}, indent=1)
     replaces_arrays = previous is not None and previous.get("arrays") == arrays.name
     try:
-        data.save(arrays, mapped=data.images.numel() * data.images.element_size() > MAPPED_ABOVE)
+        data.save(arrays, data.images.numel() * data.images.element_size() > MAPPED_ABOVE, images_file)
         atomic_write(folder / f"{name}.json", lambda f: f.write(text.encode()))
     except BaseException as err:
         if not replaces_arrays:  # arrays no record points to would be left behind
