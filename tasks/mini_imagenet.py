@@ -174,7 +174,14 @@ def _pickle_of(folder: Path, role: str) -> Path:
 
 
 def pickle_md5s(folder: Path) -> dict[str, str]:
-    return {(path := _pickle_of(folder, role)).name: file_digest(path) for role in ROLES}
+    md5s = {}
+    for role in ROLES:
+        path = _pickle_of(folder, role)
+        try:
+            md5s[path.name] = file_digest(path)
+        except OSError as err:
+            raise FewshotError(f"cannot read {path}: {err.strerror or err}") from None
+    return md5s
 
 
 def _pickle_block(path: Path, written: ImagesFile) -> Block:

@@ -209,11 +209,17 @@ class ImagesFile:
     file in ``folder`` until :meth:`opened` maps it; :meth:`close` (or leaving the ``with``) removes it."""
 
     def __init__(self, folder: Path, tail: tuple[int, int, int]):
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=folder, prefix=".images.", suffix=".npy.tmp")
-        self.path, self.tail, self.count = Path(name), tuple(tail), 0
-        self.file = os.fdopen(fd, "w+b")
+        self.folder, self.tail, self.count = Path(folder), tuple(tail), 0
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(dir=folder, prefix=".images.", suffix=".npy.tmp")
+        except OSError as err:
+            raise self._unwritable(err) from None
+        self.path, self.file = Path(name), os.fdopen(fd, "w+b")
         self.offset = self._header()
+
+    def _unwritable(self, err: OSError) -> FewshotError:
+        return FewshotError(f"cannot write images into {self.folder}: {err}; set FEWSHOT_CACHE to a writable folder")
 
     def _header(self) -> int:
         self.file.seek(0)
@@ -224,8 +230,11 @@ class ImagesFile:
     def append(self, block: np.ndarray) -> None:
         if block.dtype != np.uint8 or tuple(block.shape[1:]) != self.tail:
             raise ValueError(f"a block of {block.dtype} {list(block.shape)} in images of [n, {self.tail}]")
-        self.file.seek(0, os.SEEK_END)
-        self.file.write(np.ascontiguousarray(block).data)
+        try:
+            self.file.seek(0, os.SEEK_END)
+            self.file.write(np.ascontiguousarray(block).data)
+        except OSError as err:  # a full disk
+            raise self._unwritable(err) from None
         self.count += len(block)
 
     def opened(self) -> np.ndarray:

@@ -345,3 +345,16 @@ def test_a_format_without_a_name_of_its_own_needs_one(tmp_path, cache, capfd):
     code, _, err = run_main(capfd, "data", "import", "folder", str(tmp_path))
     assert code == 2 and "folder imports need a name: fewshot data import folder PATH --name NAME" in err
     assert err.count("\n") == 1
+
+
+def test_an_unwritable_cache_or_an_unreadable_pickle_is_one_line(tmp_path, cache, capfd, monkeypatch):
+    source = tmp_path / "mini"
+    write_pickles(source)
+    (source / "mini-imagenet-cache-val.pkl").unlink()
+    (source / "mini-imagenet-cache-val.pkl").mkdir()  # a folder where a file should be: reading it fails
+    code, _, err = run_main(capfd, "data", "import", "mini-imagenet", str(source))
+    assert code == 2 and err.count("\n") == 1 and "cannot read" in err and "mini-imagenet-cache-val.pkl" in err, err
+    write_pickles(source / "again")
+    monkeypatch.setenv("FEWSHOT_CACHE", str(source / "mini-imagenet-cache-train.pkl"))  # a file, not a folder
+    code, _, err = run_main(capfd, "data", "import", "mini-imagenet", str(source / "again"), "--force")
+    assert code == 2 and err.count("\n") == 1 and "set FEWSHOT_CACHE to a writable folder" in err, err
