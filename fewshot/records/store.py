@@ -506,6 +506,9 @@ class ResultsStore:
 
     def supersede(self, run_id: int, why: str, by: int | None = None) -> None:
         """Mark run ``run_id`` superseded, because ``why``, optionally by run ``by``; the run itself stays."""
+        for needed in (run_id, by):
+            if needed is not None:
+                self._check_id(needed)
         why = why.strip()
         if not why:
             raise FewshotError("say why the run is superseded: --why TEXT")
@@ -543,6 +546,7 @@ class ResultsStore:
 
     def run(self, run_id: int) -> dict[str, Any]:
         """One run (superseded or not), with its ``figures``, ``superseded`` and per-unit ``accuracies``."""
+        self._check_id(run_id)
         with closing(self._open_for_reading()) as db:
             found = self._runs(db, "WHERE runs.id = ?", (run_id,))
             if not found:
@@ -552,6 +556,11 @@ class ResultsStore:
                 for r in db.execute("SELECT accuracy FROM episode_results WHERE run_id = ? ORDER BY episode", (run_id,))
             ]
         return {**found[0], "accuracies": np.array(accuracies)}
+
+    def _check_id(self, run_id: int) -> None:
+        """Run ids are SQLite integers (64 bits): a larger one names no run, and SQLite cannot even be asked."""
+        if not -(2**63) <= run_id < 2**63:
+            raise FewshotError(f"no run {run_id} in {self.path}: `fewshot runs` lists the runs")
 
     def superseded_count(self) -> int:
         """How many runs are superseded (and so hidden from ``runs()``)."""

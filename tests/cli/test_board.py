@@ -75,3 +75,31 @@ def test_a_full_disk_while_superseding_is_one_line_and_exit_2(tmp_path):
         assert sorted(snapshot(tmp_path)) == sorted(before), "no -journal, -wal or -shm left"
     listed = run_cli("runs", "--all", "--results", str(path))
     assert listed.returncode == 0 and "superseded" not in listed.stdout
+
+
+def test_a_run_id_past_sqlites_integers_is_no_run_in_one_line(capfd, tmp_path):
+    """Found by tests/fuzz: SQLite cannot even be asked about an id of 2**63, which was a traceback."""
+    path = write_first_edition(tmp_path / "results.sqlite")
+    before = snapshot(tmp_path)
+    results = ("--results", str(path))
+    for command in (
+        ("compare", *results, "1", str(2**63)),
+        ("runs", "supersede", *results, "--why", "x", "--", str(-(2**64))),
+        ("runs", "supersede", *results, "1", "--why", "x", "--by", str(2**63)),
+    ):
+        code, _, err = run_main(capfd, *command)
+        assert code == 2 and err.startswith("error: no run ") and err.count("\n") == 1, (command, err)
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("output", [".", "folder", "file/below"])
+def test_a_leaderboard_output_that_cannot_be_written_is_one_line(capfd, tmp_path, monkeypatch, output):
+    """Found by tests/fuzz: --output naming a folder, or a path under a file, was a traceback."""
+    path = write_first_edition(tmp_path / "results.sqlite")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("x")
+    monkeypatch.chdir(tmp_path)
+    before = snapshot(tmp_path)
+    code, _, err = run_main(capfd, "leaderboard", "--results", str(path), "--output", output)
+    assert code == 2 and err.startswith(f"error: cannot write --output {output}: ") and err.count("\n") == 1, err
+    assert snapshot(tmp_path) == before
