@@ -31,8 +31,8 @@ import secrets
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Callable, Iterable
-from contextlib import closing, suppress
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing, contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -311,6 +311,18 @@ class ResultsStore:
             f"no results at {self.path}: run `fewshot eval` first, or point --results at a results file"
         )
 
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """A read-only connection (:meth:`_open_for_reading`), closed after; SQLite's complaint about a damaged file
+        met while reading it (not only while opening it) is the command line's one line."""
+        try:
+            with closing(self._open_for_reading()) as db:
+                yield db
+        except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError):
+            raise  # a bug in this code, not a problem with the file
+        except sqlite3.DatabaseError as err:
+            raise _problem(self.path, err, writing=False) from None
+
     def _open_for_reading(self) -> sqlite3.Connection:
         """A read-only connection to the runs at the newest schema; an older file is migrated in a copy in memory."""
         if not self.path.exists():
@@ -493,14 +505,14 @@ class ResultsStore:
             raise ValueError(f"no job key column {column!r}")
         if not self.path.exists():
             return set()
-        with closing(self._open_for_reading()) as db:
+        with self._reading() as db:
             return {row[0] for row in db.execute(f"SELECT {column} FROM runs WHERE {column} IS NOT NULL")}
 
     def failures(self) -> list[dict[str, Any]]:
         """Every failed sweep job, oldest first: job_key, job (its words), error, created."""
         if not self.path.exists():
             return []
-        with closing(self._open_for_reading()) as db:
+        with self._reading() as db:
             rows = db.execute("SELECT job_key, job, error, created FROM job_failures ORDER BY id").fetchall()
         return [{**dict(row), "job": json.loads(row["job"])} for row in rows]
 
@@ -541,13 +553,13 @@ class ResultsStore:
 
     def runs(self, include_superseded: bool = False) -> list[dict[str, Any]]:
         """Every run's row, oldest first, with its ``figures`` and ``superseded`` (None, or why, when and by)."""
-        with closing(self._open_for_reading()) as db:
+        with self._reading() as db:
             return self._runs(db, "" if include_superseded else "WHERE s.run_id IS NULL", ())
 
     def run(self, run_id: int) -> dict[str, Any]:
         """One run (superseded or not), with its ``figures``, ``superseded`` and per-unit ``accuracies``."""
         self._check_id(run_id)
-        with closing(self._open_for_reading()) as db:
+        with self._reading() as db:
             found = self._runs(db, "WHERE runs.id = ?", (run_id,))
             if not found:
                 raise FewshotError(f"no run {run_id} in {self.path}: `fewshot runs` lists the runs")
@@ -564,7 +576,7 @@ class ResultsStore:
 
     def superseded_count(self) -> int:
         """How many runs are superseded (and so hidden from ``runs()``)."""
-        with closing(self._open_for_reading()) as db:
+        with self._reading() as db:
             return int(db.execute("SELECT count(*) FROM supersessions").fetchone()[0])
 
     @staticmethod

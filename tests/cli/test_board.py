@@ -99,7 +99,20 @@ def test_a_leaderboard_output_that_cannot_be_written_is_one_line(capfd, tmp_path
     (tmp_path / "folder").mkdir()
     (tmp_path / "file").write_text("x")
     monkeypatch.chdir(tmp_path)
-    before = snapshot(tmp_path)
+    before = sorted(p.name for p in tmp_path.rglob("*")), path.read_bytes()
     code, _, err = run_main(capfd, "leaderboard", "--results", str(path), "--output", output)
     assert code == 2 and err.startswith(f"error: cannot write --output {output}: ") and err.count("\n") == 1, err
+    assert (sorted(p.name for p in tmp_path.rglob("*")), path.read_bytes()) == before
+
+
+def test_a_store_found_damaged_while_reading_is_one_line(capfd, tmp_path):
+    """Found by tests/fuzz: a damaged page met after the file opened (here page 2, the first edition's runs table,
+    read while migrating it in memory) was a DatabaseError traceback."""
+    path = write_first_edition(tmp_path / "results.sqlite")
+    raw = bytearray(path.read_bytes())
+    raw[4096:8192] = bytes(4096)
+    path.write_bytes(bytes(raw))
+    before = snapshot(tmp_path)
+    for command in READERS:
+        _one_error_line(run_main(capfd, *command, "--results", str(path)), f"results file {path} is damaged (")
     assert snapshot(tmp_path) == before
