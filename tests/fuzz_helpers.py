@@ -8,7 +8,6 @@ Two Hypothesis profiles: ``ci`` (the default: few examples, derandomized, so CI 
 from __future__ import annotations
 
 import os
-import sqlite3
 from pathlib import Path
 
 from hypothesis import HealthCheck, settings
@@ -141,8 +140,3 @@ def damaged(draw, raw: bytes) -> bytes:
             back = draw(st.integers(1, min(len(data), 512)))
             data[-back] ^= draw(st.integers(1, 255))
     return bytes(data)
-
-
-def sqlite_pages(path: Path) -> int:
-    with sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True) as db:
-        return int(db.execute("PRAGMA page_count").fetchone()[0])
