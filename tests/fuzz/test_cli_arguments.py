@@ -122,7 +122,7 @@ def cheap(argv: list[str]) -> bool:
     except FewshotError:
         pass
     else:
-        # known: a budget of 10**30 steps is accepted (issue 21, range checks, another branch); kept out here
+        # up to 10,000,000 steps is a valid budget that trains for hours: kept out, as are long test runs below
         if (budget.steps or 0) > 3 or (budget.minutes or 0) > 0.02:
             return False
     for option in ("--episodes", "--instances"):
