@@ -164,6 +164,14 @@ def _problem(path: Path, err: sqlite3.Error | OSError, writing: bool) -> Fewshot
 _DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
 
+def _not_utf8(path: Path) -> FewshotError:
+    """A damaged file's text (a row, or the schema SQLite quotes in its complaint) that is not UTF-8, which Python's
+    sqlite3 cannot even decode: SQLite stores no checksums, so this is how some damage shows."""
+    return FewshotError(
+        f"results file {path} is damaged (text in it is not UTF-8); restore it from a copy, or choose another"
+    )
+
+
 def _checked(path: Path, action: Callable[[], T], writing: bool = False) -> T:
     """``action()``, with SQLite's complaint about the file turned into the command line's one-line error."""
     try:
@@ -172,6 +180,8 @@ def _checked(path: Path, action: Callable[[], T], writing: bool = False) -> T:
         raise  # a bug in this code, not a problem with the file
     except sqlite3.DatabaseError as err:  # not SQLite at all, damaged, locked past the busy timeout, disk full
         raise _problem(path, err, writing) from None
+    except UnicodeDecodeError:
+        raise _not_utf8(path) from None
 
 
 def _read_only_uri(path: Path) -> str:
@@ -211,6 +221,9 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
         db.close()
         if not _error_name(err).startswith(("SQLITE_CANTOPEN", "SQLITE_READONLY")):
             raise _problem(path, err, writing=False) from None
+    except UnicodeDecodeError:
+        db.close()
+        raise _not_utf8(path) from None
     except BaseException:
         db.close()
         raise
@@ -322,6 +335,8 @@ class ResultsStore:
             raise  # a bug in this code, not a problem with the file
         except sqlite3.DatabaseError as err:
             raise _problem(self.path, err, writing=False) from None
+        except UnicodeDecodeError:
+            raise _not_utf8(self.path) from None
 
     def _open_for_reading(self) -> sqlite3.Connection:
         """A read-only connection to the runs at the newest schema; an older file is migrated in a copy in memory."""

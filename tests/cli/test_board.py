@@ -1,7 +1,9 @@
 """The commands that read and write the results store touch only its files: ``leaderboard``, ``compare``, ``runs``
 and ``runs supersede`` on foreign files, missing ones, read-only media and a full disk."""
 
+import contextlib
 import os
+import sqlite3
 import subprocess
 import sys
 
@@ -115,4 +117,21 @@ def test_a_store_found_damaged_while_reading_is_one_line(capfd, tmp_path):
     before = snapshot(tmp_path)
     for command in READERS:
         _one_error_line(run_main(capfd, *command, "--results", str(path)), f"results file {path} is damaged (")
+    assert snapshot(tmp_path) == before
+
+
+def test_a_store_whose_damage_sqlite_quotes_in_bytes_that_are_not_utf8_is_one_line(capfd, tmp_path):
+    """Found by tests/fuzz: SQLite's complaint about a damaged schema quotes the damage, and Python's sqlite3 cannot
+    decode a complaint that is not UTF-8: that was a UnicodeDecodeError traceback."""
+    path = write_first_edition(tmp_path / "results.sqlite")
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA writable_schema = ON")
+        db.execute(
+            "UPDATE sqlite_master SET sql = CAST(? AS TEXT) WHERE name = 'runs'", (b"CREATE TABLE runs (a) \xc5",)
+        )
+        db.commit()
+    before = snapshot(tmp_path)
+    for command in (*READERS, ("runs", "supersede", "1", "--why", "x")):
+        expected = f"results file {path} is damaged (text in it is not UTF-8)"
+        _one_error_line(run_main(capfd, *command, "--results", str(path)), expected)
     assert snapshot(tmp_path) == before
