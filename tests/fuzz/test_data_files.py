@@ -339,7 +339,7 @@ def _integrity(path: Path) -> str:
     try:
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
             return str(db.execute("PRAGMA integrity_check").fetchone()[0])
-    except sqlite3.Error as err:
+    except (sqlite3.Error, UnicodeDecodeError) as err:  # the check quotes damaged names, which may not be UTF-8
         return f"{type(err).__name__}: {err}"
 
 
