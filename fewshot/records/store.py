@@ -172,6 +172,33 @@ def _not_utf8(path: Path) -> FewshotError:
     )
 
 
+# The Python values a column's declared type admits: SQLite checks no types, and a damaged page can read as a row
+# whose NOT NULL number is NULL or text, which every reader of runs would trip over.
+_KINDS: dict[str, tuple[type, ...]] = {"INTEGER": (int,), "REAL": (int, float), "TEXT": (str,)}
+
+
+def _check_rows(path: Path, db: sqlite3.Connection, table: str, rows: list[sqlite3.Row]) -> None:
+    """Refuse, in one line, rows of ``table`` whose values do not have the types (and NOT NULL) its schema declares."""
+    declared = [
+        (c[1], c[2].split()[0].upper() if c[2] else "", bool(c[3])) for c in db.execute(f"PRAGMA table_info({table})")
+    ]
+    for row in rows:
+        for column, kind, not_null in declared:
+            value = row[column]
+            wrong = value is None if not_null else False
+            if value is not None and kind in _KINDS:
+                wrong = isinstance(value, bool) or not isinstance(value, _KINDS[kind])
+            if wrong:
+                raise _damaged_row(path, table, row["id"], column)
+
+
+def _damaged_row(path: Path, table: str, run_id: Any, column: str) -> FewshotError:
+    return FewshotError(
+        f"results file {path} is damaged (run {run_id}'s {column} in {table} is not what the schema declares); "
+        "restore it from a copy, or choose another"
+    )
+
+
 def _checked(path: Path, action: Callable[[], T], writing: bool = False) -> T:
     """``action()``, with SQLite's complaint about the file turned into the command line's one-line error."""
     try:
@@ -582,7 +609,9 @@ class ResultsStore:
                 r[0]
                 for r in db.execute("SELECT accuracy FROM episode_results WHERE run_id = ? ORDER BY episode", (run_id,))
             ]
-        return {**found[0], "accuracies": np.array(accuracies)}
+        if not all(isinstance(a, (int, float)) for a in accuracies):
+            raise _damaged_row(self.path, "episode_results", run_id, "accuracy")
+        return {**found[0], "accuracies": np.array(accuracies, dtype=np.float64)}
 
     def _check_id(self, run_id: int) -> None:
         """Run ids are SQLite integers (64 bits): a larger one names no run, and SQLite cannot even be asked."""
@@ -594,13 +623,13 @@ class ResultsStore:
         with self._reading() as db:
             return int(db.execute("SELECT count(*) FROM supersessions").fetchone()[0])
 
-    @staticmethod
-    def _runs(db: sqlite3.Connection, where: str, parameters: tuple[Any, ...]) -> list[dict[str, Any]]:
+    def _runs(self, db: sqlite3.Connection, where: str, parameters: tuple[Any, ...]) -> list[dict[str, Any]]:
         rows = db.execute(
             "SELECT runs.*, s.why AS _why, s.created AS _superseded_on, s.superseded_by AS _by "
             f"FROM runs LEFT JOIN supersessions s ON s.run_id = runs.id {where} ORDER BY runs.id",
             parameters,
         ).fetchall()
+        _check_rows(self.path, db, "runs", rows)
         figures: dict[int, dict[str, float]] = {}
         for run_id, name, value in db.execute("SELECT run_id, name, value FROM run_figures ORDER BY run_id, rowid"):
             figures.setdefault(run_id, {})[name] = value

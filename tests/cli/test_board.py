@@ -135,3 +135,26 @@ def test_a_store_whose_damage_sqlite_quotes_in_bytes_that_are_not_utf8_is_one_li
         expected = f"results file {path} is damaged (text in it is not UTF-8)"
         _one_error_line(run_main(capfd, *command, "--results", str(path)), expected)
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("damage", ["mean = NULL", "created = NULL", "ways = 'five'", "mean = X'00'"])
+def test_a_run_whose_values_break_the_schema_is_damaged_in_one_line(capfd, tmp_path, damage):
+    """Found by tests/fuzz: SQLite checks no types, and a damaged page read as a run whose NOT NULL mean is NULL was
+    a TypeError traceback in `fewshot runs` and the leaderboard."""
+    path = write_first_edition(tmp_path / "results.sqlite")
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA ignore_check_constraints = ON")
+        db.execute("PRAGMA writable_schema = ON")  # NOT NULL is enforced on write: this is how damage gets past it
+        sql = db.execute("SELECT sql FROM sqlite_master WHERE name = 'runs'").fetchone()[0]
+        db.execute("UPDATE sqlite_master SET sql = ? WHERE name = 'runs'", (sql.replace("NOT NULL", ""),))
+        db.commit()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute(f"UPDATE runs SET {damage} WHERE id = 2")
+        db.commit()
+        db.execute("PRAGMA writable_schema = ON")
+        db.execute("UPDATE sqlite_master SET sql = ? WHERE name = 'runs'", (sql,))
+        db.commit()
+    before = snapshot(tmp_path)
+    for command in (*READERS[:1], ("runs",), ("compare", "2", "1")):
+        _one_error_line(run_main(capfd, *command, "--results", str(path)), f"results file {path} is damaged (run 2's ")
+    assert snapshot(tmp_path) == before
