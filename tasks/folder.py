@@ -45,6 +45,9 @@ from fewshot.core.errors import FewshotError
 FORMAT = "folder"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 DEFAULT_SIZE, MIN_SIZE, DEFAULT_CHANNELS = 84, 8, 3
+# Largest --size: the decoded arrays are held in memory (n x channels x size x size bytes), and a few-shot
+# benchmark's images are 28 to 224 pixels a side; a larger one would allocate gigabytes before it failed.
+MAX_SIZE = 1024
 # Refuse images above 8192 x 8192 pixels before decoding them: a small file can declare a huge image
 # (a decompression bomb), and no few-shot image needs more.
 MAX_PIXELS = 8192 * 8192
@@ -129,8 +132,8 @@ class FolderImport(Importer):
         csv_file, size = options.get("csv"), options.get("size", DEFAULT_SIZE)
         channels, force = options.get("channels", DEFAULT_CHANNELS), bool(options.get("force"))
         checked_import_name(name, force)
-        if size < MIN_SIZE:
-            raise FewshotError(f"--size {size}: images must be at least {MIN_SIZE} pixels on a side")
+        if not MIN_SIZE <= size <= MAX_SIZE:
+            raise FewshotError(f"--size {size}: images must be {MIN_SIZE} to {MAX_SIZE} pixels on a side")
         if channels not in (1, 3):
             raise FewshotError(f"--channels {channels}: choose 1 (grey) or 3 (RGB)")
         if (path is None) == (csv_file is None):

@@ -34,6 +34,7 @@ from __future__ import annotations
 import csv
 import re
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -230,7 +231,20 @@ def _guarded(path: Path, fn, *args):
         return fn(*args)
     except FewshotError:
         raise
-    except (OSError, ValueError, KeyError, EOFError, MemoryError, zipfile.BadZipFile, csv.Error) as err:
+    # zipfile raises NotImplementedError on a damaged compression method, RuntimeError on a member marked encrypted;
+    # zlib.error on damaged deflated bytes
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        EOFError,
+        MemoryError,
+        zipfile.BadZipFile,
+        csv.Error,
+        zlib.error,
+        NotImplementedError,
+        RuntimeError,
+    ) as err:
         raise FewshotError(
             f"{path} is corrupt or truncated ({type(err).__name__}: {first_line(err)}); "
             f"fetch it again with `fewshot data fetch omniglot`"

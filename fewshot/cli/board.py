@@ -40,13 +40,19 @@ def leaderboard_command(fmt, results, output):
             raise FewshotError("--format html writes a site of several pages: give the folder with --output DIR")
         from fewshot.leaderboard.site import write_site
 
-        click.echo(f"wrote {write_site(found, Path(output))}")
+        try:
+            click.echo(f"wrote {write_site(found, Path(output))}")
+        except OSError as err:
+            raise FewshotError(f"cannot write the site into --output {output}: {err.strerror or err}") from None
         return
     text = render(
         found.runs(), fmt, hidden=found.superseded_count(), accuracies=lambda run: found.run(run["id"])["accuracies"]
     )
     if output:
-        atomic_write(Path(output), lambda f: f.write(text.encode()))
+        try:
+            atomic_write(Path(output), lambda f: f.write(text.encode()))
+        except OSError as err:
+            raise FewshotError(f"cannot write --output {output}: {err.strerror or err}; choose a file path") from None
     else:
         click.echo(text, nl=False)
 

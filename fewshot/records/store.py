@@ -31,8 +31,8 @@ import secrets
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Callable, Iterable
-from contextlib import closing, suppress
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing, contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -164,6 +164,41 @@ def _problem(path: Path, err: sqlite3.Error | OSError, writing: bool) -> Fewshot
 _DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
 
+def _not_utf8(path: Path) -> FewshotError:
+    """A damaged file's text (a row, or the schema SQLite quotes in its complaint) that is not UTF-8, which Python's
+    sqlite3 cannot even decode: SQLite stores no checksums, so this is how some damage shows."""
+    return FewshotError(
+        f"results file {path} is damaged (text in it is not UTF-8); restore it from a copy, or choose another"
+    )
+
+
+# The Python values a column's declared type admits: SQLite checks no types, and a damaged page can read as a row
+# whose NOT NULL number is NULL or text, which every reader of runs would trip over.
+_KINDS: dict[str, tuple[type, ...]] = {"INTEGER": (int,), "REAL": (int, float), "TEXT": (str,)}
+
+
+def _check_rows(path: Path, db: sqlite3.Connection, table: str, rows: list[sqlite3.Row]) -> None:
+    """Refuse, in one line, rows of ``table`` whose values do not have the types (and NOT NULL) its schema declares."""
+    declared = [
+        (c[1], c[2].split()[0].upper() if c[2] else "", bool(c[3])) for c in db.execute(f"PRAGMA table_info({table})")
+    ]
+    for row in rows:
+        for column, kind, not_null in declared:
+            value = row[column]
+            wrong = value is None if not_null else False
+            if value is not None and kind in _KINDS:
+                wrong = isinstance(value, bool) or not isinstance(value, _KINDS[kind])
+            if wrong:
+                raise _damaged_row(path, table, row["id"], column)
+
+
+def _damaged_row(path: Path, table: str, run_id: Any, column: str) -> FewshotError:
+    return FewshotError(
+        f"results file {path} is damaged (run {run_id}'s {column} in {table} is not what the schema declares); "
+        "restore it from a copy, or choose another"
+    )
+
+
 def _checked(path: Path, action: Callable[[], T], writing: bool = False) -> T:
     """``action()``, with SQLite's complaint about the file turned into the command line's one-line error."""
     try:
@@ -172,6 +207,8 @@ def _checked(path: Path, action: Callable[[], T], writing: bool = False) -> T:
         raise  # a bug in this code, not a problem with the file
     except sqlite3.DatabaseError as err:  # not SQLite at all, damaged, locked past the busy timeout, disk full
         raise _problem(path, err, writing) from None
+    except UnicodeDecodeError:
+        raise _not_utf8(path) from None
 
 
 def _read_only_uri(path: Path) -> str:
@@ -211,6 +248,9 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
         db.close()
         if not _error_name(err).startswith(("SQLITE_CANTOPEN", "SQLITE_READONLY")):
             raise _problem(path, err, writing=False) from None
+    except UnicodeDecodeError:
+        db.close()
+        raise _not_utf8(path) from None
     except BaseException:
         db.close()
         raise
@@ -310,6 +350,20 @@ class ResultsStore:
         return FewshotError(
             f"no results at {self.path}: run `fewshot eval` first, or point --results at a results file"
         )
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """A read-only connection (:meth:`_open_for_reading`), closed after; SQLite's complaint about a damaged file
+        met while reading it (not only while opening it) is the command line's one line."""
+        try:
+            with closing(self._open_for_reading()) as db:
+                yield db
+        except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError):
+            raise  # a bug in this code, not a problem with the file
+        except sqlite3.DatabaseError as err:
+            raise _problem(self.path, err, writing=False) from None
+        except UnicodeDecodeError:
+            raise _not_utf8(self.path) from None
 
     def _open_for_reading(self) -> sqlite3.Connection:
         """A read-only connection to the runs at the newest schema; an older file is migrated in a copy in memory."""
@@ -493,19 +547,22 @@ class ResultsStore:
             raise ValueError(f"no job key column {column!r}")
         if not self.path.exists():
             return set()
-        with closing(self._open_for_reading()) as db:
+        with self._reading() as db:
             return {row[0] for row in db.execute(f"SELECT {column} FROM runs WHERE {column} IS NOT NULL")}
 
     def failures(self) -> list[dict[str, Any]]:
         """Every failed sweep job, oldest first: job_key, job (its words), error, created."""
         if not self.path.exists():
             return []
-        with closing(self._open_for_reading()) as db:
+        with self._reading() as db:
             rows = db.execute("SELECT job_key, job, error, created FROM job_failures ORDER BY id").fetchall()
         return [{**dict(row), "job": json.loads(row["job"])} for row in rows]
 
     def supersede(self, run_id: int, why: str, by: int | None = None) -> None:
         """Mark run ``run_id`` superseded, because ``why``, optionally by run ``by``; the run itself stays."""
+        for needed in (run_id, by):
+            if needed is not None:
+                self._check_id(needed)
         why = why.strip()
         if not why:
             raise FewshotError("say why the run is superseded: --why TEXT")
@@ -538,12 +595,13 @@ class ResultsStore:
 
     def runs(self, include_superseded: bool = False) -> list[dict[str, Any]]:
         """Every run's row, oldest first, with its ``figures`` and ``superseded`` (None, or why, when and by)."""
-        with closing(self._open_for_reading()) as db:
+        with self._reading() as db:
             return self._runs(db, "" if include_superseded else "WHERE s.run_id IS NULL", ())
 
     def run(self, run_id: int) -> dict[str, Any]:
         """One run (superseded or not), with its ``figures``, ``superseded`` and per-unit ``accuracies``."""
-        with closing(self._open_for_reading()) as db:
+        self._check_id(run_id)
+        with self._reading() as db:
             found = self._runs(db, "WHERE runs.id = ?", (run_id,))
             if not found:
                 raise FewshotError(f"no run {run_id} in {self.path}: `fewshot runs` lists the runs")
@@ -551,20 +609,27 @@ class ResultsStore:
                 r[0]
                 for r in db.execute("SELECT accuracy FROM episode_results WHERE run_id = ? ORDER BY episode", (run_id,))
             ]
-        return {**found[0], "accuracies": np.array(accuracies)}
+        if not all(isinstance(a, (int, float)) for a in accuracies):
+            raise _damaged_row(self.path, "episode_results", run_id, "accuracy")
+        return {**found[0], "accuracies": np.array(accuracies, dtype=np.float64)}
+
+    def _check_id(self, run_id: int) -> None:
+        """Run ids are SQLite integers (64 bits): a larger one names no run, and SQLite cannot even be asked."""
+        if not -(2**63) <= run_id < 2**63:
+            raise FewshotError(f"no run {run_id} in {self.path}: `fewshot runs` lists the runs")
 
     def superseded_count(self) -> int:
         """How many runs are superseded (and so hidden from ``runs()``)."""
-        with closing(self._open_for_reading()) as db:
+        with self._reading() as db:
             return int(db.execute("SELECT count(*) FROM supersessions").fetchone()[0])
 
-    @staticmethod
-    def _runs(db: sqlite3.Connection, where: str, parameters: tuple[Any, ...]) -> list[dict[str, Any]]:
+    def _runs(self, db: sqlite3.Connection, where: str, parameters: tuple[Any, ...]) -> list[dict[str, Any]]:
         rows = db.execute(
             "SELECT runs.*, s.why AS _why, s.created AS _superseded_on, s.superseded_by AS _by "
             f"FROM runs LEFT JOIN supersessions s ON s.run_id = runs.id {where} ORDER BY runs.id",
             parameters,
         ).fetchall()
+        _check_rows(self.path, db, "runs", rows)
         figures: dict[int, dict[str, float]] = {}
         for run_id, name, value in db.execute("SELECT run_id, name, value FROM run_figures ORDER BY run_id, rowid"):
             figures.setdefault(run_id, {})[name] = value

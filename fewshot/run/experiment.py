@@ -675,12 +675,18 @@ def evaluate_setup(
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise FewshotError("--device cuda: no CUDA device is visible to torch; use --device cpu or auto")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise FewshotError(f"--device {name!r}: choose auto, cpu or cuda") from None
+    kind, _, index = name.partition(":")
+    # Only the devices this suite runs on: torch names others (meta, mps, xla, ...) that fail later, mid-training.
+    if kind not in ("cpu", "cuda") or (index and (kind == "cpu" or not index.isdigit())):
+        raise FewshotError(f"--device {name!r}: choose auto, cpu, cuda or cuda:N")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise FewshotError(f"--device {name}: no CUDA device is visible to torch; use --device cpu or auto")
+    if index and int(index) >= torch.cuda.device_count():
+        raise FewshotError(
+            f"--device {name}: torch sees {torch.cuda.device_count()} CUDA devices (cuda:0 to "
+            f"cuda:{torch.cuda.device_count() - 1}); choose one of them"
+        )
+    device = torch.device(name)
     if device.type == "cuda":
         # cuDNN's autotuner and its non-deterministic kernels would make a seed's numbers vary from run to run
         torch.backends.cudnn.benchmark = False

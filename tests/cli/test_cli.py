@@ -240,6 +240,14 @@ def test_bad_input_in_a_real_process_has_no_traceback():
     assert done.returncode == 2 and "no results at" in done.stderr
 
 
+def test_a_newline_or_nul_in_a_value_keeps_the_error_one_line(capfd, tmp_path):
+    """Found by tests/fuzz: a value quoted in an error broke it over lines, and a NUL was a traceback."""
+    code, _, err = run_main(capfd, "compare", "1", "2", "--results", str(tmp_path / "a\nb\u2028c"))
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: no results at ") and "a\\nb\\u2028c" in err
+    code, _, err = run_main(capfd, "leaderboard", "--output", "a\x00b")
+    assert code == 2 and err == "error: argument 'a\\x00b' holds a NUL character: remove it\n", err
+
+
 def _eval_json(*args, env=None):
     done = run_cli(
         "eval",

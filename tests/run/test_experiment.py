@@ -98,7 +98,7 @@ def test_a_run_record_fills_the_store_s_columns_from_the_setup_and_the_protocol(
 
 def test_devices_are_checked(monkeypatch):
     assert experiment.resolve_device("cpu") == CPU
-    with pytest.raises(FewshotError, match="choose auto, cpu or cuda"):
+    with pytest.raises(FewshotError, match="choose auto, cpu, cuda or cuda:N"):
         experiment.resolve_device("tpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert experiment.resolve_device("auto") == CPU
@@ -125,3 +125,14 @@ def test_an_untrained_run_records_zero_steps(glyphs, tmp_path):
     result = experiment.evaluate_setup(setup, trained.learner, CPU)
     run = experiment.run_record(setup, trained, result, CPU)
     assert (run["train_budget"], run["train_steps"]) == ("0steps", 0)
+
+
+@pytest.mark.parametrize("name", ["meta", "mps", "xla", "hpu", "cpu:0", "cuda:x", "cuda:7", "gpu"])
+def test_a_device_this_suite_does_not_run_on_is_refused_before_any_work(name):
+    """torch names devices (meta, mps, xla) that passed this check and then failed mid-training with a traceback."""
+    from fewshot.run.experiment import resolve_device
+
+    if name == "cuda:7" and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has an eighth GPU")
+    with pytest.raises(FewshotError, match=r"--device"):
+        resolve_device(name)

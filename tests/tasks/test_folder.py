@@ -247,7 +247,12 @@ BAD = [
     (
         "small size",
         lambda root: ["folder", str(make_folder(root / "in", SHAPES[:3])), "--size", "4"],
-        "--size 4: images must be at least 8 pixels",
+        "--size 4: images must be 8 to 1024 pixels on a side",
+    ),
+    (
+        "huge size",  # found by the fuzz suite: decoding at it would allocate terabytes first
+        lambda root: ["folder", str(make_folder(root / "in", SHAPES[:3])), "--size", "1000000"],
+        "--size 1000000: images must be 8 to 1024 pixels on a side",
     ),
     (
         "registered name",

@@ -243,3 +243,25 @@ def test_a_character_table_that_would_misalign_the_arrays_is_refused(tmp_path, d
         writer.writerows(rows)
     with pytest.raises(FewshotError, match=r"omniglot_characters.csv is corrupt .*npz_index column is not 0\.\.963"):
         open_benchmark("omniglot", "lake", tmp_path)
+
+
+def test_damaged_deflated_bytes_or_compression_method_are_one_line(tmp_path, monkeypatch):
+    """Found by tests/fuzz: zlib.error on damaged deflated bytes and NotImplementedError on a damaged compression
+    method were tracebacks."""
+    monkeypatch.setenv("FEWSHOT_CACHE", str(tmp_path / "cache"))
+    folder = official_zips(tmp_path)
+    zip_path = folder / "images_background.zip"
+    whole = zip_path.read_bytes()
+    with zipfile.ZipFile(zip_path) as archive:
+        info = archive.getinfo(BACKGROUND + "0002_01.png")
+    method = bytearray(whole)
+    central = whole.rindex(b"PK\x01\x02", 0, whole.rindex(info.filename.encode()))
+    method[central + 10] = 99  # the compression method in the member's central directory entry
+    deflated = bytearray(whole)
+    start = info.header_offset + 30 + len(info.filename.encode())
+    deflated[start : start + 8] = b"\xff" * 8
+    for damaged in (method, deflated):
+        zip_path.write_bytes(bytes(damaged))
+        with pytest.raises(FewshotError, match=r"images_background.zip is corrupt or truncated \(") as raised:
+            omniglot_module.load(folder)
+        assert "\n" not in str(raised.value)

@@ -1,6 +1,7 @@
 """The xlsa17 import on small files in exactly Xian et al.'s format, written here with scipy."""
 
 import dataclasses
+import shutil
 import subprocess
 import sys
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 from scipy.io import savemat
 
-from conftest import run_main
+from conftest import REPO, run_main
 from fewshot.core.data import ClassImages
 from fewshot.core.errors import FewshotError
 from fewshot.run import experiment
@@ -181,3 +182,14 @@ def test_an_earlier_import_holding_nan_attributes_is_refused_in_one_line(tmp_pat
 def test_an_unimported_name_says_how_to_import_it():
     with pytest.raises(FewshotError, match="fewshot data import xlsa17 DIR --name NOPE"):
         experiment.open_benchmark("xlsa17:NOPE", "zsl")
+
+
+def test_a_file_that_crashes_scipys_reader_is_one_line_and_nothing_written(tmp_path, capfd):
+    """Found by tests/fuzz: this att_splits.mat (a toy one with byte 801 changed from 0 to 0xb8)
+    makes scipy 1.17's loadmat die of a segmentation fault, which took the command line down with it."""
+    toy_files(tmp_path)
+    shutil.copy(REPO / "tests" / "data" / "att_splits-crashes-scipy.mat", tmp_path / "att_splits.mat")
+    code, _, err = run_main(capfd, "data", "import", "xlsa17", str(tmp_path), "--name", "crash")
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"error: {tmp_path / 'att_splits.mat'} is not a readable MATLAB file ("), err
+    assert not imported_path("crash").exists()
