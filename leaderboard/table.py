@@ -108,8 +108,12 @@ def matrix_frame(found: Matrix) -> Any:
                 shown[column.title] = "not run"
                 continue
             text = MARKS.get(entry.status, "{}").format(entry.shown())
+            ids = ", ".join(str(i) for _, _, i in entry.seeds)  # every figure names the runs it comes from
             if len(entry.runs) > 1:
-                text += " (seeds " + ", ".join(f"{100 - v if entry.error else v:.2f}" for _, v, _ in entry.seeds) + ")"
+                figures = ", ".join(f"{100 - v if entry.error else v:.2f}" for _, v, _ in entry.seeds)
+                text += f" (runs {ids}; seeds {figures})"
+            else:
+                text += f" (run {ids})"
             if entry.paper is not None:
                 text += f"; paper {entry.paper[0]:g} ({entry.difference:+.2f})"
             shown[column.title] = text

@@ -203,8 +203,8 @@ def test_leaderboard_md_carries_the_same_matrices(store):
     text = render(store.runs(), "md", accuracies=_accuracies(store))
     assert "### omniglot/vinyals (episodic)" in text and "## Few-shot episodes" in text
     assert "| learner | backbone | budget | device | transductive | 5-way 1-shot | 5-way 5-shot |" in text
-    assert " ▼ |" in text and "not run" in text and "; paper 98.8 (" in text
-    assert "(seeds " in text  # several seeds: each seed's figure
+    assert " ▼ (run" in text and "not run" in text and "; paper 98.8 (" in text
+    assert "; seeds " in text and "(runs " in text  # several seeds: each seed's figure and run
 
 
 def test_the_command_writes_the_site_into_a_folder_and_markdown_to_stdout(store, tmp_path):
