@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     words = sys.argv[1:] if argv is None else argv
     nul = next((i for i, word in enumerate(words) if "\0" in word), None)
     if nul is not None:  # no shell passes one; a caller from Python can, and no path or name may hold it
-        click.echo(f"error: argument {one_line(words[nul])!r} holds a NUL character: remove it", err=True)
+        click.echo(f"error: argument '{one_line(words[nul])}' holds a NUL character: remove it", err=True)
         sys.exit(2)
     try:
         code = cli.main(args=argv, prog_name="fewshot", standalone_mode=False)

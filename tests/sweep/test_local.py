@@ -28,6 +28,16 @@ from sweep_helpers import (
 )
 
 
+@pytest.fixture(scope="module", autouse=True)
+def fresh_cache(tmp_path_factory):
+    """A cache of this module's own, so that every checkpoint its sweeps use is trained by a sweep, with the
+    tier's one thread: a checkpoint another test trained with two threads would give other numbers."""
+    saved = os.environ["FEWSHOT_CACHE"]
+    os.environ["FEWSHOT_CACHE"] = str(tmp_path_factory.mktemp("sweep-cache"))
+    yield
+    os.environ["FEWSHOT_CACHE"] = saved
+
+
 @pytest.fixture(scope="module")
 def one_worker(tmp_path_factory):
     """The tiny grid swept by one worker: the reference every other way of running it must match."""
@@ -112,10 +122,9 @@ def test_ray_missing_says_how_to_install_it(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_worker_killed_in_the_middle_of_a_job_gets_the_job_run_again_and_recorded_once(
-    one_worker, tmp_path, private_folders
-):
+def test_a_worker_killed_in_the_middle_of_a_job_gets_the_job_run_again_and_recorded_once(one_worker, tmp_path):
     store = tmp_path / "r.sqlite"
+    module_cache = os.environ["FEWSHOT_CACHE"]
     os.environ["FEWSHOT_CACHE"] = str(tmp_path / "cache")  # a cache of its own: the job must train, not reuse
     try:
         sweep = start_sweep(grid(tmp_path, budget="2steps"), store, "--workers", "1")
@@ -124,7 +133,7 @@ def test_a_worker_killed_in_the_middle_of_a_job_gets_the_job_run_again_and_recor
         os.kill(worker, signal.SIGKILL)
         out, err = sweep.communicate(timeout=600)
     finally:
-        os.environ["FEWSHOT_CACHE"] = str(private_folders)
+        os.environ["FEWSHOT_CACHE"] = module_cache
     assert sweep.returncode == 0, err
     assert count_runs(store) == (2, 2) and "2 runs recorded" in out
     assert per_job(store) == one_worker[1], "the retried job gives the runs an undisturbed sweep gives"
