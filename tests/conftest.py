@@ -35,6 +35,16 @@ def private_folders(tmp_path_factory):
             os.environ[key] = value
 
 
+@pytest.fixture(scope="module")
+def own_cache(tmp_path_factory):
+    """A cache for one test module (the sweep tests), so that its kill tests find no checkpoint another module
+    trained already and really interrupt a training."""
+    saved = os.environ["FEWSHOT_CACHE"]
+    os.environ["FEWSHOT_CACHE"] = str(tmp_path_factory.mktemp("module-cache"))
+    yield
+    os.environ["FEWSHOT_CACHE"] = saved
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     root = _data_root()

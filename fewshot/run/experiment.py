@@ -503,11 +503,28 @@ def ensure_trained(
     Processes training the same configuration at once (sweep workers) take turns: the second finds the first's
     checkpoint and only loads it.
     """
-    config = setup.training_config(budget)
+    config = checkpoint_config(setup, budget, device)
     path = Path(out) if out is not None else cached_checkpoint(config)
     # Only the cache gets a lock file: a user's --out stands alone in its folder.
     with cache_lock(path) if out is None else contextlib.nullcontext():
         return _ensure_trained(setup, budget, device, config, path, out, progress, checkpoint_every, log)
+
+
+def checkpoint_config(setup: Setup, budget: Budget, device: torch.device) -> dict[str, Any]:
+    """The configuration a checkpoint is trained for: two equal ones give the same weights, bit for bit."""
+    return {**setup.training_config(budget), "arithmetic": arithmetic(device)}
+
+
+def arithmetic(device: torch.device) -> str:
+    """What a trained checkpoint's floating-point results depend on beyond its configuration.
+
+    CPU reductions are split across torch's intra-op threads, so the same seed trained with one thread and with two
+    gives weights that differ in the last bits, and after thousands of steps, accuracies that differ. A cached
+    checkpoint is therefore reused only by a run on the same kind of device with the same thread count.
+    """
+    if device.type == "cpu":
+        return f"cpu/{torch.get_num_threads()} threads"
+    return device.type
 
 
 def _ensure_trained(
@@ -535,12 +552,13 @@ def _ensure_trained(
             log(f"using the checkpoint trained for this configuration: {path}")
             return Trained(learner, path, str(budget), int(payload["step"]), float(payload["elapsed"]))
         if out is not None:
-            raise FewshotError(f"{path} already holds a checkpoint of another configuration; choose another --out")
+            raise FewshotError(f"{path} already holds a checkpoint of {_other(payload, config)}; choose another --out")
     resume, where = None, "no checkpoint for this configuration yet"
     if partial.exists() and (payload := read(partial, setup.name)):
         if payload.get("config") != config:
             raise FewshotError(
-                f"{partial} holds an unfinished training of another configuration; move it away or choose another --out"
+                f"{partial} holds an unfinished training of {_other(payload, config)}; "
+                "move it away or choose another --out"
             )
         checkpoint.restore(learner, payload, partial)
         resume, where = payload, f"resuming at step {payload['step']}"
@@ -576,6 +594,14 @@ def _ensure_trained(
         progress=progress,
     )
     return Trained(learner, path, str(budget), outcome.steps, outcome.seconds, outcome)
+
+
+def _other(payload: dict[str, Any], config: dict[str, Any]) -> str:
+    """Name what differs when only the arithmetic does, so a resume on other threads says how to match it."""
+    theirs = payload.get("config") or {}
+    if {**theirs, "arithmetic": config["arithmetic"]} == config:
+        return f"this configuration trained on {theirs.get('arithmetic', 'another device')} (run it with the same)"
+    return "another configuration"
 
 
 def _shorter_cached_training(config: dict[str, Any], budget: Budget) -> tuple[Path, dict[str, Any]] | None:

@@ -41,7 +41,7 @@ def test_training_resumes_exactly(omniglot, tmp_path):
         setup, Budget(steps=4), torch.device("cpu"), out=tmp_path / "four.pt", progress=False, checkpoint_every=100
     )
     payload = torch.load(tmp_path / "four.pt", weights_only=True)
-    payload.update(complete=False, config=setup.training_config(Budget(steps=8)))
+    payload.update(complete=False, config=experiment.checkpoint_config(setup, Budget(steps=8), torch.device("cpu")))
     torch.save(payload, partial)
     (tmp_path / "part.pt").unlink()
     resumed = experiment.ensure_trained(
@@ -87,3 +87,24 @@ def test_budgets_are_bounded():
         with pytest.raises(FewshotError) as caught:
             Budget.parse(bad)
         assert str(caught.value) == message
+
+
+def test_a_checkpoint_is_reused_only_on_the_same_thread_count(omniglot, tmp_path, monkeypatch):
+    """CPU sums split over threads round differently, so a checkpoint trained on 2 threads never serves a 1-thread run."""
+    monkeypatch.setenv("FEWSHOT_CACHE", str(tmp_path / "cache"))
+    setup = _setup(omniglot["lake"], "protonet", train_ways=10, train_queries=2)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        two = experiment.ensure_trained(setup, Budget(steps=3), torch.device("cpu"), progress=False)
+        again = experiment.ensure_trained(setup, Budget(steps=3), torch.device("cpu"), progress=False)
+        torch.set_num_threads(1)
+        one = experiment.ensure_trained(setup, Budget(steps=3), torch.device("cpu"), progress=False)
+        experiment.ensure_trained(setup, Budget(steps=3), torch.device("cpu"), out=tmp_path / "one.pt", progress=False)
+        torch.set_num_threads(2)
+        with pytest.raises(FewshotError, match="trained on cpu/1 threads"):
+            experiment.ensure_trained(setup, Budget(steps=3), torch.device("cpu"), out=tmp_path / "one.pt")
+    finally:
+        torch.set_num_threads(threads)
+    assert again.checkpoint == two.checkpoint and one.checkpoint != two.checkpoint
+    assert one.outcome is not None and one.outcome.steps == 3, "the 1-thread run trained anew"

@@ -27,15 +27,7 @@ from sweep_helpers import (
     wait_for,
 )
 
-
-@pytest.fixture(scope="module", autouse=True)
-def fresh_cache(tmp_path_factory):
-    """A cache of this module's own, so that every checkpoint its sweeps use is trained by a sweep, with the
-    tier's one thread: a checkpoint another test trained with two threads would give other numbers."""
-    saved = os.environ["FEWSHOT_CACHE"]
-    os.environ["FEWSHOT_CACHE"] = str(tmp_path_factory.mktemp("sweep-cache"))
-    yield
-    os.environ["FEWSHOT_CACHE"] = saved
+pytestmark = pytest.mark.usefixtures("own_cache")
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import pytest
 from conftest import run_cli
 from sweep_helpers import count_runs, grid, per_job, start_sweep, sweep_once, training_started, wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("own_cache")]
 
 
 def ray_command() -> str:
@@ -36,16 +36,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def fresh_cache(tmp_path_factory):
-    """A cache of this module's own, so that every checkpoint its sweeps use is trained by a sweep, with the
-    tier's one thread: a checkpoint another test trained with two threads would give other numbers."""
-    saved = os.environ["FEWSHOT_CACHE"]
-    os.environ["FEWSHOT_CACHE"] = str(tmp_path_factory.mktemp("sweep-cache"))
-    yield
-    os.environ["FEWSHOT_CACHE"] = saved
 
 
 @pytest.fixture(scope="module")
