@@ -29,6 +29,10 @@ from fewshot.run.training import Budget
 KEY_HEX_CHARS = 20
 
 
+# Words added to Job after runs were first recorded with job keys, and their defaults.
+LATER_WORDS: dict[str, Any] = {"allow_untrained": False}
+
+
 @dataclass(frozen=True)
 class Job:
     """The words of one ``fewshot eval`` command line; None leaves a word to its default."""
@@ -56,9 +60,16 @@ class Job:
     variant: str = field(default="", compare=False)  # the grid's name for the hyperparameters, for display only
 
     def fields(self) -> dict[str, Any]:
-        """The identity of the job: every word, the display-only variant name left out."""
+        """The identity of the job: every word, the display-only variant name left out.
+
+        A word added after the first sweeps were recorded enters the identity only when it is set, so adding a word
+        keeps the keys of the runs already recorded (and a rerun of their grid skips them).
+        """
         words = dataclasses.asdict(self)
         words.pop("variant")
+        for name, default in LATER_WORDS.items():
+            if words[name] == default:
+                del words[name]
         words["options"] = dict(self.options)
         words["hp"] = dict(self.hp)
         return words

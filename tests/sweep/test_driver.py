@@ -96,3 +96,15 @@ def test_with_any_code_a_job_recorded_by_earlier_code_is_not_run_again(tmp_path)
     driver.run_sweep(JOBS[:2], FakeBackend(code=earlier), store, earlier, progress=False)
     assert driver.pending(JOBS, store, code_version(CODE)) == JOBS, "by default, new code runs every job anew"
     assert driver.pending(JOBS, store, code_version(CODE), any_code=True) == JOBS[2:]
+
+
+def test_job_keys_stay_those_the_recorded_runs_have():
+    """Keys recorded by earlier code (leaderboard runs 208 on) must still match: a word added to Job with its
+    default leaves every key as it was."""
+    job = Job("protonet", "glyphs", ways=5, shots=1, episodes=600, seed=0, threads=1)
+    assert (job.key(None), job.key("abc")) == ("933fdc4dc5de0d537d72", "99a72a708facdc7eaeac")
+    other = Job("maml", "omniglot", "vinyals", 20, 5, hp=(("lr", "0.1"),), adapt="dann", threads=2)
+    assert other.key(None) == "cdb1516ae8a2eb28a45b"
+    assert Job("protonet", budget="0steps", allow_untrained=True).key(None) != Job("protonet", budget="0steps").key(
+        None
+    )
