@@ -18,11 +18,13 @@ the transfer question of Yosinski et al. 2014, "How transferable are features
 in deep neural networks?". Batch norm keeps its pretraining statistics while
 fine-tuning.
 
-The backbone is the benchmark's (``--hp network=auto``): Conv-4, or on the
+The backbone is the benchmark's (``--hp backbone=auto``): Conv-4, or on the
 digit domains Ganin et al.'s small LeNet (``fewshot.core.backbones.LeNet``),
 trained as they train it, by SGD with momentum 0.9 at 0.01 (``optimizer=auto``;
 Adam at 1e-3 elsewhere); its classifier (``head``) scores the target images of
-the domain adaptation protocol. The blocks that stay frozen are the episode-independent
+the domain adaptation protocol. ``--hp backbone=resnet12`` pretrains ResNet-12
+(``fewshot.core.backbones.ResNet12``), the network of Chen et al.'s deeper rows
+and of later papers on miniImageNet and its kin. The blocks that stay frozen are the episode-independent
 embedding, so each test image passes through them once.
 
 Deviations: the paper pretrains with batches of 16 for a number of epochs
@@ -76,7 +78,7 @@ class FineTune(Learner):
         "lr": 0.0,
         "batch_size": 64,
         "hidden": 64,
-        "network": "auto",
+        "backbone": "auto",
         "tune_blocks": 0,
         "ft_epochs": 100,
         "ft_batch": 4,
@@ -88,7 +90,7 @@ class FineTune(Learner):
     hparam_choices = {
         "head": ("linear", "cosine"),
         "tune_blocks": (0, 1, 2, 3, 4),
-        "network": ("auto", *NETWORKS),
+        "backbone": ("auto", *NETWORKS),
         "optimizer": ("auto", "adam", "sgd"),
     }
     hparam_ranges = {
@@ -102,6 +104,7 @@ class FineTune(Learner):
         "ft_dampening": "[0, 1]",
         "ft_weight_decay": "[0, 10]",
     }
+    renamed_hparams = {"network": "backbone"}
     eval_hparams = frozenset(
         {"tune_blocks", "ft_epochs", "ft_batch", "ft_lr", "ft_momentum", "ft_dampening", "ft_weight_decay"}
     )
@@ -110,7 +113,7 @@ class FineTune(Learner):
 
     def __init__(self, task: TaskSpec, hp):
         super().__init__(task, hp)
-        network = task.network if hp["network"] == "auto" else hp["network"]
+        network = task.network if hp["backbone"] == "auto" else hp["backbone"]
         self.backbone, self.features = make_backbone(network, task.image_shape, hp["hidden"])
         self.classifier = Classifier(self.features, max(task.train_classes, 1), hp["head"])
         self.optimizer = pretraining_optimizer(self.parameters(), network, hp["optimizer"], hp["lr"])

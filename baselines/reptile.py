@@ -26,6 +26,10 @@ Deviations: the paper trains for 100,000 (5-way) or 200,000 (20-way)
 meta-iterations and anneals ``epsilon`` over them; here the budget is a CPU's
 (``default_budget``) and ``epsilon`` reaches 0 after ``anneal_steps`` steps
 (then stays 0), a hyperparameter, because a learner never sees its budget.
+On natural images the network is MAML's MiniImagenet one (32 filters,
+max-pooled; ``--hp backbone=resnet12`` for ResNet-12), but the settings stay
+the Omniglot ones above (deviation: the paper's miniImageNet flags differ:
+8 inner steps, 15 training shots).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import torch.nn.functional as F
 from torch.func import vmap
 
 from fewshot.baselines.inner_loop import Params, detached_parameters
-from fewshot.core.backbones import MAMLConv4
+from fewshot.core.backbones import GRADIENT_BACKBONES, gradient_network
 from fewshot.core.episode import Episode
 from fewshot.core.learner import EpisodeBatches, Learner, TaskSpec, paper_defaults
 
@@ -62,8 +66,10 @@ class Reptile(Learner):
         "meta_batch": 5,
         "anneal_steps": 3000,
         "transductive": False,
+        "backbone": "auto",  # as MAML's: its network for the images, or conv4 (hidden filters), or resnet12
         "hidden": 64,
     }
+    hparam_choices = {"backbone": GRADIENT_BACKBONES}
     hparam_ranges = {
         "inner_batch": "[0, 10000]",  # 0 (the paper's), like the other zeros here
         "inner_steps": "[0, 10000]",
@@ -83,7 +89,7 @@ class Reptile(Learner):
     def __init__(self, task: TaskSpec, hp):
         super().__init__(task, hp)
         self.settings = paper_defaults(self.hp, PAPER_SETTINGS, task.ways)
-        self.net = MAMLConv4(task.image_shape, task.ways, hp["hidden"])
+        self.net = gradient_network(hp["backbone"], task.image_shape, task.ways, hp["hidden"], False, task.network)
         for name, p in self.net.named_parameters():
             self.register_buffer(_moment_name(name), torch.zeros_like(p))
         self.register_buffer("adam_steps", torch.zeros((), dtype=torch.long))

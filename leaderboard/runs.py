@@ -26,7 +26,10 @@ def label(run: dict[str, Any]) -> str:
     try:
         from fewshot.core import registry
 
-        defaults = registry.learner(run["learner"]).hparams
+        cls = registry.learner(run["learner"])
+        defaults, renamed = cls.hparams, cls.renamed_hparams
+        hp = {renamed.get(k, k): v for k, v in hp.items()}
+        hp.update({k: defaults[k] for k, v in cls.recorded_defaults.items() if hp.get(k) == v})
     except FewshotError:
         defaults = {}
     chosen = as_dict(run.get("selection")).get("chosen", {})

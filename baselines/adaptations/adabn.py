@@ -68,7 +68,7 @@ class AdaBN(Adaptation):
         if not batch_norms(backbone):
             raise ValueError(
                 "AdaBN recomputes batch-norm statistics and this network has none: choose one with "
-                "batch norm (finetune on digits: --hp network=lenet-bn)"
+                "batch norm (finetune on digits: --hp backbone=lenet-bn)"
             )
 
     def before_evaluation(self, backbone: nn.Module, target_batches: Iterator[torch.Tensor]) -> None:

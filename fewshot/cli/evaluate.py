@@ -142,6 +142,7 @@ def eval_command(
                     "seed": cell.seed,
                     "episodes_per_s": round(result.episodes_per_s, 2),
                     "train_steps": trained.steps,
+                    "backbone": done.run["backbone"],
                     "digest": result.digest,
                     "protocol_kind": cell.kind,
                     "unit": scoring.unit,

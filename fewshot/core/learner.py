@@ -59,6 +59,12 @@ class TaskSpec:
     network: str = "conv4"  # the benchmark's backbone for learners that take it from there ("lenet" for digits)
 
 
+def natural_images(task: TaskSpec) -> bool:
+    """RGB images of a benchmark whose network is Conv-4 (miniImageNet and its kin, not the digit domains), where
+    learners take their papers' miniImageNet settings rather than their Omniglot ones."""
+    return len(task.image_shape) == 3 and task.image_shape[0] == 3 and task.network == "conv4"
+
+
 @dataclass(frozen=True)
 class EpisodeBatches:
     """Training batches of ``meta_batch`` episodes drawn from the training split."""
@@ -84,6 +90,11 @@ class Learner(nn.Module):
     # The interval each numeric hyperparameter must lie in: name -> "(0, 10]", "[1, 4096]", "[0, 1)" ("inf" for
     # no bound). One left out gets a generic check (see ``hparam_range``); ``--hp`` values outside are refused.
     hparam_ranges: ClassVar[Mapping[str, str]] = {}
+    # Values runs recorded for a hyperparameter whose default has since become a sentinel meaning the same
+    # there (a 0 for "the paper's"): the leaderboard reads them as the default, so those runs keep their row.
+    recorded_defaults: ClassVar[Mapping[str, Any]] = {}
+    # Former names of renamed hyperparameters -> their names now: runs recorded the former; --hp says the new one.
+    renamed_hparams: ClassVar[Mapping[str, str]] = {}
     # Hyperparameters read only by predict: they may differ from a checkpoint's.
     eval_hparams: ClassVar[frozenset[str]] = frozenset()
     # Which fields of the benchmark cell training depends on (others reuse one checkpoint).
@@ -376,7 +387,12 @@ def resolve_hparams(
     """The learner's defaults with ``--hp name=value`` overrides applied; unknown names, and values outside a
     hyperparameter's range (``hparam_range``), are an error. ``prefix``: how ``--hp`` names them (``dann.``)."""
     hp = dict(cls.hparams)
+    renamed = getattr(cls, "renamed_hparams", {})
     for name, text in overrides.items():
+        if name in renamed:
+            raise FewshotError(
+                f"--hp {prefix}{name} is now called {prefix}{renamed[name]}: write --hp {prefix}{renamed[name]}={text}"
+            )
         if name not in hp:
             known = ", ".join(sorted(hp)) or "none"
             raise FewshotError(f"unknown hyperparameter {name!r} for {learner_name}: its hyperparameters are {known}")

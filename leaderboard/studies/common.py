@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from fewshot.core.backbones import Conv4, LeNet, make_backbone
+from fewshot.core.backbones import Conv4, LeNet, ResNet12, make_backbone
 from fewshot.core.data import Benchmark, ClassImages, Split, atomic_write
 from fewshot.core.learner import classification_step
 from fewshot.core.sampler import ImageBatches, ImagePool
@@ -37,7 +37,7 @@ def optimizer(parameters: Iterable[nn.Parameter], network: str) -> torch.optim.O
 
 @dataclass
 class Network:
-    backbone: Conv4 | LeNet
+    backbone: Conv4 | ResNet12 | LeNet
     head: nn.Linear
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

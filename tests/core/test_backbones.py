@@ -10,7 +10,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fewshot.core.backbones import NETWORKS, Conv4, LeNet, MAMLConv4, conv_as_matmul, head_with, make_backbone
+from fewshot.core.backbones import (
+    NETWORKS,
+    Conv4,
+    LeNet,
+    MAMLConv4,
+    MAMLResNet12,
+    ResNet12,
+    conv_as_matmul,
+    gradient_network,
+    head_with,
+    make_backbone,
+)
 from fewshot.core.errors import FewshotError
 
 
@@ -80,7 +91,9 @@ def test_conv4_runs_channels_last_with_the_same_numbers():
 
 
 @pytest.mark.parametrize(
-    "make", [lambda: Conv4(1), lambda: LeNet(1), lambda: LeNet(1, batch_norm=True)], ids=["conv4", "lenet", "lenet-bn"]
+    "make",
+    [lambda: Conv4(1), lambda: LeNet(1), lambda: LeNet(1, batch_norm=True), lambda: ResNet12(1)],
+    ids=["conv4", "lenet", "lenet-bn", "resnet12"],
 )
 def test_features_split_at_any_block_compose_to_the_whole_network(make):
     """Partly frozen fine-tuning runs blocks ``0..k`` once and ``k..4`` per step: the pieces must compose."""
@@ -137,6 +150,8 @@ def test_lenet_marks_the_end_of_ganins_feature_extractor():
         ("lenet", (1, 28, 28), 100),
         ("lenet-bn", (1, 28, 28), 100),
         ("lenet", (3, 32, 32), 100),
+        ("resnet12", (3, 84, 84), 640 * 5 * 5),
+        ("resnet12", (3, 32, 32), 640 * 2 * 2),
     ],
 )
 def test_make_backbone_reports_the_width_its_network_outputs(network, shape, width):
@@ -153,8 +168,12 @@ def test_make_backbone_offers_every_network_it_names():
 
 
 def test_an_unknown_network_is_a_fewshot_error_listing_the_known_ones():
-    with pytest.raises(FewshotError, match="unknown network 'resnet12': choose one of conv4, lenet, lenet-bn"):
-        make_backbone("resnet12", (1, 28, 28))
+    with pytest.raises(
+        FewshotError, match="unknown network 'resnet18': choose one of conv4, resnet12, lenet, lenet-bn"
+    ):
+        make_backbone("resnet18", (1, 28, 28))
+    with pytest.raises(FewshotError, match="12 px is too small"):
+        make_backbone("resnet12", (3, 12, 12))
 
 
 @pytest.mark.parametrize(
@@ -242,3 +261,61 @@ def test_head_with_is_a_linear_layer_on_explicit_parameters():
     x = torch.randn(4, 7)
     params = {"head.weight": layer.weight, "head.bias": layer.bias}
     assert torch.allclose(head_with(params, x, "head."), layer(x))
+
+
+def test_resnet12_is_lee_et_als_network():
+    """64-160-320-640 filters, three 3x3 convolutions without bias and a 1x1 shortcut per block, batch norm after
+    each: 12.4M parameters, as MetaOptNet's ResNet-12 without DropBlock."""
+    net = ResNet12(3)
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs if c.kernel_size == (1, 1)] == [64, 160, 320, 640]
+    assert all(c.bias is None for c in convs) and len(convs) == 16
+    widths = (64, 160, 320, 640)
+    ins = (3, *widths[:-1])
+    expected = sum(i * w * 9 + 2 * w * w * 9 + i * w + 4 * 2 * w for i, w in zip(ins, widths))
+    assert parameter_count(net) == expected == 12_424_320
+
+
+def test_resnet12_block_is_the_residual_function_by_hand():
+    """A block computed with plain torch calls: conv-bn-leaky, conv-bn-leaky, conv-bn, plus the shortcut's
+    conv-bn, leaky, 2x2 max-pool."""
+    torch.manual_seed(0)
+    block = ResNet12(2).blocks[0].eval()
+    for bn in (block.bn1, block.bn2, block.bn3, block.shortcut_bn):
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.data.uniform_(0.5, 2)
+        bn.bias.data.uniform_(-0.5, 0.5)
+    x = torch.randn(3, 2, 8, 8)
+    out = F.leaky_relu(block.bn1(F.conv2d(x, block.conv1.weight, padding=1)), 0.1)
+    out = F.leaky_relu(block.bn2(F.conv2d(out, block.conv2.weight, padding=1)), 0.1)
+    out = block.bn3(F.conv2d(out, block.conv3.weight, padding=1))
+    expected = F.max_pool2d(F.leaky_relu(out + block.shortcut_bn(F.conv2d(x, block.shortcut.weight)), 0.1), 2)
+    with torch.no_grad():
+        assert torch.allclose(block(x), expected, atol=1e-5)
+
+
+def test_maml_resnet12_is_a_pure_function_of_the_given_parameters_with_batch_statistics():
+    torch.manual_seed(0)
+    net = MAMLResNet12((3, 32, 32), 5).eval()
+    x = torch.randn(6, 3, 32, 32)
+    params = {name: p.detach() + 0.01 for name, p in net.named_parameters()}
+    before = {name: p.clone() for name, p in net.named_parameters()}
+    shifted = net.forward_with(params, x)
+    assert not torch.allclose(shifted, net(x)), "the given parameters, not the module's, are used"
+    assert all(torch.equal(p, before[name]) for name, p in net.named_parameters())
+    assert not list(net.buffers()), "no running statistics: batch norm always uses the batch's"
+    first_two = net(x[:2])
+    assert not torch.allclose(first_two, net(x)[:2]), "the statistics are those of the batch given (transductive)"
+
+
+def test_gradient_network_takes_finns_miniimagenet_network_on_rgb_images_unless_told():
+    rgb = gradient_network("auto", (3, 84, 84), 5, 64, False)
+    assert isinstance(rgb, MAMLConv4) and rgb.body[0].out_channels == 32
+    assert any(isinstance(m, nn.MaxPool2d) for m in rgb.body)
+    grey = gradient_network("auto", (1, 28, 28), 5, 64, False)
+    assert grey.body[0].out_channels == 64 and not any(isinstance(m, nn.MaxPool2d) for m in grey.body)
+    digits = gradient_network("auto", (3, 28, 28), 5, 64, False, network="lenet")
+    assert digits.body[0].out_channels == 64, "the digit domains keep the Omniglot network"
+    assert gradient_network("conv4", (3, 84, 84), 5, 48, False).body[0].out_channels == 48
+    assert isinstance(gradient_network("resnet12", (3, 84, 84), 5, 64, False), MAMLResNet12)

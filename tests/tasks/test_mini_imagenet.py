@@ -358,3 +358,79 @@ def test_an_unwritable_cache_or_an_unreadable_pickle_is_one_line(tmp_path, cache
     monkeypatch.setenv("FEWSHOT_CACHE", str(source / "mini-imagenet-cache-train.pkl"))  # a file, not a folder
     code, _, err = run_main(capfd, "data", "import", "mini-imagenet", str(source / "again"), "--force")
     assert code == 2 and err.count("\n") == 1 and "set FEWSHOT_CACHE to a writable folder" in err, err
+
+
+@pytest.fixture(scope="module")
+def imported_mini(tmp_path_factory):
+    """One small mini-ImageNet import (12 classes x 8 images at 84x84x3) in a cache of its own."""
+    root = tmp_path_factory.mktemp("natural")
+    saved = os.environ["FEWSHOT_CACHE"]
+    os.environ["FEWSHOT_CACHE"] = str(root / "cache")
+    write_pickles(root / "mini")
+    assert registry.importer("mini-imagenet").import_files("mini-imagenet", root / "mini", {})
+    yield root
+    os.environ["FEWSHOT_CACHE"] = saved
+
+
+@pytest.mark.parametrize(
+    "learner, backbone, network",
+    [
+        ("protonet", "conv4", "Conv4"),
+        ("protonet", "resnet12", "ResNet12"),
+        ("finetune", "auto", "Conv4"),
+        ("finetune", "resnet12", "ResNet12"),
+        ("maml", "auto", "MAMLConv4"),
+        ("maml", "resnet12", "MAMLResNet12"),
+    ],
+)
+def test_learners_train_and_evaluate_on_84px_rgb_with_either_backbone(
+    imported_mini, capfd, monkeypatch, learner, backbone, network
+):
+    """Two training steps and three episodes end to end at 84x84x3; the run records the network it trained."""
+    monkeypatch.setattr("fewshot.protocols.episodic.VALIDATION_EPISODES", 2)  # not 100: this is no accuracy check
+    small = {  # the least training that still runs every part (ResNet-12 at 84 px is slow on a CPU)
+        "protonet": ["train_ways=3", "train_queries=2"],
+        "finetune": ["batch_size=6", "ft_epochs=1"],
+        "maml": ["train_queries=1", "meta_batch=1", "inner_steps=1", "test_steps=1", "first_order=true"],
+    }
+    hps = [f"backbone={backbone}", *small[learner]]
+    code, out, err = run_main(
+        capfd,
+        "eval",
+        "--learner",
+        learner,
+        "--dataset",
+        "mini-imagenet",
+        "--ways",
+        "3",
+        "--shots",
+        "1",
+        "--queries",
+        "2",
+        "--episodes",
+        "3",
+        "--budget",
+        "2steps",
+        "--json",
+        *[word for hp in hps for word in ("--hp", hp)],
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["backbone"] == network and 0 <= result["mean"] <= 100 and result["train_steps"] == 2
+
+
+def test_natural_images_take_the_papers_miniimagenet_settings(imported_mini):
+    from fewshot.baselines.maml import MAML
+    from fewshot.baselines.protonet import ProtoNet
+    from fewshot.core.learner import TaskSpec
+
+    natural = TaskSpec("mini-imagenet", "ravi", (3, 84, 84), 5, 1, 15, 64)
+    maml = MAML(natural, dict(MAML.hparams))
+    assert maml.settings["inner_lr"] == 0.01 and maml.settings["inner_steps"] == 5 and maml.settings["test_steps"] == 10
+    assert maml.settings["train_queries"] == 15 and maml.net.body[0].out_channels == 32
+    omniglot = MAML(TaskSpec("omniglot", "vinyals", (1, 28, 28), 5, 1, 15, 1200), dict(MAML.hparams))
+    assert omniglot.settings["inner_lr"] == 0.4 and omniglot.settings["train_queries"] == 1
+    assert ProtoNet(natural, dict(ProtoNet.hparams)).train_batches().ways == 30
+    five_shot = TaskSpec("mini-imagenet", "ravi", (3, 84, 84), 5, 5, 15, 64)
+    assert ProtoNet(five_shot, dict(ProtoNet.hparams)).train_batches().ways == 20
+    assert ProtoNet(five_shot, dict(ProtoNet.hparams)).train_batches().queries == 15
