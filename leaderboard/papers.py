@@ -1,42 +1,150 @@
 """Published numbers to print beside ours, with where they come from.
 
-Keyed by (learner, dataset, protocol, ways, shots); accuracies in percent on
+Keyed by (learner, dataset, protocol, ways, shots, backbone); accuracies in percent on
 the same protocol (Omniglot ``vinyals``: 1,200 training characters with
-rotations, 423 test characters, 28x28).
+rotations, 423 test characters, 28x28). The backbone is the network a run names
+with ``--hp backbone=conv4|resnet12``; a run that names none used its dataset's
+default, ``conv4`` (the papers' four 3x3 conv blocks). A figure is shown only
+beside a run of its backbone: a ResNet-12 paper figure is never compared with a
+Conv-4 run. Where a hyperparameter makes a learner another method of the papers
+(``VARIANTS``: Baseline++ is ``finetune`` with ``head=cosine``, matching networks
+with full-context embeddings ``matchingnet`` with ``fce=True``), the learner is
+keyed as the leaderboard labels it, ``finetune (head=cosine)``.
 """
 
 from __future__ import annotations
 
-PAPER_ACCURACY: dict[tuple[str, str, str, int, int], tuple[float, str]] = {
-    ("protonet", "omniglot", "vinyals", 5, 1): (98.8, "Snell et al. 2017, Table 1"),
-    ("protonet", "omniglot", "vinyals", 5, 5): (99.7, "Snell et al. 2017, Table 1"),
-    ("protonet", "omniglot", "vinyals", 20, 1): (96.0, "Snell et al. 2017, Table 1"),
-    ("protonet", "omniglot", "vinyals", 20, 5): (98.9, "Snell et al. 2017, Table 1"),
-    ("matchingnet", "omniglot", "vinyals", 5, 1): (98.1, "Vinyals et al. 2016, Table 1"),
-    ("matchingnet", "omniglot", "vinyals", 5, 5): (98.9, "Vinyals et al. 2016, Table 1"),
-    ("matchingnet", "omniglot", "vinyals", 20, 1): (93.8, "Vinyals et al. 2016, Table 1"),
-    ("matchingnet", "omniglot", "vinyals", 20, 5): (98.5, "Vinyals et al. 2016, Table 1"),
-    ("metanet", "omniglot", "vinyals", 5, 1): (98.95, "Munkhdalai and Yu 2017, Table 1"),
-    ("metanet", "omniglot", "vinyals", 20, 1): (97.00, "Munkhdalai and Yu 2017, Table 1"),
-    ("maml", "omniglot", "vinyals", 5, 1): (98.7, "Finn et al. 2017, Table 1 (transductive batch norm)"),
-    ("maml", "omniglot", "vinyals", 5, 5): (99.9, "Finn et al. 2017, Table 1 (transductive batch norm)"),
-    ("maml", "omniglot", "vinyals", 20, 1): (95.8, "Finn et al. 2017, Table 1 (transductive batch norm)"),
-    ("maml", "omniglot", "vinyals", 20, 5): (98.9, "Finn et al. 2017, Table 1 (transductive batch norm)"),
-    ("fomaml", "omniglot", "vinyals", 5, 1): (98.3, "Finn et al. 2017, Table 1, first-order approximation"),
-    ("fomaml", "omniglot", "vinyals", 5, 5): (99.2, "Finn et al. 2017, Table 1, first-order approximation"),
-    ("fomaml", "omniglot", "vinyals", 20, 1): (89.4, "Finn et al. 2017, Table 1, first-order approximation"),
-    ("fomaml", "omniglot", "vinyals", 20, 5): (97.9, "Finn et al. 2017, Table 1, first-order approximation"),
-    ("metasgd", "omniglot", "vinyals", 5, 1): (99.53, "Li et al. 2017, Table 1"),
-    ("metasgd", "omniglot", "vinyals", 5, 5): (99.93, "Li et al. 2017, Table 1"),
-    ("metasgd", "omniglot", "vinyals", 20, 1): (95.93, "Li et al. 2017, Table 1"),
-    ("metasgd", "omniglot", "vinyals", 20, 5): (98.97, "Li et al. 2017, Table 1"),
-    ("reptile", "omniglot", "vinyals", 5, 1): (95.39, "Nichol et al. 2018, Table 1 (non-transductive)"),
-    ("reptile", "omniglot", "vinyals", 5, 5): (98.90, "Nichol et al. 2018, Table 1 (non-transductive)"),
-    ("reptile", "omniglot", "vinyals", 20, 1): (88.14, "Nichol et al. 2018, Table 1 (non-transductive)"),
-    ("reptile", "omniglot", "vinyals", 20, 5): (96.65, "Nichol et al. 2018, Table 1 (non-transductive)"),
-    ("anil", "omniglot", "vinyals", 20, 1): (96.2, "Raghu et al. 2020, Table 2"),
-    ("anil", "omniglot", "vinyals", 20, 5): (98.0, "Raghu et al. 2020, Table 2"),
+from typing import Any
+
+DEFAULT_BACKBONE = "conv4"
+
+RAVI_2017 = "Ravi and Larochelle 2017, Table 1"
+FINN_2017_FO = "Finn et al. 2017, Table 1, first-order approximation (transductive batch norm)"
+FINN_2017_MINI = "Finn et al. 2017, Table 1 (32 filters; transductive batch norm)"
+FINN_2017_MINI_FO = "Finn et al. 2017, Table 1, first-order approximation (32 filters; transductive batch norm)"
+SNELL_2017_MINI = "Snell et al. 2017, Table 2"
+LEE_2019_RESNET = "Lee et al. 2019, Table 3 (their ResNet-12 ProtoNet)"
+LEE_2019_CIFAR_FS = "Lee et al. 2019, Table 2 (Bertinetto et al. 2019's figure)"
+LEE_2019_FC100 = "Lee et al. 2019, Table 2 (Oreshkin et al. 2018's figure)"
+LEE_2019_CIFAR_RESNET = "Lee et al. 2019, Table 2 (their ResNet-12 ProtoNet)"
+
+PAPER_ACCURACY: dict[tuple[str, str, str, int, int, str], tuple[float, str]] = {
+    ("protonet", "omniglot", "vinyals", 5, 1, "conv4"): (98.8, "Snell et al. 2017, Table 1"),
+    ("protonet", "omniglot", "vinyals", 5, 5, "conv4"): (99.7, "Snell et al. 2017, Table 1"),
+    ("protonet", "omniglot", "vinyals", 20, 1, "conv4"): (96.0, "Snell et al. 2017, Table 1"),
+    ("protonet", "omniglot", "vinyals", 20, 5, "conv4"): (98.9, "Snell et al. 2017, Table 1"),
+    ("matchingnet", "omniglot", "vinyals", 5, 1, "conv4"): (98.1, "Vinyals et al. 2016, Table 1"),
+    ("matchingnet", "omniglot", "vinyals", 5, 5, "conv4"): (98.9, "Vinyals et al. 2016, Table 1"),
+    ("matchingnet", "omniglot", "vinyals", 20, 1, "conv4"): (93.8, "Vinyals et al. 2016, Table 1"),
+    ("matchingnet", "omniglot", "vinyals", 20, 5, "conv4"): (98.5, "Vinyals et al. 2016, Table 1"),
+    ("metanet", "omniglot", "vinyals", 5, 1, "conv4"): (98.95, "Munkhdalai and Yu 2017, Table 1"),
+    ("metanet", "omniglot", "vinyals", 20, 1, "conv4"): (97.00, "Munkhdalai and Yu 2017, Table 1"),
+    ("maml", "omniglot", "vinyals", 5, 1, "conv4"): (98.7, "Finn et al. 2017, Table 1 (transductive batch norm)"),
+    ("maml", "omniglot", "vinyals", 5, 5, "conv4"): (99.9, "Finn et al. 2017, Table 1 (transductive batch norm)"),
+    ("maml", "omniglot", "vinyals", 20, 1, "conv4"): (95.8, "Finn et al. 2017, Table 1 (transductive batch norm)"),
+    ("maml", "omniglot", "vinyals", 20, 5, "conv4"): (98.9, "Finn et al. 2017, Table 1 (transductive batch norm)"),
+    ("fomaml", "omniglot", "vinyals", 5, 1, "conv4"): (98.3, FINN_2017_FO),
+    ("fomaml", "omniglot", "vinyals", 5, 5, "conv4"): (99.2, FINN_2017_FO),
+    ("fomaml", "omniglot", "vinyals", 20, 1, "conv4"): (89.4, FINN_2017_FO),
+    ("fomaml", "omniglot", "vinyals", 20, 5, "conv4"): (97.9, FINN_2017_FO),
+    ("metasgd", "omniglot", "vinyals", 5, 1, "conv4"): (99.53, "Li et al. 2017, Table 1"),
+    ("metasgd", "omniglot", "vinyals", 5, 5, "conv4"): (99.93, "Li et al. 2017, Table 1"),
+    ("metasgd", "omniglot", "vinyals", 20, 1, "conv4"): (95.93, "Li et al. 2017, Table 1"),
+    ("metasgd", "omniglot", "vinyals", 20, 5, "conv4"): (98.97, "Li et al. 2017, Table 1"),
+    ("reptile", "omniglot", "vinyals", 5, 1, "conv4"): (95.39, "Nichol et al. 2018, Table 1 (non-transductive)"),
+    ("reptile", "omniglot", "vinyals", 5, 5, "conv4"): (98.90, "Nichol et al. 2018, Table 1 (non-transductive)"),
+    ("reptile", "omniglot", "vinyals", 20, 1, "conv4"): (88.14, "Nichol et al. 2018, Table 1 (non-transductive)"),
+    ("reptile", "omniglot", "vinyals", 20, 5, "conv4"): (96.65, "Nichol et al. 2018, Table 1 (non-transductive)"),
+    ("anil", "omniglot", "vinyals", 20, 1, "conv4"): (96.2, "Raghu et al. 2020, Table 2"),
+    ("anil", "omniglot", "vinyals", 20, 5, "conv4"): (98.0, "Raghu et al. 2020, Table 2"),
+    # miniImageNet on Ravi and Larochelle's split (64/16/20 classes), 5-way, 84x84. Matching networks are Ravi and
+    # Larochelle's re-run on this split: Vinyals et al.'s own miniImageNet figures were on another class split.
+    ("matchingnet", "mini-imagenet", "ravi", 5, 1, "conv4"): (43.40, RAVI_2017 + ", matching net re-run on this split"),
+    ("matchingnet", "mini-imagenet", "ravi", 5, 5, "conv4"): (51.09, RAVI_2017 + ", matching net re-run on this split"),
+    ("matchingnet (fce=True)", "mini-imagenet", "ravi", 5, 1, "conv4"): (
+        43.56,
+        RAVI_2017 + ", matching net FCE re-run",
+    ),
+    ("matchingnet (fce=True)", "mini-imagenet", "ravi", 5, 5, "conv4"): (
+        55.31,
+        RAVI_2017 + ", matching net FCE re-run",
+    ),
+    ("metalstm", "mini-imagenet", "ravi", 5, 1, "conv4"): (43.44, RAVI_2017),
+    ("metalstm", "mini-imagenet", "ravi", 5, 5, "conv4"): (60.60, RAVI_2017),
+    ("maml", "mini-imagenet", "ravi", 5, 1, "conv4"): (48.70, FINN_2017_MINI),
+    ("maml", "mini-imagenet", "ravi", 5, 5, "conv4"): (63.11, FINN_2017_MINI),
+    ("fomaml", "mini-imagenet", "ravi", 5, 1, "conv4"): (48.07, FINN_2017_MINI_FO),
+    ("fomaml", "mini-imagenet", "ravi", 5, 5, "conv4"): (63.15, FINN_2017_MINI_FO),
+    ("reptile", "mini-imagenet", "ravi", 5, 1, "conv4"): (47.07, "Nichol et al. 2018, Table 1 (non-transductive)"),
+    ("reptile", "mini-imagenet", "ravi", 5, 5, "conv4"): (62.74, "Nichol et al. 2018, Table 1 (non-transductive)"),
+    ("protonet", "mini-imagenet", "ravi", 5, 1, "conv4"): (49.42, SNELL_2017_MINI + " (trained on 30-way episodes)"),
+    ("protonet", "mini-imagenet", "ravi", 5, 5, "conv4"): (68.20, SNELL_2017_MINI + " (trained on 20-way episodes)"),
+    ("anil", "mini-imagenet", "ravi", 5, 1, "conv4"): (46.7, "Raghu et al. 2020, Table 2"),
+    ("anil", "mini-imagenet", "ravi", 5, 5, "conv4"): (61.5, "Raghu et al. 2020, Table 2"),
+    ("protonet", "mini-imagenet", "ravi", 5, 1, "resnet12"): (59.25, LEE_2019_RESNET),
+    ("protonet", "mini-imagenet", "ravi", 5, 5, "resnet12"): (75.60, LEE_2019_RESNET),
+    # tieredImageNet (Ren et al.'s split), 5-way.
+    ("protonet", "tiered-imagenet", "ren", 5, 1, "conv4"): (
+        53.31,
+        "Lee et al. 2019, Table 1 (Ren et al. 2018's figure)",
+    ),
+    ("protonet", "tiered-imagenet", "ren", 5, 5, "conv4"): (
+        72.69,
+        "Lee et al. 2019, Table 1 (Ren et al. 2018's figure)",
+    ),
+    ("protonet", "tiered-imagenet", "ren", 5, 1, "resnet12"): (61.74, LEE_2019_RESNET),
+    ("protonet", "tiered-imagenet", "ren", 5, 5, "resnet12"): (80.00, LEE_2019_RESNET),
+    # CIFAR-FS (Bertinetto et al.'s split) and FC100 (Oreshkin et al.'s), 5-way, 32x32: Lee et al. 2019, Table 2,
+    # quoting Bertinetto et al. 2019 for CIFAR-FS at Conv-4 and Oreshkin et al. 2018 for FC100 at Conv-4.
+    ("maml", "cifar-fs", "bertinetto", 5, 1, "conv4"): (58.9, LEE_2019_CIFAR_FS + " (32 filters)"),
+    ("maml", "cifar-fs", "bertinetto", 5, 5, "conv4"): (71.5, LEE_2019_CIFAR_FS + " (32 filters)"),
+    ("protonet", "cifar-fs", "bertinetto", 5, 1, "conv4"): (55.5, LEE_2019_CIFAR_FS),
+    ("protonet", "cifar-fs", "bertinetto", 5, 5, "conv4"): (72.0, LEE_2019_CIFAR_FS),
+    ("protonet", "cifar-fs", "bertinetto", 5, 1, "resnet12"): (72.2, LEE_2019_CIFAR_RESNET),
+    ("protonet", "cifar-fs", "bertinetto", 5, 5, "resnet12"): (83.5, LEE_2019_CIFAR_RESNET),
+    ("protonet", "fc100", "oreshkin", 5, 1, "conv4"): (35.3, LEE_2019_FC100),
+    ("protonet", "fc100", "oreshkin", 5, 5, "conv4"): (48.6, LEE_2019_FC100),
+    ("protonet", "fc100", "oreshkin", 5, 1, "resnet12"): (37.5, LEE_2019_CIFAR_RESNET),
+    ("protonet", "fc100", "oreshkin", 5, 5, "resnet12"): (52.5, LEE_2019_CIFAR_RESNET),
 }
+
+# Not listed, for want of a source this suite could read (issue 20): Li et al. 2017's Meta-SGD on miniImageNet;
+# Chen et al. 2019's Baseline and Baseline++ (``finetune``, ``finetune (head=cosine)``), MatchingNet, ProtoNet
+# and MAML on miniImageNet and CUB (``cub``/``chen``), at Conv-4 and ResNet.
+
+# Figures of methods the suite has no learner for, beside the same cells: never shown beside a run, kept so that a
+# comparison in the text can cite them. MetaOptNet-SVM: Lee et al. 2019, Tables 1 and 2 (ResNet-12, trained on the
+# training classes alone); TADAM: Oreshkin et al. 2018, as Lee et al. 2019, Tables 1 and 2 quote it (ResNet-12).
+OTHER_METHODS: dict[tuple[str, str, str, int, int, str], tuple[float, str]] = {
+    ("metaoptnet-svm", "mini-imagenet", "ravi", 5, 1, "resnet12"): (62.64, "Lee et al. 2019, Table 1"),
+    ("metaoptnet-svm", "mini-imagenet", "ravi", 5, 5, "resnet12"): (78.63, "Lee et al. 2019, Table 1"),
+    ("metaoptnet-svm", "tiered-imagenet", "ren", 5, 1, "resnet12"): (65.99, "Lee et al. 2019, Table 1"),
+    ("metaoptnet-svm", "tiered-imagenet", "ren", 5, 5, "resnet12"): (81.56, "Lee et al. 2019, Table 1"),
+    ("metaoptnet-svm", "cifar-fs", "bertinetto", 5, 1, "resnet12"): (72.0, "Lee et al. 2019, Table 2"),
+    ("metaoptnet-svm", "cifar-fs", "bertinetto", 5, 5, "resnet12"): (84.2, "Lee et al. 2019, Table 2"),
+    ("metaoptnet-svm", "fc100", "oreshkin", 5, 1, "resnet12"): (41.1, "Lee et al. 2019, Table 2"),
+    ("metaoptnet-svm", "fc100", "oreshkin", 5, 5, "resnet12"): (55.5, "Lee et al. 2019, Table 2"),
+    ("tadam", "mini-imagenet", "ravi", 5, 1, "resnet12"): (58.50, "Lee et al. 2019, Table 1 (Oreshkin et al. 2018)"),
+    ("tadam", "mini-imagenet", "ravi", 5, 5, "resnet12"): (76.70, "Lee et al. 2019, Table 1 (Oreshkin et al. 2018)"),
+    ("tadam", "fc100", "oreshkin", 5, 1, "resnet12"): (40.1, "Lee et al. 2019, Table 2 (Oreshkin et al. 2018)"),
+    ("tadam", "fc100", "oreshkin", 5, 5, "resnet12"): (56.1, "Lee et al. 2019, Table 2 (Oreshkin et al. 2018)"),
+}
+
+# A hyperparameter value that makes a learner another of the papers' methods: its figures are keyed by the learner
+# as the leaderboard labels such a run.
+VARIANTS: dict[str, tuple[str, Any]] = {"finetune": ("head", "cosine"), "matchingnet": ("fce", True)}
+
+
+def paper_learner(learner: str, hparams: dict[str, Any]) -> str:
+    """The learner's key in ``PAPER_ACCURACY``: its name, or ``name (hp=value)`` for a variant of ``VARIANTS``."""
+    hp, value = VARIANTS.get(learner, ("", None))
+    return f"{learner} ({hp}={value})" if hp and hparams.get(hp) == value else learner
+
+
+def backbone_of(hparams: dict[str, Any]) -> str:
+    """The backbone a run's hyperparameters name (``--hp backbone=...``), else the dataset's default, conv4."""
+    return str(hparams.get("backbone") or DEFAULT_BACKBONE).lower()
+
 
 # Error rates (percent) of other systems on a protocol, quoted beside every learner's.
 REFERENCE_ERRORS: dict[tuple[str, str], list[tuple[str, float]]] = {
@@ -63,8 +171,19 @@ def presentation_references(dataset: str, ways: int, instances: int) -> list[tup
     return PRESENTATION_ACCURACY.get((dataset, ways, instances), [])
 
 
-def paper_accuracy(learner: str, dataset: str, protocol: str, ways: int, shots: int) -> tuple[float, str] | None:
-    return PAPER_ACCURACY.get((learner, dataset, protocol, ways, shots))
+def paper_accuracy(
+    learner: str, dataset: str, protocol: str, ways: int, shots: int, backbone: str = DEFAULT_BACKBONE
+) -> tuple[float, str] | None:
+    return PAPER_ACCURACY.get((learner, dataset, protocol, ways, shots, backbone))
+
+
+def run_paper_accuracy(run: dict[str, Any]) -> tuple[float, str] | None:
+    """The figure for a run's learner (or its variant), cell and backbone, from its hyperparameters."""
+    from fewshot.leaderboard.runs import as_dict
+
+    hparams = as_dict(run.get("hparams"))
+    learner = paper_learner(run["learner"], hparams)
+    return paper_accuracy(learner, run["dataset"], run["protocol"], run["ways"], run["shots"], backbone_of(hparams))
 
 
 def references_for(dataset: str, protocol: str) -> list[tuple[str, float]]:
@@ -143,4 +262,4 @@ def paper_figure(run: dict) -> tuple[float, str] | None:
     zero_shot = zero_shot_paper(run["learner"], run["dataset"], run["protocol"])
     if zero_shot is not None:
         return zero_shot.get("harmonic", zero_shot.get("mean", 0.0)), XIAN_2018
-    return paper_accuracy(run["learner"], run["dataset"], run["protocol"], run["ways"], run["shots"])
+    return run_paper_accuracy(run)

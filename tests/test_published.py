@@ -313,7 +313,7 @@ def _first_word(citation: str) -> str:
 def paper_values() -> list[tuple[float, set[str]]]:
     """Each paper's figure with the words that tie a quotation to it: its first author, its learner or system."""
     values: list[tuple[float, set[str]]] = [(v, {_first_word(c)}) for v, c in PAPERS_ELSEWHERE.items()]
-    for (learner, *_), (value, citation) in papers.PAPER_ACCURACY.items():
+    for (learner, *_), (value, citation) in [*papers.PAPER_ACCURACY.items(), *papers.OTHER_METHODS.items()]:
         values.append((value, {learner, _first_word(citation)}))
     for errors in papers.REFERENCE_ERRORS.values():
         values += [(value, {_first_word(system), "Lake"}) for system, value in errors]

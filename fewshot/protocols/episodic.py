@@ -174,18 +174,14 @@ class Episodic(Protocol):
     def leaderboard_section(self, runs: list[dict[str, Any]]) -> Section | None:
         import pandas as pd
 
-        from fewshot.leaderboard.papers import paper_accuracy, references_for
+        from fewshot.leaderboard.papers import references_for, run_paper_accuracy
         from fewshot.leaderboard.runs import label, latest, protocol_shown, shift
 
         table, points = [], []
         for run in latest(runs):
             mean, half = 100 * run["mean"], 100 * run["ci95"]
             shifted = bool(shift(run))  # a domain shift is not the paper's cell
-            paper = (
-                None
-                if shifted
-                else paper_accuracy(run["learner"], run["dataset"], run["protocol"], run["ways"], run["shots"])
-            )
+            paper = None if shifted else run_paper_accuracy(run)  # the figure for the run's backbone
             refs = [] if shifted else references_for(run["dataset"], run["protocol"])
             published = f"{paper[0]:g} ({paper[1]})" if paper else "; ".join(f"{w} {e:g}% error" for w, e in refs)
             table.append(
