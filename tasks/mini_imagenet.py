@@ -104,50 +104,57 @@ class MiniImageNetImport(Importer):
                     f"test.csv beside images/"
                 )
             images = torch.from_numpy(written.opened())
-            return self._save(name, folder, layout, blocks, md5s, images, force, written.path)
+            return save_blocks(name, folder, FORMAT, PROTOCOL, layout, blocks, md5s, images, force, written.path)
 
-    def _save(
-        self,
-        name: str,
-        folder: Path,
-        layout: str,
-        blocks: Mapping[str, Block],
-        md5s: dict[str, str],
-        images: torch.Tensor,
-        force: bool,
-        images_file: Path,
-    ) -> str:
-        splits = checked_roles({role: blocks[role].classes for role in ROLES}, folder)
-        classes = [c for role in ROLES for c in blocks[role].classes]
-        counts = [n for role in ROLES for n in blocks[role].counts]
-        digest = hashlib.sha256(f"{FORMAT} {layout} side={SIDE}\n".encode())
-        for file, md5 in sorted(md5s.items()):
-            digest.update(f"{file}\0{md5}\n".encode())
-        data = ClassImages(
-            images=images,
-            labels=torch.arange(len(classes)).repeat_interleave(torch.tensor(counts)),
-            classes=tuple(ClassInfo(c, "") for c in classes),
-            key=digest.hexdigest()[:16],
-        )
-        record = {
-            "name": name,
-            "format": FORMAT,
-            "layout": layout,
-            "source": str(folder.resolve()),
-            "images": int(images.shape[0]),
-            "size": SIDE,
-            "channels": 3,
-            "classes": classes,
-            "class_images": counts,
-            "splits": {PROTOCOL: splits},
-            "files_md5": md5s,
-        }
-        arrays = save_import(record, data, force, images_file)
-        shares = ", ".join(f"{len(splits[role])} {role}" for role in ROLES)
-        return (
-            f"imported {name}: {images.shape[0]:,} images of {len(classes)} classes ({shares}) at "
-            f"{SIDE}x{SIDE}x3 from {layout} into {arrays}; protocol {PROTOCOL}: --dataset {name}"
-        )
+
+def save_blocks(
+    name: str,
+    folder: Path,
+    format_name: str,
+    protocol: str,
+    layout: str,
+    blocks: Mapping[str, Block],
+    md5s: dict[str, str],
+    images: torch.Tensor,
+    force: bool,
+    images_file: Path,
+    group_of: Mapping[str, str] | None = None,
+) -> str:
+    """Save an import of square RGB ``images`` whose splits' classes are ``blocks`` (each split's images appended
+    in that order), with the md5s of its source files, as the ``protocol`` of ``format_name``; ``group_of`` names a
+    class's group (a superclass). Returns the line `fewshot data import` prints."""
+    splits = checked_roles({role: blocks[role].classes for role in ROLES}, folder)
+    classes = [c for role in ROLES for c in blocks[role].classes]
+    counts = [n for role in ROLES for n in blocks[role].counts]
+    side = int(images.shape[-1])
+    digest = hashlib.sha256(f"{format_name} {layout} side={side}\n".encode())
+    for file, md5 in sorted(md5s.items()):
+        digest.update(f"{file}\0{md5}\n".encode())
+    data = ClassImages(
+        images=images,
+        labels=torch.arange(len(classes)).repeat_interleave(torch.tensor(counts)),
+        classes=tuple(ClassInfo(c, (group_of or {}).get(c, "")) for c in classes),
+        key=digest.hexdigest()[:16],
+    )
+    record = {
+        "name": name,
+        "format": format_name,
+        "layout": layout,
+        "source": str(folder.resolve()),
+        "images": int(images.shape[0]),
+        "size": side,
+        "channels": 3,
+        "classes": classes,
+        "class_images": counts,
+        "splits": {protocol: splits},
+        "files_md5": md5s,
+    }
+    arrays = save_import(record, data, force, images_file)
+    shares = ", ".join(f"{len(splits[role])} {role}" for role in ROLES)
+    return (
+        f"imported {name}: {images.shape[0]:,} images of {len(classes)} classes ({shares}) at "
+        f"{side}x{side}x3 from {layout} into {arrays}; protocol {protocol}: --dataset {name}"
+    )
 
 
 def checked_roles(classes: Mapping[str, list[str]], folder: Path) -> dict[str, list[str]]:

@@ -3,7 +3,6 @@ Ravi's CSVs beside JPEGs) imported, compared pixel for pixel, evaluated on; ever
 
 import hashlib
 import json
-import os
 import pickle
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from fewshot.core import registry
 from fewshot.core.data import mapped_images_path
 from fewshot.core.dataset import imports_dir
 from fewshot.core.errors import FewshotError
+from pickle_helpers import Foreign, Payload, without
 
 ROLES = ("train", "val", "test")
 SHARES = {"train": 6, "val": 3, "test": 3}  # 12 classes, as 64 / 16 / 20 in the real files
@@ -156,22 +156,6 @@ def _with(**changes):
     return lambda content: {**content, **changes}
 
 
-def _without(key):
-    return lambda content: {k: v for k, v in content.items() if k != key}
-
-
-class Payload:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
-
-
-class Foreign:
-    """A class of its own, as a pickle written by some other project's code would carry."""
-
-
 def _pickles(root, edit=None, val_name="val"):
     write_pickles(root / "in", val_name, edit=edit)
     return root / "in"
@@ -208,7 +192,7 @@ def _shared_class(content):
 
 
 BAD = [
-    ("missing key", lambda root: _pickles(root, _spoil("val", _without("class_dict"))), "has no 'class_dict' key"),
+    ("missing key", lambda root: _pickles(root, _spoil("val", without("class_dict"))), "has no 'class_dict' key"),
     (
         "channels first",
         lambda root: _pickles(
@@ -235,7 +219,7 @@ BAD = [
     (
         "a class in the pickle",
         lambda root: _pickles(root, _spoil("val", _with(meta=Foreign()))),
-        "the pickle names the global test_mini_imagenet.Foreign; fewshot reads only arrays and plain containers",
+        "the pickle names the global pickle_helpers.Foreign; fewshot reads only arrays and plain containers",
     ),
     (
         "both val names",
