@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -236,6 +236,25 @@ class ImagesFile:
         except OSError as err:  # a full disk
             raise self._unwritable(err) from None
         self.count += len(block)
+
+    def reserve(self, n: int) -> int:
+        """Room for ``n`` more images, filled by :meth:`put` in any order; returns the first one's row."""
+        first, self.count = self.count, self.count + n
+        try:
+            self.file.truncate(self.offset + self.count * int(np.prod(self.tail)))
+        except OSError as err:
+            raise self._unwritable(err) from None
+        return first
+
+    def put(self, row: int, block: np.ndarray) -> None:
+        """Write images ``[k, C, H, W]`` at rows ``row`` to ``row + k - 1``, rows :meth:`reserve` made room for."""
+        if block.dtype != np.uint8 or tuple(block.shape[1:]) != self.tail or not 0 <= row <= self.count - len(block):
+            raise ValueError(f"a block of {block.dtype} {list(block.shape)} at row {row} of {self.count}")
+        try:
+            self.file.seek(self.offset + row * int(np.prod(self.tail)))
+            self.file.write(np.ascontiguousarray(block).data)
+        except OSError as err:
+            raise self._unwritable(err) from None
 
     def opened(self) -> np.ndarray:
         """The images written, memory-mapped (see :func:`mapped_images`)."""
@@ -501,6 +520,30 @@ def file_digest(path: Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+class HashedReader:
+    """A binary file read through, its bytes added to an md5 as they are read: a large source file is hashed
+    by the one pass that reads it."""
+
+    def __init__(self, file: BinaryIO):
+        self.file, self.md5 = file, hashlib.md5()
+
+    def read(self, size: int = -1) -> bytes:
+        block = self.file.read(size)
+        self.md5.update(block)
+        return block
+
+    def readline(self) -> bytes:
+        line = self.file.readline()
+        self.md5.update(line)
+        return line
+
+    def rest(self) -> str:
+        """The md5 of the whole file, reading whatever has not been read yet."""
+        while self.read(1 << 20):
+            pass
+        return self.md5.hexdigest()
 
 
 def resize_strokes(images: torch.Tensor, size: int, chunk: int = 4096) -> torch.Tensor:
