@@ -222,7 +222,7 @@ def _md5s(folder: Path, names: list[str], what: str) -> dict[str, str]:
     return md5s
 
 
-def _text_keys(content: Any, path: Path, keys: tuple[str, ...], what: str) -> dict[str, Any]:
+def text_keys(content: Any, path: Path, keys: tuple[str, ...], what: str) -> dict[str, Any]:
     """A pickled dict's entries under ``keys``: a python 2 pickle read with latin-1 has str keys, one written by
     python 3 (or read as bytes) bytes keys; both are read."""
     if not isinstance(content, dict):
@@ -260,7 +260,7 @@ def _described(array: Any) -> str:
 def _pickle_block(path: Path, written: ImagesFile) -> Block:
     """A split's MetaOptNet pickle, checked, its images appended to ``written`` class by class in label-id
     order (its arrays are freed before the next split's pickle is read)."""
-    content = _text_keys(safe_pickle.load(path, encoding="latin1"), path, ("data", "labels"), "MetaOptNet's pickle")
+    content = text_keys(safe_pickle.load(path, encoding="latin1"), path, ("data", "labels"), "MetaOptNet's pickle")
     images = content["data"]
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.shape[1:] != (SIDE, SIDE, 3):
         raise FewshotError(f"{path}: data is {_described(images)}; MetaOptNet's pickles hold uint8 [N, 32, 32, 3]")
@@ -298,7 +298,7 @@ def _release_blocks(folder: Path, bench: Benchmark, written: ImagesFile) -> dict
     """CIFAR-100's python release cut by ``bench``'s split: each split's classes in label-id order, each class's
     images those of ``train`` then those of ``test``, in file order, appended to ``written``."""
     meta_path = folder / "meta"
-    meta = _text_keys(
+    meta = text_keys(
         safe_pickle.load(meta_path, encoding="latin1"),
         meta_path,
         ("fine_label_names", "coarse_label_names"),
@@ -332,7 +332,7 @@ def _release_part(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One of the release's ``train`` and ``test``: its image rows and fine labels, checked (the coarse labels
     against CIFAR-100's superclasses)."""
     keys = ("data", "fine_labels", "coarse_labels")
-    content = _text_keys(safe_pickle.load(path, encoding="latin1"), path, keys, "CIFAR-100's python release")
+    content = text_keys(safe_pickle.load(path, encoding="latin1"), path, keys, "CIFAR-100's python release")
     data = content["data"]
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * SIDE**2:
         raise FewshotError(f"{path}: data is {_described(data)}; CIFAR-100's python release holds uint8 [N, 3072]")

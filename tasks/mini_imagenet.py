@@ -119,10 +119,12 @@ def save_blocks(
     force: bool,
     images_file: Path,
     group_of: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> str:
     """Save an import of square RGB ``images`` whose splits' classes are ``blocks`` (each split's images appended
     in that order), with the md5s of its source files, as the ``protocol`` of ``format_name``; ``group_of`` names a
-    class's group (a superclass). Returns the line `fewshot data import` prints."""
+    class's group (a superclass); ``extra`` adds entries to the import record. Returns the line `fewshot data
+    import` prints."""
     splits = checked_roles({role: blocks[role].classes for role in ROLES}, folder)
     classes = [c for role in ROLES for c in blocks[role].classes]
     counts = [n for role in ROLES for n in blocks[role].counts]
@@ -148,6 +150,7 @@ def save_blocks(
         "class_images": counts,
         "splits": {protocol: splits},
         "files_md5": md5s,
+        **(extra or {}),
     }
     arrays = save_import(record, data, force, images_file)
     shares = ", ".join(f"{len(splits[role])} {role}" for role in ROLES)

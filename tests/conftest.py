@@ -45,6 +45,14 @@ def own_cache(tmp_path_factory):
     os.environ["FEWSHOT_CACHE"] = saved
 
 
+@pytest.fixture
+def import_cache(tmp_path, monkeypatch):
+    """A cache and results file of this test alone, for tests that import datasets (and look at what is left)."""
+    monkeypatch.setenv("FEWSHOT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("FEWSHOT_RESULTS", str(tmp_path / "results.sqlite"))
+    return tmp_path / "cache"
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     root = _data_root()
@@ -79,6 +87,16 @@ def run_main(capfd: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
         main(list(argv))
     out, err = capfd.readouterr()
     return int(exit_info.value.code or 0), out, err
+
+
+def refused_import(capfd: pytest.CaptureFixture[str], message: str, *argv: str) -> None:
+    """`fewshot data import ARGV` is refused: exit status 2, one line holding ``message``, nothing imported."""
+    from fewshot.core.dataset import imports_dir
+
+    code, out, err = run_main(capfd, "data", "import", *argv)
+    assert code == 2, (out, err)
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+    assert not imports_dir().exists() or not any(imports_dir().iterdir()), "nothing written"
 
 
 def run_cli(
@@ -126,3 +144,21 @@ def damage_member(path: Path, member: str | None = None, size: int = 1024) -> No
     end = min(start + size, start + info.compress_size)
     raw[start:end] = bytes(255 - b for b in raw[start:end])
     path.write_bytes(bytes(raw))
+
+
+def check_split_import(bench, expected, classes_of, images):
+    """An imported benchmark of 84x84 RGB images: each class's pixels are ``expected[name]`` ``[n, 84, 84, 3]``,
+    and each role's classes are ``classes_of(role)``, no class in two roles."""
+    import numpy as np
+    import torch
+
+    data = bench.data
+    assert data.images.dtype == torch.uint8 and data.images.shape == (images, 3, 84, 84)
+    names = [c.name for c in data.classes]
+    for row, name in enumerate(names):
+        got = data.images[data.labels == row].permute(0, 2, 3, 1).numpy()
+        assert np.array_equal(got, expected[name]), f"the pixels of {name} differ from those written"
+    roles = ("train", "val", "test")
+    splits = {role: {names[c] for c in bench.split(role).classes.tolist()} for role in roles}
+    assert splits == {role: set(classes_of(role)) for role in roles}, "each split keeps the release's classes"
+    assert not (splits["train"] & splits["val"] or splits["train"] & splits["test"] or splits["val"] & splits["test"])

@@ -3,15 +3,15 @@ Ravi's CSVs beside JPEGs) imported, compared pixel for pixel, evaluated on; ever
 
 import hashlib
 import json
+import os
 import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from conftest import run_main
+from conftest import check_split_import, refused_import, run_main
 from fewshot.core import dataset as dataset_module
 from fewshot.core import registry
 from fewshot.core.data import mapped_images_path
@@ -23,13 +23,6 @@ ROLES = ("train", "val", "test")
 SHARES = {"train": 6, "val": 3, "test": 3}  # 12 classes, as 64 / 16 / 20 in the real files
 PER_CLASS = 8
 EVAL = ("--learner", "protonet", "--ways", "3", "--shots", "1", "--queries", "2", "--episodes", "4")
-
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("FEWSHOT_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("FEWSHOT_RESULTS", str(tmp_path / "results.sqlite"))
-    return tmp_path / "cache"
 
 
 def wnids(role):
@@ -93,19 +86,13 @@ def write_csvs(folder, rows_of=None):
 
 
 def check_import(bench, expected):
-    data = bench.data
-    assert data.images.dtype == torch.uint8 and data.images.shape == (12 * PER_CLASS, 3, 84, 84)
-    names = [c.name for c in data.classes]
-    for row, name in enumerate(names):
-        got = data.images[data.labels == row].permute(0, 2, 3, 1).numpy()
-        assert np.array_equal(got, expected[name]), f"the pixels of {name} differ from those written"
-    splits = {role: {names[c] for c in bench.split(role).classes.tolist()} for role in ROLES}
-    assert splits == {role: set(wnids(role)) for role in ROLES}, "each split keeps the release's classes"
-    assert not (splits["train"] & splits["val"] or splits["train"] & splits["test"] or splits["val"] & splits["test"])
+    check_split_import(bench, expected, wnids, 12 * PER_CLASS)
 
 
 @pytest.mark.parametrize("val_name, protocol", [("val", 4), ("validation", 2)])
-def test_the_cache_pickles_import_with_their_pixels_and_split_and_evaluate(tmp_path, cache, capfd, val_name, protocol):
+def test_the_cache_pickles_import_with_their_pixels_and_split_and_evaluate(
+    tmp_path, import_cache, capfd, val_name, protocol
+):
     source = tmp_path / "mini"
     expected = write_pickles(source, val_name, protocol)
     code, out, err = run_main(capfd, "data", "import", "mini-imagenet", str(source))
@@ -114,7 +101,7 @@ def test_the_cache_pickles_import_with_their_pixels_and_split_and_evaluate(tmp_p
     dataset = registry.dataset("mini-imagenet")
     assert dataset.default_protocol == "ravi" and "Ravi and Larochelle" in dataset.citation
     check_import(dataset.benchmark("ravi", tmp_path), expected)
-    record = json.loads((cache / "imports" / "mini-imagenet.json").read_text())
+    record = json.loads((import_cache / "imports" / "mini-imagenet.json").read_text())
     pickles = sorted(source.iterdir())
     assert record["files_md5"] == {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in pickles}
     assert record["layout"] == "pickles" and record["source"] == str(source.resolve())
@@ -127,14 +114,14 @@ def test_the_cache_pickles_import_with_their_pixels_and_split_and_evaluate(tmp_p
     assert "mini-imagenet  mini-ImageNet (pickles in " in out and "96 images of 12 classes (6/3/3), 84x84 RGB" in out
 
 
-def test_ravis_csvs_and_jpegs_import_resized_as_their_users_do_and_evaluate(tmp_path, cache, capfd):
+def test_ravis_csvs_and_jpegs_import_resized_as_their_users_do_and_evaluate(tmp_path, import_cache, capfd):
     source = tmp_path / "ravi"
     expected = write_csvs(source)
     code, out, err = run_main(capfd, "data", "import", "mini-imagenet", str(source), "--name", "mini-csv")
     assert code == 0, err
     assert "96 images of 12 classes (6 train, 3 val, 3 test) at 84x84x3 from csv" in out
     check_import(registry.dataset("mini-csv").benchmark("ravi", tmp_path), expected)
-    record = json.loads((cache / "imports" / "mini-csv.json").read_text())
+    record = json.loads((import_cache / "imports" / "mini-csv.json").read_text())
     md5s = {f"{role}.csv": hashlib.md5((source / f"{role}.csv").read_bytes()).hexdigest() for role in ROLES}
     assert {k: v for k, v in record["files_md5"].items() if k != "images"} == md5s
     assert len(record["files_md5"]["images"]) == 64
@@ -258,15 +245,12 @@ BAD = [
 
 
 @pytest.mark.parametrize("make, message", [case[1:] for case in BAD], ids=[case[0] for case in BAD])
-def test_malformed_files_are_one_line_exit_2_and_leave_nothing(tmp_path, cache, capfd, make, message):
-    code, out, err = run_main(capfd, "data", "import", "mini-imagenet", str(make(tmp_path)))
-    assert code == 2, (out, err)
-    assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
-    assert not imports_dir().exists() or not any(imports_dir().iterdir()), "nothing written"
+def test_malformed_files_are_one_line_exit_2_and_leave_nothing(tmp_path, import_cache, capfd, make, message):
+    refused_import(capfd, message, "mini-imagenet", str(make(tmp_path)))
 
 
 @pytest.mark.parametrize("protocol", [2, 4, 5])
-def test_a_pickle_carrying_a_payload_is_refused_and_the_payload_never_runs(tmp_path, cache, capfd, protocol):
+def test_a_pickle_carrying_a_payload_is_refused_and_the_payload_never_runs(tmp_path, import_cache, capfd, protocol):
     marker = tmp_path / "payload-ran"
     folder = tmp_path / "in"
     write_pickles(folder)
@@ -280,14 +264,14 @@ def test_a_pickle_carrying_a_payload_is_refused_and_the_payload_never_runs(tmp_p
 
 
 def test_large_imports_are_opened_memory_mapped_and_a_damaged_images_file_is_one_line(
-    tmp_path, cache, capfd, monkeypatch
+    tmp_path, import_cache, capfd, monkeypatch
 ):
     monkeypatch.setattr(dataset_module, "MAPPED_ABOVE", 0)  # every import counts as large
     source = tmp_path / "mini"
     expected = write_pickles(source)
     assert run_main(capfd, "data", "import", "mini-imagenet", str(source))[0] == 0
-    record = json.loads((cache / "imports" / "mini-imagenet.json").read_text())
-    arrays = cache / "imports" / record["arrays"]
+    record = json.loads((import_cache / "imports" / "mini-imagenet.json").read_text())
+    arrays = import_cache / "imports" / record["arrays"]
     images_file = mapped_images_path(arrays)
     assert images_file.name == arrays.name.removesuffix(".npz") + ".images.npy" and images_file.is_file()
     with np.load(arrays) as z:
@@ -320,18 +304,20 @@ def test_large_imports_are_opened_memory_mapped_and_a_damaged_images_file_is_one
 
     write_pickles(source, protocol=2)  # other bytes, another key: the old arrays and images go
     assert run_main(capfd, "data", "import", "mini-imagenet", str(source), "--force")[0] == 0
-    left = sorted(p.name for p in (cache / "imports").iterdir())
-    new = json.loads((cache / "imports" / "mini-imagenet.json").read_text())["arrays"]
-    assert new != arrays.name and left == sorted(["mini-imagenet.json", new, mapped_images_path(cache / new).name])
+    left = sorted(p.name for p in (import_cache / "imports").iterdir())
+    new = json.loads((import_cache / "imports" / "mini-imagenet.json").read_text())["arrays"]
+    assert new != arrays.name and left == sorted(
+        ["mini-imagenet.json", new, mapped_images_path(import_cache / new).name]
+    )
 
 
-def test_a_format_without_a_name_of_its_own_needs_one(tmp_path, cache, capfd):
+def test_a_format_without_a_name_of_its_own_needs_one(tmp_path, import_cache, capfd):
     code, _, err = run_main(capfd, "data", "import", "folder", str(tmp_path))
     assert code == 2 and "folder imports need a name: fewshot data import folder PATH --name NAME" in err
     assert err.count("\n") == 1
 
 
-def test_an_unwritable_cache_or_an_unreadable_pickle_is_one_line(tmp_path, cache, capfd, monkeypatch):
+def test_an_unwritable_cache_or_an_unreadable_pickle_is_one_line(tmp_path, import_cache, capfd, monkeypatch):
     source = tmp_path / "mini"
     write_pickles(source)
     (source / "mini-imagenet-cache-val.pkl").unlink()
