@@ -145,7 +145,7 @@ def _labels(path: Path) -> Labels:
     each class in one category."""
     if not path.is_file():
         raise FewshotError(f"{path.parent} has no {path.name}: the split's labels are missing")
-    content = text_keys(safe_pickle.load(path, encoding="latin1"), path, LABEL_KEYS, "tieredImageNet's labels")
+    content = text_keys(safe_pickle.load(path, encoding="latin1"), path, LABEL_KEYS, "tieredImageNet's labels pickle")
     specific, general = (_indices(content[key], path, key) for key in LABEL_KEYS[:2])
     names, categories = (_names(content[key], path, key) for key in LABEL_KEYS[2:])
     if len(specific) != len(general):
@@ -234,7 +234,7 @@ def _decoded(item: Any, where: str) -> np.ndarray:
     elif isinstance(item, str):  # python 2's str, read as latin-1: its bytes, one to a character
         raw = item.encode("latin1")
     else:
-        raise FewshotError(f"{where} is a {type(item).__name__}, not a PNG's bytes")
+        raise FewshotError(f"{where} is of type {type(item).__name__}, not a PNG's bytes")
     with opened_image(raw, where, MAX_PIXELS) as image:
         if image.size != (SIDE, SIDE):
             raise FewshotError(f"{where} is {image.size[0]}x{image.size[1]}: tieredImageNet's images are 84x84")

@@ -350,7 +350,7 @@ BAD = [
     (
         "missing key",
         lambda root: _release(root, _spoil("val", _without("label_general"))),
-        "has no 'label_general' key",
+        "has no 'label_general' key: tieredImageNet's labels pickle holds label_specific, label_general",
     ),
     (
         "wrong image shape (png)",
@@ -370,7 +370,7 @@ BAD = [
     (
         "an item that is no png",
         lambda root: _release(root, _spoil("val", _pngs(lambda p: [*p[:1], 7, *p[2:]]))),
-        "val_images_png.pkl, image 1 is a int, not a PNG's bytes",
+        "val_images_png.pkl, image 1 is of type int, not a PNG's bytes",
     ),
     (
         "a class in the labels pickle",
