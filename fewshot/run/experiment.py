@@ -427,16 +427,18 @@ def _source_batches(setup: Setup, spec: Any) -> Callable[[int], Any]:
     if split is None:
         raise FewshotError(f"{setup.cell.dataset}/{setup.cell.protocol} has no training split")
     if isinstance(spec, EpisodeBatches):
-        sampler = EpisodeSampler(
-            setup.bench.data,
-            split,
-            spec.ways,
-            spec.shots,
-            spec.queries,
-            setup.cell.seed,
-            role="train",
-            name=f"the {setup.cell.dataset}/{setup.cell.protocol} train split",
-        )
+        name = f"the {setup.cell.dataset}/{setup.cell.protocol} train split"
+        try:
+            sampler = EpisodeSampler(
+                setup.bench.data, split, spec.ways, spec.shots, spec.queries, setup.cell.seed, role="train", name=name
+            )
+        except FewshotError:
+            # the sampler's advice names --ways/--shots/--queries, the test episodes' flags: these are the learner's
+            raise FewshotError(
+                f"{name} cannot give {setup.name}'s training episodes ({spec.ways}-way, {spec.shots} shots and "
+                f"{spec.queries} queries per class): too few classes or images; set smaller ones with --hp "
+                f"(`fewshot learners` lists {setup.name}'s hyperparameters)"
+            ) from None
         return lambda step: [sampler[step * spec.meta_batch + j] for j in range(spec.meta_batch)]
     if isinstance(spec, ImageBatches):
         return ImageBatchSampler(setup.bench.data, split, spec.batch_size, setup.cell.seed).__getitem__

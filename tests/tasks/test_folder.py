@@ -264,7 +264,7 @@ BAD = [
     (
         "unknown format",
         lambda root: ["tarball", str(root)],
-        "cannot import 'tarball': the importable formats are folder",
+        "cannot import 'tarball': the importable formats are cifar-fs, cub, fc100, folder, mini-imagenet, tiered",
     ),
 ]
 
