@@ -39,9 +39,11 @@ def row_key(run: dict[str, Any]) -> tuple[str, str]:
 
 
 def backbone(run: dict[str, Any]) -> str:
-    """The network the run recorded, else the one its hyperparameters name, else "not recorded"."""
+    """The network the run recorded, else the one its hyperparameters name ("auto" names none), else
+    "not recorded"."""
     hp = as_dict(run["hparams"])
-    return str(run.get("backbone") or hp.get("backbone") or hp.get("network") or "not recorded")
+    named = hp.get("backbone") or hp.get("network")
+    return str(run.get("backbone") or (named if named != "auto" else None) or "not recorded")
 
 
 def transductive(run: dict[str, Any]) -> str:

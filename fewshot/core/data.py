@@ -90,6 +90,9 @@ class ClassImages:
     domain_names: tuple[str, ...] = ()
     extras: Mapping[str, torch.Tensor] = field(default_factory=dict)
     key: str = ""  # identity of the decoded arrays (the decode cache's key), for caches built on them
+    # Channel means and standard deviations (of pixels in [0, 1]) that images are normalised by when sampled; None:
+    # not normalised. Imports of natural images carry their training split's.
+    normalisation: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 
     def __post_init__(self) -> None:
         pixels = self.images.dtype == torch.uint8 and self.images.dim() == 4

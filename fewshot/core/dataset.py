@@ -25,6 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
+import torch
+
 from fewshot.core.data import Benchmark, ClassImages, atomic_write, mapped_images_path
 from fewshot.core.errors import FewshotError
 from fewshot.core.paths import cache_dir
@@ -165,7 +168,8 @@ def save_import(record: Mapping[str, Any], data: ClassImages, force: bool, image
     folder = imports_dir()
     previous = replaced_import(name, force)
     arrays = folder / f"{name}-{data.key}.npz"
-    text = json.dumps({**record, "key": data.key, "arrays": arrays.name}, indent=1)
+    stats = channel_statistics(data, record)
+    text = json.dumps({**record, "key": data.key, "arrays": arrays.name, **stats}, indent=1)
     replaces_arrays = previous is not None and previous.get("arrays") == arrays.name
     try:
         data.save(arrays, data.images.numel() * data.images.element_size() > MAPPED_ABOVE, images_file)
@@ -185,8 +189,35 @@ def save_import(record: Mapping[str, Any], data: ClassImages, force: bool, image
     return arrays
 
 
+def channel_statistics(data: ClassImages, record: Mapping[str, Any], chunk: int = 4096) -> dict[str, Any]:
+    """For RGB images with a split, the channel means and standard deviations of the first protocol's training
+    images (in [0, 1]), which episodes are normalised by (``{"normalisation": {...}}``); else nothing. Read in
+    chunks, so a memory-mapped import is never read whole into memory."""
+    splits = record.get("splits") or {}
+    if data.is_features or data.images.shape[1] != 3 or not splits:
+        return {}
+    protocol = next(iter(splits))
+    row_of = {info.name: row for row, info in enumerate(data.classes)}
+    rows = torch.tensor([row_of[c] for c in splits[protocol].get("train", []) if c in row_of])
+    if not len(rows):
+        return {}
+    chosen = torch.isin(data.labels, rows).nonzero().flatten().numpy()
+    sums, squares, count = np.zeros(3), np.zeros(3), 0
+    images = data.images.numpy()
+    for start in range(0, len(chosen), chunk):
+        block = images[chosen[start : start + chunk]].astype(np.float64) / 255.0
+        sums += block.sum((0, 2, 3))
+        squares += (block**2).sum((0, 2, 3))
+        count += block.shape[0] * block.shape[2] * block.shape[3]
+    mean = sums / count
+    std = np.sqrt(np.maximum(squares / count - mean**2, 1e-12))
+    over = f"the {len(rows)} training classes of protocol {protocol}"
+    return {"normalisation": {"mean": [round(m, 6) for m in mean], "std": [round(v, 6) for v in std], "over": over}}
+
+
 def load_import(record: Mapping[str, Any]) -> ClassImages:
-    """The decoded arrays of an import, keyed by the import's key for the caches built on them."""
+    """The decoded arrays of an import, keyed by the import's key for the caches built on them, with the channel
+    statistics its record holds."""
     path = imports_dir() / os.path.basename(str(record.get("arrays", "")))
     try:
         data = ClassImages.load(path)
@@ -194,4 +225,6 @@ def load_import(record: Mapping[str, Any]) -> ClassImages:
         raise FewshotError(
             f"the arrays of {record['name']} ({path}) are missing or damaged ({err}): import it again with --force"
         ) from None
-    return dataclasses.replace(data, key=str(record.get("key", "")))
+    stats = record.get("normalisation")
+    normalisation = (tuple(stats["mean"]), tuple(stats["std"])) if isinstance(stats, dict) else None
+    return dataclasses.replace(data, key=str(record.get("key", "")), normalisation=normalisation)

@@ -77,9 +77,11 @@ class EpisodeBatches:
 
 @dataclass(frozen=True)
 class ImageBatches:
-    """Training batches of labelled images from the training split (labels index its class rows)."""
+    """Training batches of labelled images from the training split (labels index its class rows); ``augment``:
+    cropped, flipped and colour-jittered as Chen et al. 2019 train (``fewshot.core.augment``)."""
 
     batch_size: int
+    augment: bool = False
 
 
 class Learner(nn.Module):

@@ -20,15 +20,17 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from fewshot.core.augment import augment
 from fewshot.core.data import ClassImages, FixedEpisodes, Split
 from fewshot.core.episode import Episode, LabelledImages, grouped_labels
 from fewshot.core.errors import FewshotError
 
-ROLE_STREAMS = {"test": 0, "val": 1, "train": 2, "target": 3, "target-labelled": 4}
+ROLE_STREAMS = {"test": 0, "val": 1, "train": 2, "target": 3, "target-labelled": 4, "augment": 5}
 
 
-def render(data: ClassImages, items: torch.Tensor | np.ndarray) -> torch.Tensor:
-    """Float images in [0, 1] for item ids (image index and quarter turns).
+def render(data: ClassImages, items: torch.Tensor | np.ndarray, normalise: bool = True) -> torch.Tensor:
+    """Float images in [0, 1] for item ids (image index and quarter turns), normalised by the dataset's channel
+    statistics where it has them (``normalised``).
 
     One gather of whole images, then a quarter turn of the rows that need one;
     numpy's indexing costs a fraction of torch's per-call overhead on these small blocks.
@@ -43,7 +45,17 @@ def render(data: ClassImages, items: torch.Tensor | np.ndarray) -> torch.Tensor:
             rows = np.flatnonzero(turns == k)
             if rows.size:
                 images[rows] = turn(images[rows])
-    return torch.from_numpy(images).float().div_(255.0)
+    pixels = torch.from_numpy(images).float().div_(255.0)
+    return normalised(data, pixels) if normalise else pixels
+
+
+def normalised(data: ClassImages, pixels: torch.Tensor) -> torch.Tensor:
+    """Pixels in [0, 1] less the dataset's channel means, over its channel standard deviations (imported natural
+    images, whose training split's statistics the import records); others as they are."""
+    if data.normalisation is None:
+        return pixels
+    mean, std = (torch.tensor(v, dtype=pixels.dtype).view(1, -1, 1, 1) for v in data.normalisation)
+    return pixels.sub_(mean).div_(std)
 
 
 # Counter-clockwise quarter turns of [n, C, H, W] blocks as views (np.rot90 with axes (2, 3), minus its overhead).
@@ -257,13 +269,21 @@ class ImageBatches:
     every image is seen once per epoch, and resuming at step t needs nothing but t.
     """
 
-    def __init__(self, data: ClassImages, split: Split, batch_size: int, seed: int = 0, role: str = "train"):
+    def __init__(
+        self,
+        data: ClassImages,
+        split: Split,
+        batch_size: int,
+        seed: int = 0,
+        role: str = "train",
+        augment: bool = False,
+    ):
         if batch_size < 1:
             raise FewshotError(f"batch size must be at least 1, got {batch_size}")
         pool = ImagePool(data, split)
         items, rows = pool.items()
         self.items, self.labels = torch.from_numpy(items), torch.from_numpy(rows.copy())
-        self.data, self.batch_size, self.seed, self.role = data, batch_size, seed, role
+        self.data, self.batch_size, self.seed, self.role, self.augment = data, batch_size, seed, role, augment
         self.num_classes = len(pool)
         self._epoch: tuple[int, torch.Tensor] | None = None
 
@@ -281,4 +301,7 @@ class ImageBatches:
         for epoch in torch.unique(epochs).tolist():
             rows = epochs == epoch
             chosen[rows] = self._permutation(epoch)[positions[rows] % n]
-        return LabelledImages(render(self.data, self.items[chosen]), self.labels[chosen])
+        if not self.augment:
+            return LabelledImages(render(self.data, self.items[chosen]), self.labels[chosen])
+        pixels = augment(render(self.data, self.items[chosen], normalise=False), _generator(self.seed, "augment", step))
+        return LabelledImages(normalised(self.data, pixels), self.labels[chosen])

@@ -441,7 +441,9 @@ def _source_batches(setup: Setup, spec: Any) -> Callable[[int], Any]:
             ) from None
         return lambda step: [sampler[step * spec.meta_batch + j] for j in range(spec.meta_batch)]
     if isinstance(spec, ImageBatches):
-        return ImageBatchSampler(setup.bench.data, split, spec.batch_size, setup.cell.seed).__getitem__
+        return ImageBatchSampler(
+            setup.bench.data, split, spec.batch_size, setup.cell.seed, augment=spec.augment
+        ).__getitem__
     raise FewshotError(f"{setup.name}.train_batches returned {spec!r}; expected EpisodeBatches, ImageBatches or None")
 
 

@@ -119,6 +119,10 @@ def test_the_cache_pickles_import_with_their_pixels_and_split_and_evaluate(
     pickles = sorted(source.iterdir())
     assert record["files_md5"] == {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in pickles}
     assert record["layout"] == "pickles" and record["source"] == str(source.resolve())
+    train = np.concatenate([expected[name] for name in wnids("train")]).astype(np.float64) / 255
+    stats = record["normalisation"]
+    assert np.allclose(stats["mean"], train.mean((0, 1, 2)), atol=1e-6), "the training images' channel means"
+    assert np.allclose(stats["std"], train.std((0, 1, 2)), atol=1e-6) and "protocol ravi" in stats["over"]
 
     code, out, err = run_main(capfd, "eval", *EVAL, "--dataset", "mini-imagenet", "--budget", "3steps", "--json")
     assert code == 0, err
