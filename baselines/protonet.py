@@ -24,6 +24,7 @@ import torch
 
 from fewshot.core.backbones import make_backbone
 from fewshot.core.episode import Episode
+from fewshot.core.errors import FewshotError
 from fewshot.core.learner import EpisodeBatches, Learner, TaskSpec, natural_images, query_loss_step
 
 # The paper's training episodes: on Omniglot, 60-way with 5 queries; on miniImageNet, 30-way (1-shot) or
@@ -69,6 +70,10 @@ class ProtoNet(Learner):
 
     def __init__(self, task: TaskSpec, hp):
         super().__init__(task, hp)
+        if hp["train_ways"] == 1:
+            raise FewshotError(
+                "--hp train_ways=1: protonet's training episodes need 2 classes at least (0: the paper's)"
+            )
         self.backbone, _ = make_backbone(hp["backbone"], task.image_shape, hp["hidden"])
         paper = mini_imagenet_training(task.shots) if natural_images(task) else OMNIGLOT_TRAINING
         self.settings = {**hp, **{name: value for name, value in paper.items() if not hp[name]}}

@@ -49,7 +49,7 @@ def bad_inputs(tmp_path, data_root):
         ),
         (
             ("--learner", "protonet", "--ways", "5", "--shots", "1", "--hp", "train_ways=1"),
-            "protonet's train_ways must be in [2, 10000], got 1",
+            "--hp train_ways=1: protonet's training episodes need 2 classes at least (0: the paper's)",
         ),
         (
             ("--learner", "protonet", "--ways", "5", "--shots", "1", "--budget", f"{10**30}steps"),
@@ -377,7 +377,7 @@ def test_learners_and_datasets_are_listed():
     learners = run_cli("learners")
     assert learners.returncode == 0
     assert "protonet  [metric]  Snell et al. 2017" in learners.stdout and "finetune" in learners.stdout
-    assert "train_ways=60" in learners.stdout
+    assert "train_ways=0" in learners.stdout and "backbone=conv4" in learners.stdout
     assert "zero-shot: reads attributes; ignores support images" in learners.stdout  # dap
     assert "chosen on the val classes unless fixed: gamma, lam" in learners.stdout  # eszsl
     methods = learners.stdout.split("domain adaptation methods")[1]
