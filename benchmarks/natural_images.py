@@ -22,14 +22,14 @@ import torch.nn.functional as F
 
 from fewshot.baselines.protonet import ProtoNet, prototype_logits
 from fewshot.core.backbones import make_backbone
-from fewshot.core.data import ClassImages, ClassInfo, Split
+from fewshot.core.data import ClassImages, ClassInfo, Split, mapped_images_path
 from fewshot.core.learner import TaskSpec
 from fewshot.core.sampler import EpisodeSampler
 
 WAYS, SHOTS, QUERIES = 5, 5, 15
 
 
-def synthetic_import(folder: Path, classes: int, per_class: int) -> ClassImages:
+def synthetic_import(folder: Path, classes: int, per_class: int) -> tuple[ClassImages, bool]:
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (classes * per_class, 3, 84, 84), dtype=torch.uint8, generator=generator)
     data = ClassImages(
@@ -41,22 +41,17 @@ def synthetic_import(folder: Path, classes: int, per_class: int) -> ClassImages:
     path = folder / "bench.npz"
     data.save(path, mapped=images.numel() > 256 * 2**20)
     del data, images
-    return ClassImages.load(path)
+    return ClassImages.load(path), mapped_images_path(path).exists()
 
 
-def episodes_per_second(data: ClassImages, episodes: int) -> tuple[float, bool]:
+def episodes_per_second(data: ClassImages, episodes: int) -> float:
     classes = len(data.classes)
     sampler = EpisodeSampler(data, Split.of(list(range(classes))), WAYS, SHOTS, QUERIES, seed=0, role="train")
     sampler[0]
     start = time.perf_counter()
     for i in range(episodes):
         sampler[i]
-    return episodes / (time.perf_counter() - start), _mapped(data)
-
-
-def _mapped(data: ClassImages) -> bool:
-    base = data.images.numpy().base
-    return type(base).__name__ == "memmap" or hasattr(base, "filename")
+    return episodes / (time.perf_counter() - start)
 
 
 def training_steps(data: ClassImages, backbone: str, steps: int, device: torch.device) -> dict[str, float]:
@@ -120,8 +115,8 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     with tempfile.TemporaryDirectory() as folder:
-        data = synthetic_import(Path(folder), args.classes, args.per_class)
-        rate, mapped = episodes_per_second(data, args.episodes)
+        data, mapped = synthetic_import(Path(folder), args.classes, args.per_class)
+        rate = episodes_per_second(data, args.episodes)
         result = {
             "images": len(data.labels),
             "memory_mapped": mapped,
