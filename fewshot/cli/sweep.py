@@ -101,7 +101,7 @@ def sweep_command(
     summary = (
         f"{found.name} ({tier} tier): {len(jobs)} jobs, {len(jobs) - len(todo)} already recorded, {len(todo)} to run"
         f"; estimated {estimate.hours(total)} of work"
-        + (f", {estimate.hours(wall)} on {parallel} workers" if wall is not None else "")
+        + (f", {estimate.hours(wall)} on {parallel} worker{'' if parallel == 1 else 's'}" if wall is not None else "")
         + (f" ({unknown} jobs with no similar recorded run, not counted)" if unknown else "")
     )
     if dry_run:
