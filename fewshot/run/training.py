@@ -23,6 +23,7 @@ from tqdm import tqdm
 from fewshot.core.errors import FewshotError, Interrupted
 from fewshot.core.learner import Learner
 from fewshot.core.protocol import MAX_MINUTES, MAX_STEPS
+from fewshot.run.prefetch import for_device as prefetched_for
 
 
 @dataclass(frozen=True)
@@ -120,9 +121,11 @@ def train(
 
     learner.train()
     started = time.perf_counter() - elapsed
-    with _stop_requests() as stop:
+    prefetch = prefetched_for(batch_at, device)  # on CUDA: batch t+1 gathered and pinned during step t
+    fetch = batch_at if prefetch is None else prefetch
+    with _stop_requests() as stop, prefetch or contextlib.nullcontext():
         while not budget.done(step, elapsed):
-            metrics = learner.train_step(_to(batch_at(step), device))
+            metrics = learner.train_step(_to(fetch(step), device))
             step += 1
             elapsed = time.perf_counter() - started
             record = {"step": float(step), **{k: float(v) for k, v in metrics.items()}}
