@@ -352,11 +352,15 @@ def hparam_range(cls: type[HasHparams], name: str) -> Interval | None:
 
 
 def describe_hparams(cls: type[HasHparams]) -> str:
-    """``name=default`` for each hyperparameter, with the range its values must lie in."""
+    """``name=default`` for each hyperparameter, with the range its values must lie in or the choices it has."""
     described = []
     for name, default in cls.hparams.items():
         interval = hparam_range(cls, name)
-        described.append(f"{name}={default}" + (f" in {interval}" if interval is not None else ""))
+        choices = cls.hparam_choices.get(name)
+        if choices:
+            described.append(f"{name}={default} of {'|'.join(str(c) for c in choices)}")
+        else:
+            described.append(f"{name}={default}" + (f" in {interval}" if interval is not None else ""))
     return "; ".join(described)
 
 

@@ -90,10 +90,10 @@ def test_interval_notation():
             Interval.parse(bad)
 
 
-def test_describe_hparams_shows_the_ranges():
+def test_describe_hparams_shows_the_ranges_and_choices():
     assert describe_hparams(Ranged) == (
         "lr=0.1 in (0, inf); inner_lr=0.0 in [0, inf); hidden=64 in [1, 4096]; dropout=0.5 in [0, 1); "
-        "scale=-1.0; steps=5 in [0, 2147483647]; head=linear"
+        "scale=-1.0; steps=5 in [0, 2147483647]; head=linear of linear|cosine"
     )
 
 
