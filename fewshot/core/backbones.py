@@ -101,9 +101,16 @@ class ResidualBlock(nn.Module):
         self.shortcut_bn = nn.BatchNorm2d(width, track_running_stats=track_running_stats)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_with(dict(self.named_parameters()), x)
+        # through the modules, so that a method that swaps or hooks a layer (AutoDIAL, AdaBN) acts on it
+        x = x.contiguous(memory_format=torch.channels_last)
+        out = F.leaky_relu(self.bn1(self.conv1(x)), self.slope)
+        out = F.leaky_relu(self.bn2(self.conv2(out)), self.slope)
+        out = self.bn3(self.conv3(out))
+        return F.max_pool2d(F.leaky_relu(out + self.shortcut_bn(self.shortcut(x)), self.slope), 2)
 
     def forward_with(self, params: dict[str, torch.Tensor], x: torch.Tensor, prefix: str = "") -> torch.Tensor:
+        """:meth:`forward` as a pure function of ``params``, for inner loops through adapted weights."""
+
         def norm(y: torch.Tensor, bn: str) -> torch.Tensor:
             layer = getattr(self, bn)
             tracked = layer.running_mean is not None
@@ -140,7 +147,7 @@ class ResNet12(nn.Module):
     the statistics of the batch it is given, at test time too (transductive), as :class:`MAMLConv4` does.
     ``features_with(params, x)`` is the network as a pure function of explicit parameters (named like
     ``named_parameters()``, after ``prefix``), for inner loops that differentiate through adapted weights;
-    ``forward`` runs the same function on the module's own parameters, so the two cannot differ. Four
+    ``forward`` runs the modules themselves (a test holds the two equal). Four
     ``blocks`` like :class:`Conv4`, so partly frozen fine-tuning cuts it alike.
     """
 

@@ -319,3 +319,13 @@ def test_gradient_network_takes_finns_miniimagenet_network_on_rgb_images_unless_
     assert digits.body[0].out_channels == 64, "the digit domains keep the Omniglot network"
     assert gradient_network("conv4", (3, 84, 84), 5, 48, False).body[0].out_channels == 48
     assert isinstance(gradient_network("resnet12", (3, 84, 84), 5, 64, False), MAMLResNet12)
+
+
+def test_resnet12_forward_and_its_pure_function_agree_in_training_and_evaluation():
+    torch.manual_seed(0)
+    net = ResNet12(3)
+    x = torch.randn(4, 3, 32, 32)
+    for mode in (True, False):
+        net.train(mode)
+        with torch.no_grad():
+            assert torch.allclose(net(x), net.features_with(dict(net.named_parameters()), x), atol=1e-5), mode
