@@ -94,9 +94,16 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, in_channels: int, width: int, track_running_stats: bool = True):
         super().__init__()
-        for i in (1, 2, 3):
-            self.add_module(f"conv{i}", nn.Conv2d(in_channels if i == 1 else width, width, 3, padding=1, bias=False))
-            self.add_module(f"bn{i}", nn.BatchNorm2d(width, track_running_stats=track_running_stats))
+
+        def conv(channels: int) -> nn.Conv2d:
+            return nn.Conv2d(channels, width, 3, padding=1, bias=False)
+
+        def norm() -> nn.BatchNorm2d:
+            return nn.BatchNorm2d(width, track_running_stats=track_running_stats)
+
+        self.conv1, self.bn1 = conv(in_channels), norm()
+        self.conv2, self.bn2 = conv(width), norm()
+        self.conv3, self.bn3 = conv(width), norm()
         self.shortcut = nn.Conv2d(in_channels, width, 1, bias=False)
         self.shortcut_bn = nn.BatchNorm2d(width, track_running_stats=track_running_stats)
 
