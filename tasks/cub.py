@@ -45,13 +45,13 @@ import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
-from fewshot.core.data import ROLES, ClassImages, ClassInfo, ImagesFile, first_line, opened_image
+from fewshot.core.data import ROLES, ClassImages, ClassInfo, HashedReader, ImagesFile, first_line, opened_image
 from fewshot.core.dataset import Importer, imports_dir, save_import
 from fewshot.core.errors import FewshotError
 from fewshot.tasks.folder import MAX_PIXELS, ImportedFolder, checked_import_name
@@ -302,23 +302,6 @@ def _read(path: Path, limit: int) -> bytes:
         raise FewshotError(f"cannot read {path}: {err.strerror or err}") from None
 
 
-class _Hashed:
-    """A file read through an md5: tarfile's stream reads it, and the md5 is the whole file's once drained."""
-
-    def __init__(self, file: BinaryIO):
-        self.file, self.md5 = file, hashlib.md5()
-
-    def read(self, size: int = -1) -> bytes:
-        block = self.file.read(size)
-        self.md5.update(block)
-        return block
-
-    def drained(self) -> str:
-        while self.read(1 << 20):
-            pass
-        return self.md5.hexdigest()
-
-
 class _Archive:
     """``CUB_200_2011.tgz`` (or any tar the ``tarfile`` module reads), streamed member by member, never extracted."""
 
@@ -334,12 +317,12 @@ class _Archive:
         """Each member with its normalised path, every member checked; the archive's md5 when ``hashed``."""
         try:
             with open(self.path, "rb") as file:
-                reader = _Hashed(file)
+                reader = HashedReader(file)
                 with tarfile.open(fileobj=reader, mode="r|*") as tar:  # type: ignore[call-overload]
                     for member in tar:
                         yield tar, member, self._checked(member)
                 if hashed:
-                    self.md5s[self.path.name] = reader.drained()
+                    self.md5s[self.path.name] = reader.rest()
         except (tarfile.TarError, EOFError, zlib.error) as err:
             raise FewshotError(
                 f"{self.path} is not a whole tar archive ({type(err).__name__}: {first_line(err)}): "

@@ -1,9 +1,10 @@
-"""Files a results store meets, shared by the store's tests and the command line's: foreign ones, read-only media, a
-full disk."""
+"""Files a results store meets (foreign ones, read-only media, a full disk), shared by the store's tests and the
+command line's; and runs as the store returns them, for the leaderboard's tests."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import lzma
 import os
 import resource
@@ -122,3 +123,38 @@ def disk_full_at(size: int) -> Callable[[], None]:
         resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
 
     return limit
+
+
+def stored_run(id, learner="protonet", mean=0.9, **changes):
+    """A run as the store returns it, for the leaderboard's tests: an Omniglot 5-way 1-shot protonet run unless
+    ``changes`` say otherwise."""
+    run = {
+        "id": id,
+        "learner": learner,
+        "hparams": json.dumps({}),
+        "dataset": "omniglot",
+        "protocol": "vinyals",
+        "split": "test",
+        "ways": 5,
+        "shots": 1,
+        "queries": 15,
+        "episodes": 600,
+        "seed": 0,
+        "mean": mean,
+        "ci95": 0.004,
+        "train_budget": "100steps",
+        "device": "cpu",
+        "episodes_digest": "d",
+        "protocol_kind": "episodic",
+        "side": "",
+        "source": "",
+        "target": "",
+        "adaptation": "none",
+        "selection": "{}",
+        "report": "accuracy",
+        "protocol_note": "",
+        "unit": "episode",
+        "figures": {},
+    }
+    run.update(changes)
+    return run

@@ -8,39 +8,7 @@ import pytest
 from fewshot.core.errors import FewshotError
 from fewshot.leaderboard.papers import paper_accuracy, references_for
 from fewshot.leaderboard.table import compare, render, sections
-
-
-def _run(id, learner="protonet", mean=0.9, **changes):
-    run = {
-        "id": id,
-        "learner": learner,
-        "hparams": json.dumps({}),
-        "dataset": "omniglot",
-        "protocol": "vinyals",
-        "split": "test",
-        "ways": 5,
-        "shots": 1,
-        "queries": 15,
-        "episodes": 600,
-        "seed": 0,
-        "mean": mean,
-        "ci95": 0.004,
-        "train_budget": "100steps",
-        "device": "cpu",
-        "episodes_digest": "d",
-        "protocol_kind": "episodic",
-        "side": "",
-        "source": "",
-        "target": "",
-        "adaptation": "none",
-        "selection": "{}",
-        "report": "accuracy",
-        "protocol_note": "",
-        "unit": "episode",
-        "figures": {},
-    }
-    run.update(changes)
-    return run
+from records_helpers import stored_run as _run
 
 
 def _section(runs, title_start):

@@ -8,6 +8,7 @@ import pytest
 from fewshot.leaderboard import papers
 from fewshot.leaderboard.matrix import matrices
 from fewshot.leaderboard.table import render
+from records_helpers import stored_run
 
 # The datasets and protocols a figure may be keyed by: Omniglot's and the natural-image benchmarks'.
 BENCHMARKS = {
@@ -68,36 +69,17 @@ def test_transductive_figures_say_so():
 
 
 def _run(id, learner="protonet", hparams=None, **changes):
-    run = {
-        "id": id,
-        "learner": learner,
-        "hparams": json.dumps(hparams or {}),
-        "dataset": "mini-imagenet",
-        "protocol": "ravi",
-        "split": "test",
-        "ways": 5,
-        "shots": 1,
-        "queries": 15,
-        "episodes": 600,
-        "seed": 0,
-        "mean": 0.5,
-        "ci95": 0.004,
-        "train_budget": "100steps",
-        "device": "cpu",
-        "episodes_digest": "d",
-        "protocol_kind": "episodic",
-        "side": "",
-        "source": "",
-        "target": "",
-        "adaptation": "none",
-        "selection": "{}",
-        "report": "accuracy",
-        "protocol_note": "",
-        "unit": "episode",
-        "figures": {},
-    }
-    run.update(changes)
-    return run
+    return stored_run(
+        id,
+        learner,
+        **{
+            "mean": 0.5,
+            "hparams": json.dumps(hparams or {}),
+            "dataset": "mini-imagenet",
+            "protocol": "ravi",
+            **changes,
+        },
+    )
 
 
 def test_the_lookup_takes_the_run_s_backbone_default_conv4():
