@@ -261,6 +261,7 @@ def benchmark(
     data_root: str | Path | None = None,
     source: str | None = None,
     target: str | None = None,
+    select: str | None = None,
 ) -> EpisodeSet:
     """The episodes of a benchmark cell, as ``fewshot eval`` draws them.
 
@@ -274,6 +275,9 @@ def benchmark(
     ``"val"`` the validation episodes training reports on and ``"train"``
     training episodes, for a training loop of one's own. Each split and role
     has its own stream of random numbers, so the three never share an episode.
+    ``select="val-classes"`` gives the episodes of ``fewshot eval --select
+    val-classes`` instead (``split="train"``: the training episodes that regime
+    trains on): choices are made on these, and no test class is in any of them.
 
     Few-shot cells only: zero-shot (``--shots 0``) and image-classification
     (domain adaptation) protocols are evaluated with ``fewshot eval``.
@@ -301,7 +305,12 @@ def benchmark(
     )
     if split not in SPLITS:
         raise FewshotError(f"split={split!r}: choose one of {', '.join(SPLITS)}")
-    bench = experiment.open_benchmark(dataset, protocol, data_root, source=source, target=target)
+    if select and split == "val":
+        raise FewshotError(
+            f"split='val' with select={select!r}: a selection scores its regime's validation split, which is "
+            f"split='test' under select; leave split out"
+        )
+    bench = experiment.open_benchmark(dataset, protocol, data_root, source=source, target=target, select=select)
     name = f"{bench.dataset}/{bench.protocol}"
     if bench.evaluation:
         scored = registry.protocol(bench.evaluation)
@@ -316,7 +325,8 @@ def benchmark(
         )
     if shots is not None and shots < 1:
         raise FewshotError(f"shots must be at least 1, got {shots} (zero-shot cells are evaluated with `fewshot eval`)")
-    cell = dataclasses.replace(experiment.resolve_cell(bench, ways, shots, queries, episodes, seed), split=split)
+    scored = "val" if bench.selection and split == "test" else split  # a selection view scores its validation split
+    cell = dataclasses.replace(experiment.resolve_cell(bench, ways, shots, queries, episodes, seed), split=scored)
     if split == "test" or split in bench.fixed:
         episodes_of = experiment.test_source(bench, cell)
     else:

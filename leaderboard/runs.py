@@ -42,6 +42,19 @@ def label(run: dict[str, Any]) -> str:
     if run.get("train_budget") == "0steps":  # --allow-untrained: the network as initialised
         changed.insert(0, "untrained")
     adaptation = run.get("adaptation") or "none"
+    if adaptation != "none":
+        try:
+            from fewshot.core import registry
+
+            method_defaults = registry.adaptation(adaptation).hparams
+        except FewshotError:
+            method_defaults = {}
+        method_hp = as_dict(run.get("adaptation_hparams"))
+        changed += [
+            f"{adaptation}.{k}={v}"
+            for k, v in sorted(method_hp.items())
+            if k in method_defaults and method_defaults[k] != v
+        ]
     shown = run["learner"] + (f" + {adaptation}" if adaptation != "none" else "")
     return shown + (f" ({', '.join(changed)})" if changed else "")
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from fewshot.core.errors import FewshotError
 from fewshot.leaderboard.matrix import Column, Matrix, Row, matrices, plural
+from fewshot.leaderboard.selection import is_validation, selection_section
 
 ASSETS = Path(__file__).parent / "site_assets"
 e = html.escape
@@ -101,9 +102,11 @@ def entry_cell(m: Matrix, row: Row, column: Column) -> str:
     )
 
 
-def overview(ms: list[Matrix], runs: int, hidden: int) -> str:
+def overview(ms: list[Matrix], runs: int, hidden: int, validation: bool = False) -> str:
     hidden_text = f" ({hidden} superseded runs not shown; each cell's page lists them)" if hidden else ""
     index = "".join(f"<li><a href='#{m.slug}'>{e(m.title)}</a></li>" for m in ms)
+    if validation:
+        index += "<li><a href='selection.html'>Model selection: the validation runs choices were made on</a></li>"
     parts = [
         f"<p>Built by <code>fewshot leaderboard --format html</code> from {runs} recorded runs{e(hidden_text)}.</p>",
         f'<p class="legend">{LEGEND}</p><ul>{index}</ul>',
@@ -143,9 +146,15 @@ def pages(
     """Every page of the site by file name: ``runs`` are shown, ``every_run`` (superseded too) listed on cell pages."""
     from fewshot.leaderboard.cell_page import cell_page
 
-    ms = matrices(runs, accuracies)
+    validation = selection_section(runs)
+    ms = matrices([r for r in runs if not is_validation(r)], accuracies)
     hidden = len(every_run) - len(runs)
-    found = {"index.html": overview(ms, len(runs), hidden)}
+    found = {"index.html": overview(ms, len(runs), hidden, validation is not None)}
+    if validation is not None:
+        table = validation.table.to_html(index=False, escape=True, border=0, classes="sortable")
+        found["selection.html"] = page(
+            validation.title, f"<p class='legend'>{e(validation.intro)}</p><div class='scroll'>{table}</div>"
+        )
     for m in ms:
         found[f"bench-{m.slug}.html"] = benchmark_page(m)
         for column in m.columns:

@@ -19,6 +19,7 @@ from fewshot.core.errors import FewshotError
 from fewshot.core.protocol import Section
 from fewshot.leaderboard.matrix import Matrix, matrices
 from fewshot.leaderboard.runs import CELL, label
+from fewshot.leaderboard.selection import is_validation, selection_section
 
 HEADER = """# fewshot leaderboard
 
@@ -61,17 +62,20 @@ def render(
     Markdown holds each benchmark's matrix, then each protocol's table; ``accuracies`` (a run's per-unit scores)
     lets the matrices mark which entries are significantly worse than their column's best.
     """
+    validation, total = selection_section(runs), len(runs)
+    runs = [r for r in runs if not is_validation(r)]  # test figures only: validation runs have their own section
     parts = sections(runs)
-    if not parts:
+    if not parts and validation is None:
         return (
             "no runs recorded yet: `fewshot eval --learner NAME --ways 5 --shots 1` records one (`fewshot learners`)\n"
         )
+    parts += [validation] if validation is not None else []
     if fmt == "csv":
         return "\n".join(section.table.to_csv(index=False) for section in parts)
     unknown = sorted({r["protocol_kind"] for r in runs} - set(registry.names("protocol")))
     hidden_text = f" ({hidden} superseded runs hidden: `fewshot runs --all` lists them)" if hidden else ""
     missing = f"\nRuns of protocols not installed here are left out: {', '.join(unknown)}.\n" if unknown else ""
-    text = HEADER.format(runs=len(runs), hidden=hidden_text) + missing + MATRICES
+    text = HEADER.format(runs=total, hidden=hidden_text) + missing + MATRICES
     for found in matrices(runs, accuracies):
         text += f"\n### {found.title}\n\n{markdown(matrix_frame(found))}\n"
     for section in parts:

@@ -20,7 +20,8 @@ Protocols:
   172 characters of ``val.txt`` serve as validation episodes; under this
   protocol they are among the training characters (the papers train on all
   1,200), so validation accuracy monitors training rather than estimating test
-  accuracy.
+  accuracy. Choices are made with ``--select val-classes``: trained on the
+  1,028 characters of ``train.txt`` alone, scored on ``val.txt``.
 * ``lake``: Lake et al.'s background (964 characters, 30 alphabets) / evaluation
   (659 characters, 20 alphabets) split, no rotations, no validation split.
 * ``lake-runs``: train on the background set; test on Lake et al.'s twenty
@@ -127,11 +128,25 @@ class Omniglot(Dataset):
         background = Split.of(torch.nonzero(in_set).squeeze(1))
         evaluation = Split.of(torch.nonzero(~in_set).squeeze(1))
         if protocol == "vinyals":
+            # Training uses trainval.txt, which holds the validation characters; choices are made by training on
+            # train.txt alone and scoring val.txt (``--select val-classes``), as Snell et al. did.
             splits = {
                 role: _vinyals_split(folder, file, table)
-                for role, file in (("train", "trainval.txt"), ("val", "val.txt"), ("test", "test.txt"))
+                for role, file in (
+                    ("train", "trainval.txt"),
+                    ("select", "train.txt"),
+                    ("val", "val.txt"),
+                    ("test", "test.txt"),
+                )
             }
-            return Benchmark(self.name, protocol, data, splits, notes="Vinyals et al. split, rotations as classes")
+            return Benchmark(
+                self.name,
+                protocol,
+                data,
+                splits,
+                notes="Vinyals et al. split, rotations as classes",
+                selection_train="select",
+            )
         if protocol == "lake":
             return Benchmark(
                 self.name,

@@ -73,6 +73,19 @@ def test_each_split_has_its_own_episodes(glyphs):
     assert not any(same_episode(sets["train"][i], test_role[i]) for i in range(20))
 
 
+def test_a_selection_s_episodes_are_those_fewshot_eval_select_scores_on_the_validation_classes(glyphs):
+    chosen = fewshot.benchmark("glyphs", ways=5, shots=1, episodes=20, select="val-classes")
+    view = experiment.open_benchmark("glyphs", None, select="val-classes")
+    cli = experiment.test_source(view, experiment.resolve_cell(view, 5, 1, None, 20, 0))
+    assert chosen.split == "val" and all(same_episode(chosen[i], cli[i]) for i in range(20))
+    validation, test = set(glyphs.split("val").classes.tolist()), set(glyphs.split("test").classes.tolist())
+    assert all(set(e.class_ids.tolist()) <= validation for e in chosen)
+    training = fewshot.benchmark("glyphs", ways=5, shots=1, episodes=20, split="train", select="val-classes")
+    assert all(not set(e.class_ids.tolist()) & (validation | test) for e in training)
+    with pytest.raises(FewshotError, match="leave split out"):
+        fewshot.benchmark("glyphs", ways=5, shots=1, split="val", select="val-classes")
+
+
 def test_loader_gives_the_same_episodes_with_any_worker_count():
     bench = fewshot.benchmark("glyphs", ways=5, shots=2, queries=3, episodes=7)
     alone = list(bench.loader())

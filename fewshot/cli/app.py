@@ -44,6 +44,20 @@ def cell_options(fn):
             show_default=True,
             help="Labelled target training images given to methods that use them (confusion).",
         ),
+        click.option(
+            "--select",
+            default=None,
+            metavar="REGIME",
+            help="Score validation data instead of the test split, to make choices on: val-classes (few-shot and "
+            "zero-shot protocols with validation classes), training-domain (uda, target-only) or oracle (uda); "
+            "the run is recorded as a val run.",
+        ),
+        click.option(
+            "--val-images",
+            type=int,
+            default=None,
+            help="Images held out for --select training-domain or oracle  [default: 20% of their pool]",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)

@@ -71,6 +71,8 @@ def eval_command(
     source,
     target,
     target_labels,
+    select,
+    val_images,
     allow_untrained,
     kind=None,
     **protocol_given,
@@ -111,6 +113,8 @@ def eval_command(
         target_labels,
         device,
         allow_untrained=allow_untrained,
+        select=select,
+        val_images=val_images,
     )
     checkpoint_path = Path(checkpoint) if checkpoint else None
     planned = jobs.plan(job, data_root, checkpoint_path)
@@ -136,6 +140,8 @@ def eval_command(
                     "learner": learner,
                     "dataset": cell.dataset,
                     "protocol": cell.protocol,
+                    "split": cell.split,
+                    **({"select": setup.bench.selection} if setup.bench.selection else {}),
                     "ways": cell.ways,
                     "shots": cell.shots,
                     "queries": cell.queries,
@@ -156,6 +162,8 @@ def eval_command(
         return
     for line in scoring.report(setup, result):
         click.echo(line)
+    if setup.bench.selection:
+        click.echo(f"a validation run, for making choices on, not a test figure: {setup.bench.notes}")
     click.echo(
         f"{result.seconds:.1f} s, {result.episodes_per_s:.1f} {scoring.unit}s/s; trained {trained.steps} steps; "
         f"run {run_id} in {results_file}"
@@ -208,6 +216,8 @@ def train_command(
     source,
     target,
     target_labels,
+    select,
+    val_images,
     allow_untrained,
     kind=None,
     **protocol_given,
@@ -220,7 +230,14 @@ def train_command(
     device_ = experiment.resolve_device(device)
     experiment.check_budget(budget, allow_untrained)  # a malformed or zero budget fails before any work
     bench = experiment.open_benchmark(
-        dataset, protocol, data_root, source=source, target=target, target_labels=target_labels
+        dataset,
+        protocol,
+        data_root,
+        source=source,
+        target=target,
+        target_labels=target_labels,
+        select=select,
+        val_images=val_images,
     )
     cell = experiment.resolve_training_cell(
         bench, protocol_words(ways, shots, queries, None, seed, kind, protocol_given)

@@ -342,7 +342,7 @@ class Benchmark:
     sides named in ``sides`` (zero-shot learning). A ``zero_shot`` protocol's test
     classes are known by their descriptions alone (``--shots 0``). ``selection_train`` names the split a learner is
     fitted on while its hyperparameters are chosen on ``val`` (Xian et al.'s
-    ``train_loc``), where that differs from ``train``.
+    ``train_loc``; Snell et al.'s ``train.txt``), where that differs from ``train``.
     """
 
     dataset: str
@@ -367,6 +367,9 @@ class Benchmark:
     # the training classes); "" lets the words choose (ways and shots: episodes; --ways all: every class).
     evaluation: str = ""
     default_queries: int = 15  # fewer where a domain holds few images of a class (glyph font families)
+    # The model-selection regime this benchmark is a view for (``fewshot.core.selection``): its ``test`` split is
+    # then validation data, and no split holds a test image or class; "" for the benchmark itself.
+    selection: str = ""
 
     def split(self, role: str) -> Split | None:
         return self.splits.get(role)

@@ -129,15 +129,18 @@ class Images(Protocol):
         from fewshot.leaderboard.papers import adaptation_references
 
         cell, scores = setup.cell, result.scores or {}
+        scored = f"{cell.episodes} {cell.target} test images"
+        if setup.bench.selection:  # validation images, which no paper reports
+            scored = f"{cell.episodes} validation images (--select {setup.bench.selection})"
+        references = (
+            [] if setup.bench.selection else adaptation_references(cell.protocol, cell.source, cell.target, setup.adapt)
+        )
         return [
             f"{setup.name} --adapt {setup.adapt} on {cell.dataset}/{cell.protocol}: {cell.source} -> "
-            f"{cell.target}, {cell.episodes} {cell.target} test images, seed {cell.seed}",
+            f"{cell.target}, {scored}, seed {cell.seed}",
             f"accuracy {100 * result.mean:.2f}% (95% Wilson interval {100 * scores['wilson_low']:.2f} to "
             f"{100 * scores['wilson_high']:.2f})",
-            *(
-                f"published ({who}): {figure}"
-                for who, figure in adaptation_references(cell.protocol, cell.source, cell.target, setup.adapt)
-            ),
+            *(f"published ({who}): {figure}" for who, figure in references),
         ]
 
     def compare(self, a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 import fewshot
-from fewshot.core import registry
+from fewshot.core import registry, selection
 from fewshot.core.data import Benchmark, cache_key
 from fewshot.core.episode import LabelledImages
 from fewshot.core.errors import FewshotError
@@ -48,9 +48,29 @@ def open_benchmark(
     source: str | None = None,
     target: str | None = None,
     target_labels: int = 0,
+    select: str | None = None,
+    val_images: int | None = None,
 ) -> Benchmark:
     """The dataset's benchmark under ``protocol`` (the default dataset's if ``dataset`` is None);
-    ``source``/``target`` name the domains of a shift."""
+    ``source``/``target`` name the domains of a shift. With ``select``, the benchmark as that model-selection
+    regime sees it (``fewshot.core.selection``: validation data in place of the test split)."""
+    if val_images is not None and not select:
+        raise FewshotError(
+            f"--val-images {val_images} sizes the held-out images of --select training-domain or oracle: add --select"
+        )
+    bench = _benchmark(dataset, protocol, root, size, source, target, target_labels)
+    return selection.view(bench, select, val_images) if select else bench
+
+
+def _benchmark(
+    dataset: str | None,
+    protocol: str | None,
+    root: str | Path | None,
+    size: int,
+    source: str | None,
+    target: str | None,
+    target_labels: int,
+) -> Benchmark:
     dataset = dataset or registry.default_dataset()
     found = registry.dataset(dataset)
     protocol = protocol or found.default_protocol
@@ -87,13 +107,19 @@ def resolve_cell(
     """The benchmark cell these words name, resolved by the protocol that scores them (``kind``, else the one
     that matches); ``options`` are the chosen protocol's own (``instances`` of ``per-instance``)."""
     words = Words(ways, shots, queries, episodes, seed, kind, options)
-    return choose(bench, words).resolve(bench, words)
+    return _scored_split(bench, choose(bench, words).resolve(bench, words))
 
 
 def resolve_training_cell(bench: Benchmark, words: Words) -> Cell:
     """The cell ``fewshot train`` trains for: the protocol's defaults for what the words leave out."""
     protocol = choose(bench, words)
-    return protocol.resolve(bench, protocol.training_words(bench, words))
+    return _scored_split(bench, protocol.resolve(bench, protocol.training_words(bench, words)))
+
+
+def _scored_split(bench: Benchmark, cell: Cell) -> Cell:
+    """A selection view scores its validation split, which it holds under ``val`` (and under ``test``, for the
+    protocols' checks of a cell); the cell names ``val``, so that the run is recorded as a validation run."""
+    return dataclasses.replace(cell, split="val") if bench.selection else cell
 
 
 def test_source(bench: Benchmark, cell: Cell, side: torch.Tensor | None = None) -> EpisodeSource:
@@ -177,6 +203,8 @@ class Setup:
             "image_shape": list(self.bench.data.image_shape),
             "fewshot": fewshot.__version__,
             **({"domains": [self.cell.source, self.cell.target]} if self.cell.source else {}),
+            # A selection view trains on less (training classes without the validation ones, or images held out).
+            **({"selection": self.bench.notes} if self.bench.selection else {}),
             **(
                 {"adapt": self.adapt, "adapt_hparams": self.adapt_hp, "target_labels": self.target_labels}
                 if self.adapts_training
@@ -748,7 +776,7 @@ def run_record(setup: Setup, trained: Trained, result: EvalResult, device: torch
         "adaptation": setup.adapt,
         "adaptation_hparams": setup.adapt_hp,
         "target_labels": setup.target_labels,
-        "selection": setup.selection,
+        "selection": {"regime": setup.bench.selection, **setup.selection} if setup.bench.selection else setup.selection,
         "backbone": learner.network_name(),
         "transductive": int(learner.transductive),
         "protocol_note": learner.protocol_note,

@@ -30,7 +30,7 @@ KEY_HEX_CHARS = 20
 
 
 # Words added to Job after runs were first recorded with job keys, and their defaults.
-LATER_WORDS: dict[str, Any] = {"allow_untrained": False}
+LATER_WORDS: dict[str, Any] = {"allow_untrained": False, "select": None, "val_images": None}
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,8 @@ class Job:
     device: str = "cpu"
     threads: int | None = None  # torch's intra-op threads; None: torch's own choice
     allow_untrained: bool = False  # with budget "0steps": score the untrained network
+    select: str | None = None  # a model-selection regime: score validation data (fewshot.core.selection)
+    val_images: int | None = None  # the images that regime holds out; None: its default
     variant: str = field(default="", compare=False)  # the grid's name for the hyperparameters, for display only
 
     def fields(self) -> dict[str, Any]:
@@ -101,6 +103,10 @@ class Job:
                 words += [f"--{name}", str(getattr(self, name))]
         if self.target_labels:
             words += ["--target-labels", str(self.target_labels)]
+        if self.select:
+            words += ["--select", self.select]
+        if self.val_images is not None:
+            words += ["--val-images", str(self.val_images)]
         if self.device != "auto":
             words += ["--device", self.device]
         if self.allow_untrained:
@@ -114,7 +120,8 @@ class Job:
         shift = f" {self.source}->{self.target}" if self.source else ""
         method = f" +{self.adapt}" if self.adapt != "none" else ""
         variant = f"[{self.variant}]" if self.variant else ""
-        return f"{self.learner}{variant}{method} {self.dataset or 'default'}{shift} {cell} seed {self.seed}"
+        select = f" select {self.select}" if self.select else ""
+        return f"{self.learner}{variant}{method} {self.dataset or 'default'}{shift} {cell}{select} seed {self.seed}"
 
 
 def code_version(provenance: dict[str, Any]) -> str:
@@ -156,7 +163,14 @@ def plan(job: Job, data_root: str | Path | None = None, checkpoint: Path | None 
     device = experiment.resolve_device(job.device)
     experiment.check_budget(job.budget, job.allow_untrained)  # a malformed or zero budget fails before any work
     bench = experiment.open_benchmark(
-        job.dataset, job.protocol, data_root, source=job.source, target=job.target, target_labels=job.target_labels
+        job.dataset,
+        job.protocol,
+        data_root,
+        source=job.source,
+        target=job.target,
+        target_labels=job.target_labels,
+        select=job.select,
+        val_images=job.val_images,
     )
     words = Words(job.ways, job.shots, job.queries, job.episodes, job.seed, job.kind, dict(job.options))
     cell = experiment.resolve_cell(

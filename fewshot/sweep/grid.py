@@ -22,7 +22,8 @@ A grid is a TOML file::
 
 A cell's keys are the words of ``fewshot eval``: dataset, protocol, ways, shots,
 queries, side, kind (a protocol chosen by its flag) with its ``options``, adapt,
-source and target (or ``shift = "a->b"``), target_labels, ``hp`` (hyperparameters
+source and target (or ``shift = "a->b"``), target_labels, select and val_images
+(a model-selection regime: the cell scores validation data), ``hp`` (hyperparameters
 the cell's learners take there), ``episodes`` ("all": the protocol's own count,
 for protocols that score every test image) and ``learners`` to give a cell its
 own. A tier's keys: budget ("default": the learner's own),
@@ -47,6 +48,7 @@ from fewshot.core import registry
 from fewshot.core.errors import FewshotError
 from fewshot.core.learner import resolve_hparams
 from fewshot.core.protocol import check_seed
+from fewshot.core.selection import REGIMES
 from fewshot.run.job import Job
 from fewshot.run.training import Budget
 
@@ -62,9 +64,11 @@ GRID_KEYS = {"name", "description", "seeds", "learners", "learner", "cell", "tie
 LEARNER_KEYS = {"name", "variants"}
 CELL_KEYS = {
     "dataset", "protocol", "ways", "shots", "queries", "side", "kind", "options", "adapt", "source", "target",
-    "shift", "target_labels", "learners", "hp", "episodes",
+    "shift", "target_labels", "learners", "hp", "episodes", "select", "val_images",
 }  # fmt: skip
-LISTABLE = ("dataset", "protocol", "ways", "shots", "queries", "side", "adapt", "shift", "target_labels")
+LISTABLE = (
+    "dataset", "protocol", "ways", "shots", "queries", "side", "adapt", "shift", "target_labels", "select", "val_images",
+)  # fmt: skip
 TIER_KEYS = {"budget", "episodes", "threads", "device", "cpus", "gpus", "seeds"}
 
 
@@ -330,6 +334,15 @@ class _Reader:
         for key in ("shots", "queries", "target_labels"):
             if key in words and (not isinstance(words[key], int) or words[key] < 0):
                 raise self.fail(f"{key} must be a whole number, zero or more", key)
+        if "select" in words and words["select"] not in REGIMES:
+            raise self.fail(
+                f"select {words['select']!r} is no selection regime: choose one of {', '.join(REGIMES)}",
+                words["select"],
+            )
+        if "val_images" in words and (not isinstance(words["val_images"], int) or words["val_images"] < 1):
+            raise self.fail("val_images must be a whole number of at least 1", "val_images")
+        if "val_images" in words and "select" not in words:
+            raise self.fail("val_images sizes the held-out images of a select regime: add select", "val_images")
         ways = words.get("ways")
         if ways is not None and ways != "all" and (not isinstance(ways, int) or ways < 2):
             raise self.fail('ways must be a whole number of at least 2, or "all"', "ways")

@@ -190,3 +190,23 @@ def test_every_section_is_in_both_formats():
     for title in ("Few-shot episodes", "Zero-shot, every test class at once", "Unsupervised domain adaptation"):
         assert f"## {title}" in render(runs, "md")
     assert render(runs, "csv").count("learner") == 3
+
+
+def test_validation_runs_are_kept_out_of_the_test_tables_and_listed_apart_best_first():
+    def run(i, mean, adapt, seed=0, split="val"):
+        return _run(
+            i, learner="finetune", dataset="digits", protocol="uda", ways=10, shots=0, queries=0, episodes=1600,
+            seed=seed, mean=mean, ci95=0.01, train_budget="3000steps", protocol_kind="images", source="mnist",
+            target="mnist-m", adaptation=adapt, unit="image", split=split,
+            selection=json.dumps({"regime": "training-domain"} if split == "val" else {}),
+            adaptation_hparams=json.dumps({"weight": 0.3} if i == 3 else {}),
+        )  # fmt: skip
+
+    runs = [run(1, 0.90, "none"), run(2, 0.95, "dann"), run(3, 0.97, "dann"), run(4, 0.52, "dann", split="test")]
+    text = render(runs, "md")
+    matrices_and_tests, validation = text.split("## Model selection: validation runs")
+    assert "95.00" not in matrices_and_tests and "97.00" not in matrices_and_tests and "52.00" in matrices_and_tests
+    rows = [line for line in validation.splitlines() if line.startswith("| digits/uda")]
+    assert [r.split(" | ")[4] for r in rows] == ["finetune + dann (dann.weight=0.3)", "finetune + dann", "finetune"]
+    assert all(" | training-domain | 1600 images | 3000steps | " in r for r in rows)
+    assert "from 4 recorded runs" in text

@@ -10,6 +10,7 @@ import pytest
 from conftest import REPO
 from fewshot.core.errors import FewshotError
 from fewshot.core.registry import names
+from fewshot.run.job import Job
 from fewshot.sweep import grid as grids
 
 GRIDS = sorted((REPO / "leaderboard" / "grids").glob("*.toml"))
@@ -137,3 +138,18 @@ def test_the_readmes_example_grid_reads():
         ("maml", "one_step"),
     }
     assert {j.shots for j in jobs} == {1, 5} and {j.seed for j in jobs} == {0}
+
+
+def test_a_cell_may_name_a_selection_regime_and_a_wrong_one_is_refused_at_its_line(tmp_path):
+    path = tmp_path / "select.toml"
+    path.write_text(
+        'learners = ["finetune"]\n[[cell]]\ndataset = "digits"\nselect = ["training-domain", "oracle"]\n'
+        'val_images = 500\n[tier.smoke]\nbudget = "5steps"\n'
+    )
+    jobs = grids.load(path).jobs("smoke")
+    assert [(j.select, j.val_images) for j in jobs] == [("training-domain", 500), ("oracle", 500)]
+    assert "--select oracle --val-images 500" in jobs[1].command()
+    assert len({j.key(None) for j in jobs}) == 2 and jobs[0].key(None) != Job("finetune", "digits").key(None)
+    path.write_text('learners = ["finetune"]\n[[cell]]\ndataset = "digits"\nselect = "test"\n')
+    with pytest.raises(FewshotError, match=rf"^{path}:4: select 'test' is no selection regime"):
+        grids.load(path)
