@@ -10,7 +10,13 @@ Steps alternate between the variants in rounds, so drifts in machine load fall o
 is the median over rounds. AutoDIAL, which inserts alignment layers into a network without batch norm
 and replaces the batch norm of one that has it, is also timed on the batch-norm LeNet against that
 network's reference; the goal is judged there (its layers against the batch norm they replace), and
-``batch_norm_cost`` shows what normalisation layers cost the plain network. Prints one JSON line, last.
+``batch_norm_cost`` shows what normalisation layers cost the plain network.
+
+How fast the step could be: each variant's floating-point operations per step are counted by torch's
+``FlopCounterMode`` (forward and backward: about 21 MFLOP per image for Ganin's LeNet), and the machine's
+limit is the rate of a large single-precision matrix product on the same threads, measured in the same run
+(the kernel that convolutions are lowered to, at its most efficient). ``fraction_of_limit`` is each
+variant's rate over that limit. Prints one JSON line, last.
 """
 
 import argparse
@@ -30,7 +36,7 @@ from fewshot.run.training import Budget
 
 def build(setup, variant):
     name, _, network = variant.partition("@")  # "@lenet-bn": on the digit network with batch norm
-    overrides = {"network": network} if network else {}
+    overrides = {"backbone": network} if network else {}
     learner = experiment.build(
         experiment.make_setup("finetune", overrides, setup.bench, setup.cell), torch.device("cpu")
     )
@@ -40,6 +46,28 @@ def build(setup, variant):
     output, extracted = experiment.feature_widths(learner.backbone, learner.task.image_shape)
     adaptation = method(output, learner.task.train_classes, dict(method.hparams), 1000, extracted=extracted)
     return Adapted(learner, name, adaptation, 64)
+
+
+def step_flops(learner, batch, name: str) -> float:
+    """Floating-point operations of one training step (forward, backward and the optimiser's update)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        learner.train_step(batch.source if name.startswith("source-only") else batch)
+    return float(counter.get_total_flops())
+
+
+def matmul_rate(size: int = 1024, repeats: int = 20) -> float:
+    """Floating-point operations per second of a square single-precision matrix product (median of ``repeats``)."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    for _ in range(3):
+        a @ b
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        seconds.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(seconds)
 
 
 def main() -> None:
@@ -70,6 +98,9 @@ def main() -> None:
             if round_:  # the first round warms up
                 times[name].append((time.perf_counter() - start) / 10)
     median = {name: statistics.median(values) for name, values in times.items()}
+    flops = {name: step_flops(learners[name], batches(0), name) for name in variants}
+    limit = matmul_rate()
+    rate = {name: flops[name] / median[name] for name in variants}
     reference = median["forwarded"]
     overhead = {k: round(median[k] / reference - 1, 3) for k in methods}
     # AutoDIAL's layers are the network's normalisation: against the same network with plain batch norm they
@@ -90,6 +121,10 @@ def main() -> None:
                 "batch_norm_cost": round(median["forwarded@lenet-bn"] / reference - 1, 3),
                 "worst": max(judged, key=lambda k: judged[k]),
                 "within_30_percent": all(v <= 0.30 for v in judged.values()),
+                "mflop_per_step": {k: round(v / 1e6, 1) for k, v in flops.items()},
+                "gflop_per_s": {k: round(v / 1e9, 1) for k, v in rate.items()},
+                "matmul_gflop_per_s": round(limit / 1e9, 1),
+                "fraction_of_limit": {k: round(v / limit, 3) for k, v in rate.items()},
             }
         )
     )

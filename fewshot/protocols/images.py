@@ -10,7 +10,7 @@ the seed, so two runs pair image by image.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -82,6 +82,27 @@ class Images(Protocol):
                 f"{cell.dataset}/{cell.protocol} scores target images with: choose a learner "
                 f"that implements classify (see `fewshot learners`)"
             )
+
+    def validator(self, setup: Setup, learner: Learner, device: torch.device) -> Callable[[], float] | None:
+        """Accuracy on the validation images during training, where the benchmark has them (a selection view's
+        held-out images, ``--select training-domain`` or ``oracle``): the learning curve its checkpoint keeps."""
+        split = setup.bench.split("val")
+        if split is None:
+            return None
+        import torch
+
+        from fewshot.core.sampler import ImagePool
+        from fewshot.run.evaluation import predicted_classes
+
+        items, rows = ImagePool(setup.bench.data, split).items()
+
+        def accuracy() -> float:
+            learner.eval()
+            with torch.no_grad():
+                predicted = predicted_classes(learner.classify, setup.bench.data, items, BATCH, device)
+            return float((predicted == rows).mean())
+
+        return accuracy
 
     def wants_sides(self, cell: Cell) -> bool:
         return False  # no support set, but the classes are the training classes, known by their labels

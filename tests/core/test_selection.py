@@ -137,7 +137,10 @@ def test_a_selection_run_never_reads_a_test_image(
         assert cell.split == "val"
         setup = experiment.make_setup(learner, {}, bench, cell, adapt=adapt)
         trained = experiment.ensure_trained(setup, Budget(steps=steps), CPU, out=tmp_path / out, progress=False)
-        return experiment.evaluate_setup(setup, trained.learner, CPU).accuracies
+        accuracies = experiment.evaluate_setup(setup, trained.learner, CPU).accuracies
+        if dataset == "digits":  # the validation images are scored during training too: the learning curve
+            assert trained.outcome is not None and trained.outcome.history[-1]["val_acc"] == accuracies.mean()
+        return accuracies
 
     clean, dirty = run(False, "clean.pt"), run(True, "poisoned.pt")
     assert np.array_equal(clean, dirty)
