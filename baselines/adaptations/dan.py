@@ -12,31 +12,32 @@ output alone.
 Deviations: the kernels are weighted equally (the paper learns the weights by
 a quadratic program per step); MMD is the biased quadratic-time estimate on
 the batch (the paper uses the unbiased linear-time one); and its weight rises
-from 0 to ``weight`` by Ganin et al.'s schedule, because training here starts
-from a random network, not a pretrained one: at full weight from the first
-step, the MMD term (the domains' features are far apart at random
-initialisation) drowned the classification loss and the features collapsed
-(MNIST -> MNIST-M: chance accuracy after 300 steps).
+from 0 to ``weight`` by Ganin et al.'s schedule (``warmup`` ganin; ``none``:
+the paper's constant weight), because training here starts from a random
+network, not a pretrained one. ``layers`` output+logits adapts the last hidden
+layer and the logits, output the last hidden layer alone.
 """
 
 from __future__ import annotations
 
 import torch
 
-from fewshot.core.adaptation import Adaptation, Features, ganin_lambda, kernel_family, mmd
+from fewshot.core.adaptation import Adaptation, Features, kernel_family, mmd, warmup
 
 
 class DAN(Adaptation):
     paper = "Long et al. 2015, Learning Transferable Features with Deep Adaptation Networks"
-    hparams = {"weight": 1.0, "kernels": 5, "multiplier": 2.0}
+    hparams = {"weight": 1.0, "kernels": 5, "multiplier": 2.0, "warmup": "ganin", "layers": "output+logits"}
     hparam_ranges = {"weight": "[0, 1000]", "kernels": "[1, 64]", "multiplier": "(0, 100]"}
+    # warmup none: the paper's constant weight from the first step; layers output: the last hidden layer alone
+    hparam_choices = {"warmup": ("ganin", "none"), "layers": ("output+logits", "output")}
 
     def loss(
         self, source: Features, target: Features, progress: float, labelled: Features | None = None
     ) -> torch.Tensor:
         layers = [(source.output, target.output)]
-        if source.logits is not None:
+        if source.logits is not None and self.hp["layers"] == "output+logits":
             assert target.logits is not None, "both domains pass through the same backbone and head"
             layers.append((source.logits, target.logits))
         total = sum(mmd(s, t, kernel_family(s, t, self.hp["kernels"], self.hp["multiplier"])) for s, t in layers)
-        return self.hp["weight"] * ganin_lambda(progress) * total
+        return self.hp["weight"] * warmup(self.hp["warmup"], progress) * total

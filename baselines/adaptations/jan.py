@@ -5,7 +5,7 @@ features and the classifier's softmax outputs in the two domains, under the
 product of a kernel on each (a family of five Gaussian kernels on the features,
 one Gaussian of variance 1.68 on the softmax outputs, as in the authors'
 code). Its weight rises from 0 to ``weight`` by Ganin et al.'s schedule, the
-progressive training the paper uses.
+progressive training the paper uses (``warmup`` none: constant from the start).
 
 Deviation: the biased quadratic-time estimate on the batch (the paper also
 gives a linear-time one).
@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import torch
 
-from fewshot.core.adaptation import Adaptation, Features, ganin_lambda, joint_mmd, kernel_family
+from fewshot.core.adaptation import Adaptation, Features, joint_mmd, kernel_family, warmup
 
 
 class JAN(Adaptation):
     paper = "Long et al. 2017, Deep Transfer Learning with Joint Adaptation Networks"
-    hparams = {"weight": 1.0, "kernels": 5, "multiplier": 2.0, "softmax_variance": 1.68}
+    hparams = {"weight": 1.0, "kernels": 5, "multiplier": 2.0, "softmax_variance": 1.68, "warmup": "ganin"}
+    hparam_choices = {"warmup": ("ganin", "none")}  # none: a constant weight from the first step
     hparam_ranges = {
         "weight": "[0, 1000]",
         "kernels": "[1, 64]",
@@ -38,4 +39,4 @@ class JAN(Adaptation):
         discrepancy = joint_mmd(
             [source.output, source.logits.softmax(1)], [target.output, target.logits.softmax(1)], [features, outputs]
         )
-        return self.hp["weight"] * ganin_lambda(progress) * discrepancy
+        return self.hp["weight"] * warmup(self.hp["warmup"], progress) * discrepancy

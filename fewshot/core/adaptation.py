@@ -110,6 +110,11 @@ def ganin_lambda(progress: float, gamma: float = 10.0) -> float:
     return 2.0 / (1.0 + torch.exp(torch.tensor(-gamma * progress)).item()) - 1.0
 
 
+def warmup(schedule: str, progress: float) -> float:
+    """An adaptation weight's factor at ``progress``: Ganin et al.'s rise from 0 to 1 ("ganin"), or 1 ("none")."""
+    return ganin_lambda(progress) if schedule == "ganin" else 1.0
+
+
 def gaussian_kernel_mean(x: torch.Tensor, y: torch.Tensor, bandwidths: torch.Tensor) -> torch.Tensor:
     """Mean over ``bandwidths`` (variances) of Gaussian kernels exp(-|x_i - y_j|^2 / (2 s)), [len(x), len(y)]:
     Long et al.'s multi-kernel, a convex combination of the family, here with equal weights."""

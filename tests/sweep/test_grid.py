@@ -123,7 +123,7 @@ def test_a_standard_grid_is_found_by_its_name_and_an_unknown_name_lists_them():
     found = grids.load("glyphs").path  # in the installed package: the repository's file, copied
     assert (found.parent.name, found.name) == ("grids", "glyphs.toml")
     assert found.read_text() == (REPO / "leaderboard" / "grids" / "glyphs.toml").read_text()
-    with pytest.raises(FewshotError, match="digits-uda, glyphs, omniglot, zero-shot"):
+    with pytest.raises(FewshotError, match="digits-select, digits-uda, glyphs, omniglot-select, omniglot, zero-shot"):
         grids.load("glyph")
 
 
