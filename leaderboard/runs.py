@@ -59,6 +59,12 @@ def label(run: dict[str, Any]) -> str:
     return shown + (f" ({', '.join(changed)})" if changed else "")
 
 
+def chosen_on(run: dict[str, Any]) -> str:
+    """The regimes that chose the defaults a run kept (``training-domain``, ``oracle``, ``val-classes``), or ""."""
+    defaults = as_dict(run.get("selection")).get("defaults") or {}
+    return ", ".join(sorted({str(how).split(":", 1)[0] for how in defaults.values()}))
+
+
 def shift(run: dict[str, Any]) -> str:
     """``source → target`` for a run across a domain shift, else empty."""
     return f"{run['source']} → {run['target']}" if run.get("source") else ""

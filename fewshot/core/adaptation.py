@@ -44,6 +44,7 @@ class Adaptation(nn.Module):
     hparams: ClassVar[Mapping[str, Any]] = {}
     hparam_choices: ClassVar[Mapping[str, tuple]] = {}
     hparam_ranges: ClassVar[Mapping[str, str]] = {}  # as a learner's: name -> "[0, 1000]"
+    chosen_on: ClassVar[Mapping[str, str]] = {}  # as a learner's: defaults chosen on validation data, and how
     # False for methods that leave training alone (AdaBN): they reuse the source-only checkpoint.
     changes_training: ClassVar[bool] = True
     # Methods whose loss reads the classifier's outputs need a learner with a head over its training classes.

@@ -97,6 +97,9 @@ class Learner(nn.Module):
     recorded_defaults: ClassVar[Mapping[str, Any]] = {}
     # Former names of renamed hyperparameters -> their names now: runs recorded the former; --hp says the new one.
     renamed_hparams: ClassVar[Mapping[str, str]] = {}
+    # Defaults chosen on validation data: name -> how ("training-domain: runs 260-270"); a run records those its
+    # command left to the default (``fewshot.core.selection``). A default taken from the paper needs no entry.
+    chosen_on: ClassVar[Mapping[str, str]] = {}
     # Hyperparameters read only by predict: they may differ from a checkpoint's.
     eval_hparams: ClassVar[frozenset[str]] = frozenset()
     # Which fields of the benchmark cell training depends on (others reuse one checkpoint).

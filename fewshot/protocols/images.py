@@ -178,7 +178,7 @@ class Images(Protocol):
 
         from fewshot.core.stats import seed_interval
         from fewshot.leaderboard.papers import adaptation_paper
-        from fewshot.leaderboard.runs import label, latest
+        from fewshot.leaderboard.runs import chosen_on, label, latest
 
         groups: dict[tuple, list[dict[str, Any]]] = {}
         for run in latest(runs):
@@ -212,6 +212,8 @@ class Images(Protocol):
                     "seeds": ", ".join(f"{v:.2f}" for v in values),
                     "published": f"{paper[0]:g} ({paper[1]})" if paper else "",
                     "training": budget or "none",
+                    "defaults chosen on": ", ".join(sorted({chosen_on(r) for r in group} - {""}))
+                    or "papers' or untuned",
                     "device": ", ".join(sorted({r.get("device") or "?" for r in group})),
                     "runs": ", ".join(str(r["id"]) for r in group),
                     "_sort": (source, target, protocol, method != "none", -values.mean()),

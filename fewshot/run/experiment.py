@@ -752,6 +752,21 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def selection_record(setup: Setup) -> dict[str, Any]:
+    """How the run's settings were chosen: the regime of a validation run, what ``prepare`` chose on val, and the
+    defaults the learner and the adaptation method declare chosen on validation data that the run left as they are."""
+    record = {"regime": setup.bench.selection, **setup.selection} if setup.bench.selection else dict(setup.selection)
+    defaults = {k: how for k, how in setup.cls.chosen_on.items() if k not in setup.overrides}
+    method = setup.adapt_cls
+    if method is not None:  # the method's own overrides are resolved into adapt_hp: a default is a default's value
+        defaults |= {
+            f"{setup.adapt}.{k}": how
+            for k, how in method.chosen_on.items()
+            if setup.adapt_hp.get(k) == method.hparams[k]
+        }
+    return record | ({"defaults": defaults} if defaults else {})
+
+
 def run_record(setup: Setup, trained: Trained, result: EvalResult, device: torch.device) -> dict[str, Any]:
     """The store's row for a run: the cell, the learner's configuration, the scores and where they came from."""
     from fewshot.records.provenance import provenance
@@ -776,7 +791,7 @@ def run_record(setup: Setup, trained: Trained, result: EvalResult, device: torch
         "adaptation": setup.adapt,
         "adaptation_hparams": setup.adapt_hp,
         "target_labels": setup.target_labels,
-        "selection": {"regime": setup.bench.selection, **setup.selection} if setup.bench.selection else setup.selection,
+        "selection": selection_record(setup),
         "backbone": learner.network_name(),
         "transductive": int(learner.transductive),
         "protocol_note": learner.protocol_note,

@@ -210,3 +210,6 @@ def test_validation_runs_are_kept_out_of_the_test_tables_and_listed_apart_best_f
     assert [r.split(" | ")[4] for r in rows] == ["finetune + dann (dann.weight=0.3)", "finetune + dann", "finetune"]
     assert all(" | training-domain | 1600 images | 3000steps | " in r for r in rows)
     assert "from 4 recorded runs" in text
+    frame = _section([runs[3], {**runs[3], "id": 5, "seed": 1, "selection": '{"defaults": {"dann.weight": "oracle: 2"}}'}],
+                     "Unsupervised domain adaptation")  # fmt: skip
+    assert frame.iloc[0]["defaults chosen on"] == "oracle"  # the test figure says which regime chose its settings

@@ -136,3 +136,20 @@ def test_a_device_this_suite_does_not_run_on_is_refused_before_any_work(name):
         pytest.skip("this machine has an eighth GPU")
     with pytest.raises(FewshotError, match=r"--device"):
         resolve_device(name)
+
+
+def test_a_run_records_the_defaults_chosen_on_validation_that_it_left_as_they_are(glyphs, monkeypatch):
+    from fewshot.baselines.adaptations.coral import DeepCORAL
+    from fewshot.baselines.protonet import ProtoNet
+
+    monkeypatch.setattr(ProtoNet, "chosen_on", {"lr": "val-classes: runs 1-2", "hidden": "val-classes: run 3"})
+    monkeypatch.setattr(DeepCORAL, "chosen_on", {"weight": "oracle: runs 4-5"})
+    cell = experiment.resolve_cell(glyphs, 5, 1, None, 20, 0)
+    setup = experiment.make_setup("protonet", {"hidden": "32"}, glyphs, cell)
+    assert experiment.selection_record(setup) == {"defaults": {"lr": "val-classes: runs 1-2"}}
+    digits = experiment.open_benchmark("digits", "uda")
+    image_cell = experiment.resolve_cell(digits)
+    adapted = experiment.make_setup("finetune", {}, digits, image_cell, adapt="coral")
+    assert experiment.selection_record(adapted) == {"defaults": {"coral.weight": "oracle: runs 4-5"}}
+    changed = experiment.make_setup("finetune", {"coral.weight": "3"}, digits, image_cell, adapt="coral")
+    assert experiment.selection_record(changed) == {}
