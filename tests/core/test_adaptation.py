@@ -74,3 +74,16 @@ def test_coral_is_zero_for_equal_covariances_and_positive_otherwise():
     stretched = x * torch.tensor([1.0, 1, 1, 1, 1, 3])
     expected = (torch.cov(x.T) - torch.cov(stretched.T)).pow(2).sum() / (4 * 36)
     assert torch.isclose(coral(x, stretched), expected) and float(expected) > 0
+
+
+def test_the_linear_time_mmd_estimate_is_unbiased_and_near_the_quadratic_one_on_large_samples():
+    from fewshot.core.adaptation import linear_mmd, mmd
+
+    generator = torch.Generator().manual_seed(0)
+    widths = torch.tensor([1.0, 2.0, 4.0])
+    same = [linear_mmd(torch.randn(200, 3, generator=generator), torch.randn(200, 3, generator=generator), widths)
+            for _ in range(200)]  # fmt: skip
+    assert abs(float(torch.stack(same).mean())) < 0.01  # unbiased: zero in expectation when the domains agree
+    source, target = torch.randn(4000, 3, generator=generator), torch.randn(4000, 3, generator=generator) + 1.0
+    assert torch.isclose(linear_mmd(source, target, widths), mmd(source[:1000], target[:1000], widths), rtol=0.15)
+    assert linear_mmd(source[:7], target[:9], widths).isfinite()  # odd and unequal sizes are cut to a common even one
