@@ -92,10 +92,12 @@ def view(bench: Benchmark, regime: str, val_images: int | None = None) -> Benchm
         keep = splits.get("target_labelled") if regime == "oracle" else None  # --target-labels keep their images
         validation = held_out(bench, pool, val_images, f"--select {regime}", avoid=keep)
         assert pool.image_mask is not None and validation.image_mask is not None, "held_out checks both"
-        splits[pool_role] = pool.restricted(~validation.image_mask)
+        splits[pool_role] = remaining = pool.restricted(~validation.image_mask)
+        assert remaining.image_mask is not None, "restricted keeps a mask"
         which = "source training" if regime == "training-domain" and bench.source else "training"
         which = "target training" if regime == "oracle" else which
-        note = f"scored on {int(validation.image_mask.sum())} {which} images held out from training"
+        held, kept = int(validation.image_mask.sum()), int(remaining.image_mask.sum())
+        note = f"scored on {held} {which} images held out from training, which keeps the other {kept}"
     splits["val"] = splits["test"] = validation
     return dataclasses.replace(
         bench,
@@ -103,7 +105,9 @@ def view(bench: Benchmark, regime: str, val_images: int | None = None) -> Benchm
         fixed={},
         selection=regime,
         selection_train="train",
-        notes=f"{bench.notes}; --select {regime}: {note}" if bench.notes else f"--select {regime}: {note}",
+        notes=f"{bench.notes}; instead, under --select {regime}: {note}"
+        if bench.notes
+        else f"--select {regime}: {note}",
     )
 
 
