@@ -321,7 +321,7 @@ def paper_values() -> list[tuple[float, set[str]]]:
         values += [(v, {_first_word(system), "Santoro"}) for system, by_k in presentations for v in by_k.values()]
     for (learner, _), by_protocol in papers.ZERO_SHOT_ACCURACY.items():
         values += [(v, {learner, "Xian"}) for figures in by_protocol.values() for v in figures.values()]
-    for by_method in papers.ADAPTATION_ACCURACY.values():
+    for by_method in [*papers.ADAPTATION_ACCURACY.values(), *papers.SECOND_ADAPTATION_ACCURACY.values()]:
         values += [(value, {method, _first_word(citation)}) for method, (value, citation) in by_method.items()]
     return values
 

@@ -177,7 +177,7 @@ class Images(Protocol):
         import pandas as pd
 
         from fewshot.core.stats import seed_interval
-        from fewshot.leaderboard.papers import adaptation_paper
+        from fewshot.leaderboard.papers import adaptation_references
         from fewshot.leaderboard.runs import chosen_on, label, latest
 
         groups: dict[tuple, list[dict[str, Any]]] = {}
@@ -200,7 +200,8 @@ class Images(Protocol):
                 accuracy = f"{values.mean():.2f} ± {seed_interval(values):.2f}"
             else:
                 accuracy = f"{values[0]:.2f} ± {100 * group[0]['ci95']:.2f}"
-            paper = None if "(" in shown else adaptation_paper(protocol, source, target, method)  # papers' settings
+            # the papers' settings only: an entry with a changed hyperparameter is not their cell
+            references = [] if "(" in shown else adaptation_references(protocol, source, target, method)
             table.append(
                 {
                     "dataset": dataset,
@@ -210,7 +211,9 @@ class Images(Protocol):
                     "learner": shown,
                     "accuracy % (mean over seeds ± 95%)": accuracy,
                     "seeds": ", ".join(f"{v:.2f}" for v in values),
-                    "published": f"{paper[0]:g} ({paper[1]})" if paper else "",
+                    "published": "; ".join(
+                        f"{figure.removeprefix('accuracy ').rstrip('%')} ({who})" for who, figure in references
+                    ),
                     "training": budget or "none",
                     "defaults chosen on": ", ".join(sorted({chosen_on(r) for r in group} - {""}))
                     or "papers' or untuned",
