@@ -26,6 +26,10 @@ def run_line(run: dict[str, Any]) -> str:
     )
     if run.get("train_budget") == "0steps":  # --allow-untrained: the network as initialised
         line += "  untrained"
+    if run.get("split", "test") != "test":  # a validation run (--select): not a test figure
+        selection = run.get("selection") or {}
+        selection = json.loads(selection) if isinstance(selection, str) else selection
+        line += f"  {run['split']} split" + (f" (--select {selection['regime']})" if selection.get("regime") else "")
     if run.get("superseded"):
         line += f"  superseded: {run['superseded']['why']}"
     return line

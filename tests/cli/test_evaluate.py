@@ -53,3 +53,5 @@ def test_a_selection_run_is_recorded_as_a_validation_run_with_its_regime(capfd, 
     run = ResultsStore(results).runs()[0]
     assert run["split"] == "val" and run["episodes"] == 500
     assert as_dict(run["selection"])["regime"] == "oracle"
+    code, out, err = run_main(capfd, "runs", "--results", str(results))
+    assert code == 0 and out.rstrip().endswith("val split (--select oracle)"), out

@@ -166,7 +166,9 @@ def test_domain_adaptation_runs_are_summarised_over_seeds_beside_the_papers_figu
     assert source_only["accuracy % (mean over seeds ± 95%)"] == f"52.00 ± {4.303 * 2.0 / 3**0.5:.2f}"  # t(2) sd/√3
     assert source_only["seeds"] == "50.00, 54.00, 52.00" and source_only["published"].startswith("52.25")
     assert frame[frame["method"] == "dann"].iloc[0]["published"].startswith("76.66")
-    assert "; 56.6 (Bousmalis et al. 2016, Table 1; chosen on 1,000 labelled MNIST-M images)" in source_only["published"]
+    assert (
+        "; 56.6 (Bousmalis et al. 2016, Table 1; chosen on 1,000 labelled MNIST-M images)" in source_only["published"]
+    )
     assert frame[frame["protocol"] == "target-only"].iloc[0]["published"].startswith("95.96")
     assert frame[frame["runs"] == "6"].iloc[0]["published"] == ""  # not the paper's network
     assert source_only["device"] == "NVIDIA H100, cpu"  # a seed's figure depends on the device: both are shown
