@@ -27,6 +27,9 @@ Protocols (``--source`` / ``--target``, default MNIST -> MNIST-M):
   training images with their labels, scored on the same target test images.
 
 Both use Ganin et al.'s small digit network (``fewshot.core.backbones.LeNet``).
+``Benchmark.pixel_mean`` is the per-channel mean of the training images (of both
+domains under ``uda``), which Ganin et al. subtract from the input (``--hp
+centre=on`` of the fine-tuning learner).
 """
 
 from __future__ import annotations
@@ -203,6 +206,7 @@ class Digits(Dataset):
             splits["target"] = images(pools[target])
         if target_labels:
             splits["target_labelled"] = images(labelled_subset(data.labels.numpy(), pools[target], target_labels))
+        trained_on = np.concatenate([pools[source], pools[target]]) if protocol == "uda" else pools[target]
         sizes = f"{len(pools[source])} {source} / {len(pools[target])} {target} training images"
         note = (
             f"{protocol}: {source} -> {target}, {sizes}{' (sampled as in Tzeng et al. 2017)' if sampled else ''}; "
@@ -218,7 +222,16 @@ class Digits(Dataset):
             source=source,
             target=target,
             evaluation="images",
+            pixel_mean=pixel_mean(data, trained_on),
         )
+
+
+def pixel_mean(data: ClassImages, rows: np.ndarray) -> tuple[float, ...]:
+    """The per-channel mean in [0, 1] of the images ``rows`` (the training images of both domains): what Ganin et
+    al. subtract from the network's input ("mean subtraction"), never computed over a test image."""
+    sums = data.images[torch.as_tensor(rows)].sum((0, 2, 3), dtype=torch.float64)
+    pixels = len(rows) * data.images.shape[2] * data.images.shape[3]
+    return tuple(round(float(v) / pixels / 255.0, 6) for v in sums)
 
 
 def _training_pool(data: ClassImages, domain: str, count: int | None) -> np.ndarray:

@@ -61,8 +61,19 @@ class LeNet(nn.Module):
     Four ``blocks`` like :class:`Conv4`, so partly frozen fine-tuning and the transfer study cut it alike.
     """
 
-    def __init__(self, in_channels: int = 1, image_size: int = 28, hidden: int = 100, batch_norm: bool = False):
+    def __init__(
+        self,
+        in_channels: int = 1,
+        image_size: int = 28,
+        hidden: int = 100,
+        batch_norm: bool = False,
+        pixel_mean: tuple[float, ...] = (),
+    ):
         super().__init__()
+        # Ganin et al.'s preprocessing, "mean subtraction": a constant, so not in the state dict (a checkpoint
+        # holds the weights alone, and the benchmark gives the mean again)
+        mean = torch.tensor(pixel_mean, dtype=torch.float32).view(1, -1, 1, 1) if pixel_mean else torch.zeros(0)
+        self.register_buffer("pixel_mean", mean, persistent=False)
         side = ((image_size - 4) // 2 - 4) // 2
         norm2d = (lambda c: nn.BatchNorm2d(c)) if batch_norm else (lambda c: nn.Identity())
         norm1d = (lambda c: nn.BatchNorm1d(c)) if batch_norm else (lambda c: nn.Identity())
@@ -74,13 +85,20 @@ class LeNet(nn.Module):
         )
         self.output_features = hidden
 
+    pixel_mean: torch.Tensor  # a buffer: [1, C, 1, 1], or empty for none
+
     # Where Ganin et al.'s feature extractor ends (the convolutions): their domain classifier reads it.
     extractor_end = "blocks.1"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(x)
+        return self.blocks(self.centred(x))
+
+    def centred(self, x: torch.Tensor) -> torch.Tensor:
+        return x - self.pixel_mean if self.pixel_mean.numel() else x
 
     def features(self, x: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        if start == 0:
+            x = self.centred(x)
         for block in self.blocks[start:stop]:
             x = block(x)
         return x
@@ -197,11 +215,13 @@ class ResNet12(nn.Module):
 NETWORKS = ("conv4", "resnet12", "lenet", "lenet-bn")
 
 
-def make_backbone(network: str, image_shape: tuple[int, ...], hidden: int = 64) -> tuple[Conv4 | ResNet12 | LeNet, int]:
+def make_backbone(
+    network: str, image_shape: tuple[int, ...], hidden: int = 64, pixel_mean: tuple[float, ...] = ()
+) -> tuple[Conv4 | ResNet12 | LeNet, int]:
     """A backbone and its output width: Conv-4 (``hidden`` filters), ResNet-12, the digit LeNet, or LeNet with
-    batch norm."""
+    batch norm; the LeNets subtract ``pixel_mean`` from their input where it is given."""
     if network in ("lenet", "lenet-bn"):
-        net = LeNet(image_shape[0], image_shape[-1], batch_norm=network == "lenet-bn")
+        net = LeNet(image_shape[0], image_shape[-1], batch_norm=network == "lenet-bn", pixel_mean=pixel_mean)
         return net, net.output_features
     if network == "resnet12":
         return ResNet12(image_shape[0]), ResNet12.output_dim(image_shape)

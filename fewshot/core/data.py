@@ -367,6 +367,9 @@ class Benchmark:
     # the training classes); "" lets the words choose (ways and shots: episodes; --ways all: every class).
     evaluation: str = ""
     default_queries: int = 15  # fewer where a domain holds few images of a class (glyph font families)
+    # The per-channel mean (in [0, 1]) of the training images, where the protocol's papers subtract it from the
+    # network's input (Ganin et al.'s digit shifts: ``TaskSpec.pixel_mean``); () where they do not.
+    pixel_mean: tuple[float, ...] = ()
     # The model-selection regime this benchmark is a view for (``fewshot.core.selection``): its ``test`` split is
     # then validation data, and no split holds a test image or class; "" for the benchmark itself.
     selection: str = ""

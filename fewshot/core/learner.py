@@ -57,6 +57,9 @@ class TaskSpec:
     side: str = ""  # the class descriptions episodes carry ("attributes", "text"), "" for none
     side_dim: int = 0
     network: str = "conv4"  # the benchmark's backbone for learners that take it from there ("lenet" for digits)
+    # Per-channel mean of the benchmark's training images in [0, 1], where its papers subtract it from the input
+    # (Ganin et al.'s digit shifts); () elsewhere.
+    pixel_mean: tuple[float, ...] = ()
 
 
 def natural_images(task: TaskSpec) -> bool:

@@ -188,6 +188,7 @@ class Setup:
             self.cell.side,
             0 if self.side is None else int(self.side.shape[1]),
             self.bench.network,
+            self.bench.pixel_mean,
         )
 
     def training_config(self, budget: Budget) -> dict[str, Any]:

@@ -91,3 +91,30 @@ def test_labelled_target_images_are_a_balanced_seeded_subset_of_the_target_pool(
     assert counts.max() - counts.min() <= 1
     with pytest.raises(FewshotError, match="--target-labels 5000: the target domain has 1800"):
         open_benchmark("digits", "uda", data_root, source="mnist", target="usps", target_labels=5000)
+
+
+def test_the_pixel_mean_is_the_training_images_of_both_domains_and_the_lenet_subtracts_it_when_asked(data_root):
+    from fewshot.core.backbones import LeNet
+    from fewshot.core.sampler import ImagePool
+    from fewshot.run import experiment
+
+    bench = experiment.open_benchmark("digits", "uda", data_root)
+    rows = np.concatenate([ImagePool(bench.data, bench.splits[r]).items()[0] // 4 for r in ("train", "target")])
+    expected = bench.data.images[torch.as_tensor(rows)].double().mean((0, 2, 3)) / 255
+    assert np.allclose(bench.pixel_mean, expected.numpy(), atol=1e-6)
+    test = ImagePool(bench.data, bench.splits["test"]).items()[0] // 4
+    assert not np.isin(test, rows).any()  # never a test image
+    only = experiment.open_benchmark("digits", "target-only", data_root)
+    assert only.pixel_mean != bench.pixel_mean and len(only.pixel_mean) == 3
+    plain, centred = LeNet(3, 28), LeNet(3, 28, pixel_mean=bench.pixel_mean)
+    centred.load_state_dict(plain.state_dict())  # the mean is no weight: the same checkpoint serves both
+    x = torch.rand(4, 3, 28, 28)
+    shifted = x - torch.tensor(bench.pixel_mean, dtype=torch.float32).view(1, 3, 1, 1)
+    assert torch.equal(centred(x), plain(shifted)) and torch.equal(
+        centred.features(x, 0, 2), plain.features(shifted, 0, 2)
+    )
+    setup = experiment.make_setup("finetune", {"centre": "on"}, bench, experiment.resolve_cell(bench))
+    learner = experiment.build(setup, torch.device("cpu"))
+    assert torch.equal(learner.backbone.pixel_mean.flatten(), torch.tensor(bench.pixel_mean, dtype=torch.float32))
+    default = experiment.build(experiment.make_setup("finetune", {}, bench, setup.cell), torch.device("cpu"))
+    assert default.backbone.pixel_mean.numel() == 0  # off until validation says otherwise
