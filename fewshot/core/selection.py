@@ -91,7 +91,7 @@ def view(bench: Benchmark, regime: str, val_images: int | None = None) -> Benchm
         pool = bench.required_split(pool_role)
         keep = splits.get("target_labelled") if regime == "oracle" else None  # --target-labels keep their images
         validation = held_out(bench, pool, val_images, f"--select {regime}", avoid=keep)
-        assert pool.image_mask is not None and validation.image_mask is not None, "held_out checks both"
+        assert validation.image_mask is not None, "held_out gives an image mask"
         splits[pool_role] = remaining = pool.restricted(~validation.image_mask)
         assert remaining.image_mask is not None, "restricted keeps a mask"
         which = "source training" if regime == "training-domain" and bench.source else "training"

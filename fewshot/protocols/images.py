@@ -215,8 +215,7 @@ class Images(Protocol):
                         f"{figure.removeprefix('accuracy ').rstrip('%')} ({who})" for who, figure in references
                     ),
                     "training": budget or "none",
-                    "defaults chosen on": ", ".join(sorted({chosen_on(r) for r in group} - {""}))
-                    or "papers' or untuned",
+                    "defaults chosen on": ", ".join(sorted({chosen_on(r) for r in group} - {""})) or "none recorded",
                     "device": ", ".join(sorted({r.get("device") or "?" for r in group})),
                     "runs": ", ".join(str(r["id"]) for r in group),
                     "_sort": (source, target, protocol, method != "none", -values.mean()),
