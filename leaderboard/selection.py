@@ -37,8 +37,8 @@ def selection_section(runs: list[dict[str, Any]]) -> Section | None:
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for run in latest([r for r in runs if is_validation(r)]):
         cell = "all classes" if run.get("ways") == "all" else f"{run['ways']}-way {run['shots']}-shot"
-        if run.get("protocol_kind") == "images":
-            cell = f"{run['episodes']} images"
+        if run.get("unit") not in (None, "episode"):  # scored unit by unit (images, classes): their number
+            cell = f"{run['episodes']} {run['unit']}s"
         comparison = (
             run["dataset"],
             run["protocol"],

@@ -94,6 +94,9 @@ class Protocol:
     flag_help: ClassVar[str] = ""  # non-empty: chosen with --KIND on the command line
     options: ClassVar[Mapping[str, tuple[int, str]]] = {}  # its own integer options: name -> (default, help)
     order: ClassVar[int] = 50  # where its section stands on the leaderboard
+    # Whether its cells score images of the training classes (domain adaptation), so that labelled training images
+    # held out from training can stand for its test images (``--select training-domain``, ``oracle``).
+    scores_training_classes: ClassVar[bool] = False
 
     # -- choosing the cell -------------------------------------------------------------------
     @classmethod

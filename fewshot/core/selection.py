@@ -17,7 +17,8 @@ domain adaptation's:
   ``trainval.txt`` holds the validation characters), and the validation classes
   are scored.
 * ``training-domain``: protocols that score images among the training classes
-  (domain adaptation's ``uda``, ``target-only``): a stratified ``val_images`` of
+  (``Protocol.scores_training_classes``: domain adaptation's ``uda`` and
+  ``target-only``): a stratified ``val_images`` of
   the labelled training images is held out from training and scored.
 * ``oracle``: the same protocols with target training images: a labelled target
   validation split is carved from the target *training* images (never from its
@@ -35,6 +36,7 @@ import dataclasses
 import numpy as np
 import torch
 
+from fewshot.core import registry
 from fewshot.core.data import Benchmark, Split
 from fewshot.core.errors import FewshotError
 
@@ -54,7 +56,7 @@ def offered(bench: Benchmark) -> tuple[str, ...]:
     regimes = []
     if bench.evaluation == "" and _disjoint_validation(bench):
         regimes.append("val-classes")
-    if bench.evaluation == "images":
+    if bench.evaluation and registry.protocol(bench.evaluation).scores_training_classes:
         regimes.append("training-domain")
         if bench.split("target") is not None:
             regimes.append("oracle")

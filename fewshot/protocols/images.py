@@ -42,6 +42,7 @@ class Images(Protocol):
     summary = "every target test image classified among the training classes (domain adaptation)"
     unit = "image"
     order = 30
+    scores_training_classes = True
 
     @classmethod
     def matches(cls, bench: Benchmark, words: Words) -> bool:
