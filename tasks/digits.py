@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from fewshot.core.data import Benchmark, ClassImages, ClassInfo, Split, cached, file_digest
 from fewshot.core.dataset import Dataset
 from fewshot.core.errors import FewshotError
+from fewshot.core.selection import classes_in_turn
 
 VERSION = 1
 SIZE = 28
@@ -245,9 +246,6 @@ def _training_pool(data: ClassImages, domain: str, count: int | None) -> np.ndar
 def labelled_subset(labels: np.ndarray, pool: np.ndarray, count: int) -> np.ndarray:
     """``count`` images of ``pool`` whose labels a method may use (``--target-labels``): a seeded draw that
     takes the classes in turn, so every class gets ``count // 10`` or one more."""
-    rng = np.random.default_rng(SAMPLE_SEED + 1)
-    by_class = [rng.permutation(pool[labels[pool] == digit]) for digit in range(10)]
     if count > len(pool):
         raise FewshotError(f"--target-labels {count}: the target domain has {len(pool)} training images")
-    chosen = [by_class[i % 10][i // 10] for i in range(count)]
-    return np.sort(np.array(chosen))
+    return np.sort(classes_in_turn(pool, labels[pool], count, np.random.default_rng(SAMPLE_SEED + 1)))

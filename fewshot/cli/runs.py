@@ -27,9 +27,10 @@ def run_line(run: dict[str, Any]) -> str:
     if run.get("train_budget") == "0steps":  # --allow-untrained: the network as initialised
         line += "  untrained"
     if run.get("split", "test") != "test":  # a validation run (--select): not a test figure
-        selection = run.get("selection") or {}
-        selection = json.loads(selection) if isinstance(selection, str) else selection
-        line += f"  {run['split']} split" + (f" (--select {selection['regime']})" if selection.get("regime") else "")
+        from fewshot.leaderboard.runs import as_dict
+
+        regime = as_dict(run.get("selection")).get("regime")
+        line += f"  {run['split']} split" + (f" (--select {regime})" if regime else "")
     if run.get("superseded"):
         line += f"  superseded: {run['superseded']['why']}"
     return line

@@ -128,18 +128,25 @@ def held_out(bench: Benchmark, pool: Split, count: int | None, option: str, avoi
             f"--val-images {count}: {option} holds out between {len(classes)} (one image of each class) and "
             f"{len(rows) - 1} of the {len(rows)} images it may use (fewer than all, so training keeps some)"
         )
-    rng = np.random.default_rng(HELD_OUT_SEED)
-    by_class = [rng.permutation(rows[labels == c]) for c in classes]
+    taken = classes_in_turn(rows, labels, count, np.random.default_rng(HELD_OUT_SEED))
+    mask = torch.zeros(len(bench.data.labels), dtype=torch.bool)
+    mask[torch.as_tensor(taken)] = True
+    return Split(pool.classes, pool.rotations, mask)
+
+
+def classes_in_turn(rows: np.ndarray, labels: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` of ``rows`` (whose classes are ``labels``), each class shuffled by ``rng`` in the order of its label,
+    then taken one image per class in turn, so that every class gets ``count // classes`` or one more; a class with
+    no image left is passed over."""
+    by_class = [rng.permutation(rows[labels == c]) for c in np.unique(labels)]
     taken: list[int] = []
     depth = 0
-    while len(taken) < count:  # classes in turn; a class with no image left is passed over
+    while len(taken) < count and any(depth < len(images) for images in by_class):
         for images in by_class:
             if depth < len(images) and len(taken) < count:
                 taken.append(int(images[depth]))
         depth += 1
-    mask = torch.zeros(len(bench.data.labels), dtype=torch.bool)
-    mask[torch.as_tensor(taken)] = True
-    return Split(pool.classes, pool.rotations, mask)
+    return np.array(taken, dtype=np.int64)
 
 
 def _image_rows(bench: Benchmark, split: Split) -> np.ndarray:
